@@ -1,0 +1,102 @@
+"""The agent's configuration, read once from the environment at start; a bad value names its variable."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+PREFIX = "ECS_ID_MAPPER_"
+LEGACY_SERVER_URL = "endpoint"  # the 2016 agent's variable; deployments still set it
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class ConfigError(ValueError):
+    """A variable is missing or malformed; the message starts with its name."""
+
+
+@dataclass(frozen=True)
+class Config:
+    server_url: str
+    token: str = ""
+    ecs_agent_url: str = "http://127.0.0.1:51678"
+    imds_url: str = "http://169.254.169.254"
+    poll_interval: float = 5.0
+    resync_interval: float = 600.0
+    spool_dir: Path | None = None
+    log_level: str = "INFO"
+    # Not in the environment: fixed choices that tests and the benchmark may override.
+    ecs_timeout: tuple[float, float] = (2.0, 10.0)
+    imds_timeout: tuple[float, float] = (1.0, 2.0)
+    server_timeout: tuple[float, float] = (5.0, 30.0)
+    flush_timeout: float = 10.0
+    backoff_base: float = 1.0
+    backoff_cap: float = 300.0
+    imds_retry_interval: float = 300.0
+    max_containers: int = 10_000
+    max_events: int = 50_000
+
+
+def _url(name: str, value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{name}: expected an http:// or https:// URL, got {value!r}")
+    return value.rstrip("/")
+
+
+def _seconds(name: str, value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ConfigError(f"{name}: expected a number of seconds, got {value!r}") from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigError(f"{name}: expected a positive number of seconds, got {value!r}")
+    return seconds
+
+
+def _spool_dir(name: str, value: str) -> Path:
+    path = Path(value)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot create {value!r}: {exc.strerror}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"{name}: {value!r} is not writable")
+    return path
+
+
+def load_config(environ: Mapping[str, str] | None = None) -> Config:
+    """The configuration in `environ` (default: the process environment); ConfigError for a bad value."""
+    env = os.environ if environ is None else environ
+
+    def get(key: str) -> str:
+        return env.get(PREFIX + key, "").strip()
+
+    settings: dict[str, object] = {}
+    server_url = get("SERVER_URL")
+    name = PREFIX + "SERVER_URL"
+    if not server_url and env.get(LEGACY_SERVER_URL, "").strip():
+        server_url, name = env[LEGACY_SERVER_URL].strip(), LEGACY_SERVER_URL
+    if not server_url:
+        raise ConfigError(f"{PREFIX}SERVER_URL: required (the URL of the ECS ID Mapper server)")
+    settings["server_url"] = _url(name, server_url)
+    settings["token"] = get("TOKEN")
+    for key, field in (("ECS_AGENT_URL", "ecs_agent_url"), ("IMDS_URL", "imds_url")):
+        if get(key):
+            settings[field] = _url(PREFIX + key, get(key))
+    for key, field in (("POLL_INTERVAL", "poll_interval"), ("RESYNC_INTERVAL", "resync_interval")):
+        if get(key):
+            settings[field] = _seconds(PREFIX + key, get(key))
+    if get("SPOOL_DIR"):
+        settings["spool_dir"] = _spool_dir(PREFIX + "SPOOL_DIR", get("SPOOL_DIR"))
+    if get("LOG_LEVEL"):
+        level = get("LOG_LEVEL").upper()
+        if level not in LOG_LEVELS:
+            raise ConfigError(
+                f"{PREFIX}LOG_LEVEL: expected one of {', '.join(LOG_LEVELS)}, got {get('LOG_LEVEL')!r}"
+            )
+        settings["log_level"] = level
+    return Config(**settings)  # type: ignore[arg-type]

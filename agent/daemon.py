@@ -1,0 +1,183 @@
+"""The agent's poll cycle (read, diff, deliver) and the loop around it."""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import requests
+
+from agent.config import Config
+from agent.delivery import Backoff, Delivery
+from agent.diff import diff
+from agent.ecs import EcsAgent, EcsUnavailable, Snapshot, text
+from agent.imds import FIELDS, ImdsUnavailable, InstanceMetadata
+from agent.outbox import Outbox
+from agent.spool import Spool
+
+log = logging.getLogger(__name__)
+
+RECORD_KEYS = ("container_id", "task_id", "task_arn", "known_status", "desired_status")
+
+
+def utc_now() -> str:
+    """The current time as the wire format writes it: ISO 8601, milliseconds, UTC."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Agent:
+    """One host's agent: `poll_once()` is a whole cycle; `run()` repeats it until told to stop."""
+
+    def __init__(
+        self,
+        config: Config,
+        session: requests.Session | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], str] = utc_now,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        session = session or requests.Session()
+        self.clock = clock
+        self.now = now
+        self.ecs = EcsAgent(session, config.ecs_agent_url, config.ecs_timeout)
+        self.imds = InstanceMetadata(session, config.imds_url, config.imds_timeout, clock)
+        self.delivery = Delivery(
+            session, config.server_url, config.token, config.server_timeout,
+            Backoff(config.backoff_base, config.backoff_cap, rng), clock,
+        )  # fmt: skip
+        self.outbox = Outbox(config.max_containers, config.max_events)
+        self.spool = Spool(config.spool_dir) if config.spool_dir else None
+        self.snapshot = Snapshot()
+        self.host: dict[str, str] = {}
+        self._instance = dict.fromkeys(FIELDS, "")
+        self._host_name = text(socket.gethostname()) or ""
+        self._instance_due = 0.0
+        self._instance_warned = False
+        self._last_full: float | None = None
+        self._ecs_down = False
+        if self.spool:
+            self._restore(self.spool.load())
+
+    def poll_once(self) -> None:
+        """One cycle: read the ECS agent, queue what changed since the last read, deliver what is queued."""
+        now = self.clock()
+        pending = len(self.outbox)
+        queued = False
+        if now >= self._instance_due:
+            self._read_instance(now)
+        try:
+            ecs_host, snapshot = self.ecs.read()
+        except EcsUnavailable as exc:
+            if not self._ecs_down:
+                log.warning(
+                    "cannot read the ECS agent (%s): keeping the last known state, retrying each poll", exc
+                )
+            self._ecs_down = True
+        else:
+            if self._ecs_down:
+                log.info("ECS agent readable again")
+            self._ecs_down = False
+            queued = self._queue(ecs_host, snapshot, now)
+        if len(self.outbox) and self.delivery.due():
+            self.delivery.deliver(self.outbox, self.host)
+        if self.spool and (queued or len(self.outbox) != pending):
+            self._save()
+
+    def _queue(self, ecs_host: dict[str, str], snapshot: Snapshot, now: float) -> bool:
+        """Put the changes from the last snapshot to `snapshot` in the outbox; True if anything was queued."""
+        sample_time = self.now()
+        host = {**self._instance, **ecs_host, "host_name": self._host_name}
+        changes, self.snapshot = diff(self.snapshot, snapshot)
+        events = [event for change in changes for event in change.events(sample_time)]
+        # A changed host (say, the instance ARN known only after registration) is in every record: resend all.
+        resync = (
+            self._last_full is None
+            or now - self._last_full >= self.config.resync_interval
+            or host != self.host
+        )
+        self.host = host
+        if resync:
+            records: Any = self.snapshot.containers.values()
+            self._last_full = now
+        else:
+            records = (change.new for change in changes if change.new is not None)
+        self.outbox.put(({**record, "sample_time": sample_time} for record in records), events, full=resync)
+        return resync or bool(changes)
+
+    def _read_instance(self, now: float) -> None:
+        try:
+            self._instance = self.imds.read()
+        except ImdsUnavailable as exc:
+            if not self._instance_warned:
+                log.warning("no instance metadata (%s): instance fields stay empty (expected off EC2)", exc)
+            self._instance_warned = True
+            self._instance_due = now + self.config.imds_retry_interval
+        else:
+            self._instance_due = math.inf
+
+    def flush(self, timeout: float) -> None:
+        """Try, for at most `timeout` seconds, to deliver what is pending; then save it to the spool."""
+        deadline = self.clock() + timeout
+        self.delivery.next_attempt = 0.0  # stopping: one more try now, not after the backoff
+        while len(self.outbox) and self.delivery.due():
+            remaining = deadline - self.clock()
+            if remaining <= 0:
+                break
+            connect, read = self.config.server_timeout
+            self.delivery.deliver(
+                self.outbox, self.host, timeout=(min(connect, remaining), min(read, remaining))
+            )
+        if self.spool:
+            self._save()
+        if len(self.outbox):
+            log.warning(
+                "stopping with %d changes undelivered%s", len(self.outbox),
+                " (kept in the spool)" if self.spool else " (lost: no ECS_ID_MAPPER_SPOOL_DIR)",
+            )  # fmt: skip
+
+    def run(self, stop: threading.Event) -> None:
+        """Poll every interval until `stop` is set, then flush; never raises for anything a poll meets."""
+        log.info(
+            "reporting %s to %s every %s s",
+            self.config.ecs_agent_url,
+            self.delivery.url,
+            self.config.poll_interval,
+        )
+        self._cycle()
+        while not stop.wait(self.config.poll_interval):
+            self._cycle()
+        self.flush(self.config.flush_timeout)
+
+    def _cycle(self) -> None:
+        try:
+            self.poll_once()
+        except Exception:  # the last line of defence: a daemon that dies reports nothing at all
+            log.exception("poll failed; trying again next interval")
+
+    def _save(self) -> None:
+        assert self.spool is not None
+        self.spool.save({"outbox": self.outbox.state(), "snapshot": list(self.snapshot.containers.values())})
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        self.outbox.restore(state.get("outbox"))
+        records = state.get("snapshot")
+        if isinstance(records, list):
+            valid = (
+                r
+                for r in records
+                if isinstance(r, dict) and all(isinstance(r.get(k), str) for k in RECORD_KEYS)
+            )
+            self.snapshot = Snapshot({r["container_id"]: r for r in valid})
+        if len(self.outbox) or self.snapshot.containers:
+            log.info(
+                "spool: %d pending changes, %d known containers",
+                len(self.outbox), len(self.snapshot.containers),
+            )  # fmt: skip

@@ -1,0 +1,158 @@
+"""Delivering the outbox to the server's `POST /report/map`, with capped, jittered backoff after failures."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+import requests
+
+from agent.outbox import Batch, Outbox
+
+log = logging.getLogger(__name__)
+
+MAX_RETRY_AFTER = 3600.0  # a server asking for longer than this is more likely wrong than busy
+MAX_ATTEMPTS = 5  # for answers that retrying might fix but probably will not (404, 409, a redirect…)
+MAX_REQUESTS_PER_CYCLE = 10  # after an outage, drain this many reports per poll at most
+BAD_BODY = (400, 413, 422)  # the server will never take this body: drop it rather than block what follows
+
+
+class Backoff:
+    """Exponential delay between attempts: doubled per failure up to `cap`, the upper half jittered."""
+
+    def __init__(self, base: float, cap: float, rng: random.Random | None = None) -> None:
+        self.base = base
+        self.cap = cap
+        self.rng = rng or random.Random()
+        self.failures = 0
+
+    def next_delay(self, retry_after: float | None = None) -> float:
+        """Seconds to wait after one more failure; at least `retry_after` when the server said so."""
+        self.failures += 1
+        ceiling = min(self.cap, self.base * 2 ** min(self.failures - 1, 32))
+        delay = ceiling / 2 + self.rng.uniform(0, ceiling / 2)
+        return max(delay, min(retry_after or 0.0, MAX_RETRY_AFTER))
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+def retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds asked for by a `Retry-After` header (delta-seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, (moment - (now or datetime.now(UTC))).total_seconds())
+
+
+class Delivery:
+    """Sends what the outbox holds, one report per request, and keeps the time of the next attempt."""
+
+    def __init__(
+        self,
+        session: requests.Session,
+        server_url: str,
+        token: str,
+        timeout: tuple[float, float],
+        backoff: Backoff,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.session = session
+        self.url = server_url.rstrip("/") + "/report/map"
+        self.headers = {"Content-Type": "application/json"}
+        if token:
+            self.headers["Authorization"] = f"Bearer {token}"
+        self.timeout = timeout
+        self.backoff = backoff
+        self.clock = clock
+        self.next_attempt = 0.0
+        self._attempts = 0  # of the batch at the head of the outbox, for answers not worth retrying forever
+        self._failing = False
+
+    def due(self) -> bool:
+        return self.clock() >= self.next_attempt
+
+    def deliver(
+        self, outbox: Outbox, host: dict[str, str], timeout: tuple[float, float] | None = None
+    ) -> int:
+        """Send pending reports until the outbox is empty or an attempt fails; the number of requests made."""
+        requests_made = 0
+        while len(outbox) and requests_made < MAX_REQUESTS_PER_CYCLE and self.due():
+            requests_made += 1
+            if not self._send(outbox, outbox.take(host), timeout or self.timeout):
+                break
+        return requests_made
+
+    def _send(self, outbox: Outbox, batch: Batch, timeout: tuple[float, float]) -> bool:
+        """One attempt; True when the batch left the outbox (taken, or dropped for good)."""
+        try:
+            response = self.session.post(
+                self.url, data=batch.body, headers=self.headers, timeout=timeout, allow_redirects=False
+            )
+        except requests.RequestException as exc:
+            self._retry(f"{exc.__class__.__name__}: {exc}")
+            return False
+        code = response.status_code
+        if 200 <= code < 300:
+            outbox.remove(batch)
+            self.backoff.reset()
+            self._attempts = 0
+            if self._failing:
+                log.info("server %s reachable again", self.url)
+            self._failing = False
+            log.debug("reported %d containers, %d events", len(batch.containers), len(batch.events))
+            return True
+        reason = f"HTTP {code}: {response.text[:300]}"
+        if code in (401, 403):
+            # Not the data's fault: keep it, and keep saying so until someone fixes the token.
+            log.error(
+                "server %s refused the report (%s): check ECS_ID_MAPPER_TOKEN against the server's token",
+                self.url, reason,
+            )  # fmt: skip
+            self._retry(reason, quiet=True)
+            return False
+        if code in BAD_BODY:
+            self._drop(outbox, batch, reason)
+            return True
+        if code in (408, 429) or code >= 500:
+            self._retry(reason, retry_after(response.headers.get("Retry-After")))
+            return False
+        self._attempts += 1
+        if self._attempts >= MAX_ATTEMPTS:
+            self._drop(outbox, batch, f"{reason}, {self._attempts} times")
+            return True
+        self._retry(reason, retry_after(response.headers.get("Retry-After")))
+        return False
+
+    def _retry(self, reason: str, wait: float | None = None, quiet: bool = False) -> None:
+        delay = self.backoff.next_delay(wait)
+        self.next_attempt = self.clock() + delay
+        if not self._failing and not quiet:
+            log.warning(
+                "cannot report to %s (%s): keeping the changes, retrying with backoff", self.url, reason
+            )
+        else:
+            log.debug("report to %s failed again (%s); next attempt in %.1f s", self.url, reason, delay)
+        self._failing = True
+
+    def _drop(self, outbox: Outbox, batch: Batch, reason: str) -> None:
+        log.error(
+            "server %s rejected a report (%s): dropping %d container states and %d events",
+            self.url, reason, len(batch.containers), len(batch.events),
+        )  # fmt: skip
+        outbox.remove(batch)
+        self._attempts = 0
+        self.backoff.reset()
+        self.next_attempt = 0.0
