@@ -69,7 +69,7 @@ class Agent:
     def poll_once(self) -> None:
         """One cycle: read the ECS agent, queue what changed since the last read, deliver what is queued."""
         now = self.clock()
-        pending = len(self.outbox)
+        pending = (len(self.outbox), self.outbox.full)
         queued = False
         if now >= self._instance_due:
             self._read_instance(now)
@@ -86,9 +86,9 @@ class Agent:
                 log.info("ECS agent readable again")
             self._ecs_down = False
             queued = self._queue(ecs_host, snapshot, now)
-        if len(self.outbox) and self.delivery.due():
+        if self.outbox.pending() and self.delivery.due():
             self.delivery.deliver(self.outbox, self.host)
-        if self.spool and (queued or len(self.outbox) != pending):
+        if self.spool and (queued or (len(self.outbox), self.outbox.full) != pending):
             self._save()
 
     def _queue(self, ecs_host: dict[str, str], snapshot: Snapshot, now: float) -> bool:
@@ -127,7 +127,7 @@ class Agent:
         """Try, for at most `timeout` seconds, to deliver what is pending; then save it to the spool."""
         deadline = self.clock() + timeout
         self.delivery.next_attempt = 0.0  # stopping: one more try now, not after the backoff
-        while len(self.outbox) and self.delivery.due():
+        while self.outbox.pending() and self.delivery.due():
             remaining = deadline - self.clock()
             if remaining <= 0:
                 break
@@ -137,7 +137,7 @@ class Agent:
             )
         if self.spool:
             self._save()
-        if len(self.outbox):
+        if self.outbox.pending():
             log.warning(
                 "stopping with %d changes undelivered%s", len(self.outbox),
                 " (kept in the spool)" if self.spool else " (lost: no ECS_ID_MAPPER_SPOOL_DIR)",

@@ -89,7 +89,7 @@ class Delivery:
     ) -> int:
         """Send pending reports until the outbox is empty or an attempt fails; the number of requests made."""
         requests_made = 0
-        while len(outbox) and requests_made < MAX_REQUESTS_PER_CYCLE and self.due():
+        while outbox.pending() and requests_made < MAX_REQUESTS_PER_CYCLE and self.due():
             requests_made += 1
             if not self._send(outbox, outbox.take(host), timeout or self.timeout):
                 break

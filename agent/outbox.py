@@ -44,6 +44,10 @@ class Outbox:
     def __len__(self) -> int:
         return len(self._containers) + len(self._events)
 
+    def pending(self) -> bool:
+        """Whether there is a report to send: changes, or a whole snapshot (even of no containers)."""
+        return self.full or bool(self._containers) or bool(self._events)
+
     def put(
         self, records: Iterable[dict[str, Any]], events: Iterable[dict[str, str]], full: bool = False
     ) -> None:
