@@ -127,14 +127,12 @@ class Agent:
         """Try, for at most `timeout` seconds, to deliver what is pending; then save it to the spool."""
         deadline = self.clock() + timeout
         self.delivery.next_attempt = 0.0  # stopping: one more try now, not after the backoff
-        while self.outbox.pending() and self.delivery.due():
-            remaining = deadline - self.clock()
-            if remaining <= 0:
+        connect, read = self.config.server_timeout
+        while self.outbox.pending() and (remaining := deadline - self.clock()) > 0:
+            if not self.delivery.deliver(
+                self.outbox, self.host, (min(connect, remaining), min(read, remaining))
+            ):
                 break
-            connect, read = self.config.server_timeout
-            self.delivery.deliver(
-                self.outbox, self.host, timeout=(min(connect, remaining), min(read, remaining))
-            )
         if self.spool:
             self._save()
         if self.outbox.pending():

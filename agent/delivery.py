@@ -86,14 +86,14 @@ class Delivery:
 
     def deliver(
         self, outbox: Outbox, host: dict[str, str], timeout: tuple[float, float] | None = None
-    ) -> int:
-        """Send pending reports until the outbox is empty or an attempt fails; the number of requests made."""
-        requests_made = 0
-        while outbox.pending() and requests_made < MAX_REQUESTS_PER_CYCLE and self.due():
-            requests_made += 1
-            if not self._send(outbox, outbox.take(host), timeout or self.timeout):
+    ) -> bool:
+        """Send pending reports until the outbox is empty or an attempt fails; False if one failed."""
+        for _ in range(MAX_REQUESTS_PER_CYCLE):
+            if not outbox.pending() or not self.due():
                 break
-        return requests_made
+            if not self._send(outbox, outbox.take(host), timeout or self.timeout):
+                return False
+        return True
 
     def _send(self, outbox: Outbox, batch: Batch, timeout: tuple[float, float]) -> bool:
         """One attempt; True when the batch left the outbox (taken, or dropped for good)."""
