@@ -27,6 +27,7 @@ class ServerApplication(BaseApplication):
             "timeout": cfg.timeout,
             "graceful_timeout": 10,
             "accesslog": "-",
+            "control_socket_disable": True,  # several servers may share a host; nothing uses it
             "loglevel": cfg.log_level.lower(),
         }.items():
             self.cfg.set(name, value)
