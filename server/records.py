@@ -1,0 +1,70 @@
+"""Container records: their field names and the rules by which a report changes one.
+
+A record is a flat map of strings so that every store can hold it. The 2016 names stay because users' scripts
+read them; ``cadvisor_url`` and ``graylog_url`` are rendered at query time (``server.links``), never stored.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+LEGACY_FIELDS = (
+    "container_id", "container_name", "container_port", "task_id", "task_name", "task_version",
+    "instance_port", "instance_ip", "instance_id", "instance_type", "instance_az", "desired_status",
+    "known_status", "host_name", "cluster_name", "ecs_agent_version", "sample_time",
+)  # fmt: skip
+ADDED_FIELDS = (
+    "task_arn", "docker_name", "image", "image_id", "created_at", "started_at", "ports", "networks",
+    "region", "container_instance_arn", "first_seen", "last_seen", "stopped_at", "service_name",
+    "newrelic_url",
+)  # fmt: skip
+FIELDS = LEGACY_FIELDS + ADDED_FIELDS
+
+#: Fields a report never sets: kept by the server, or cached from outside lookups.
+SERVER_FIELDS = ("first_seen", "last_seen", "stopped_at", "service_name", "newrelic_url")
+#: A container never changes task, so these are kept from the first report.
+IDENTITY_FIELDS = ("container_id", "task_id", "task_arn")
+#: Stored as JSON text inside the flat record, answered as lists.
+JSON_FIELDS = ("ports", "networks")
+
+STATUSES = ("PENDING", "RUNNING", "STOPPED")
+
+
+def utc_now() -> str:
+    """The current time in the one format every stored timestamp uses, so that strings sort as times."""
+    return format_time(datetime.now(UTC))
+
+
+def format_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def merge(old: dict[str, str] | None, new: dict[str, str], now: str) -> dict[str, str]:
+    """The record after ``new`` (a validated report entry) is applied to ``old`` at server time ``now``.
+
+    ``first_seen`` is kept and ``last_seen`` advanced; an entry older than the stored one (a late retry) changes
+    nothing else; cached lookups survive; ``stopped_at`` is set the first time the container is seen STOPPED.
+    """
+    if old is None:
+        record = {**new, "first_seen": now, "last_seen": now}
+    elif new.get("sample_time", "") < old.get("sample_time", ""):
+        record = {**old, "last_seen": max(now, old.get("last_seen", ""))}
+    else:
+        fresh = {k: v for k, v in new.items() if k not in SERVER_FIELDS and k not in IDENTITY_FIELDS}
+        record = {**old, **fresh, "last_seen": max(now, old.get("last_seen", ""))}
+    if record.get("known_status") == "STOPPED" and not record.get("stopped_at"):
+        record["stopped_at"] = record.get("sample_time") or now
+    return record
+
+
+def public(record: dict[str, str]) -> dict[str, object]:
+    """A record as the JSON API shows it: list fields decoded."""
+    shown: dict[str, object] = dict(record)
+    for name in JSON_FIELDS:
+        if name in record:
+            try:
+                shown[name] = json.loads(record[name]) if record[name] else []
+            except ValueError:
+                shown[name] = record[name]
+    return shown

@@ -1,0 +1,82 @@
+"""The store interface every backend implements, and the errors it raises.
+
+A container record is a flat ``dict[str, str]`` (see ``server.records``); an event is a ``dict[str, str]`` with
+``event_id, container_id, task_id, event, from, to, timestamp``. Backends hold data; the merge rules that say
+how a report changes a record live in ``server.records`` so that every backend applies the same ones.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+
+Record = dict[str, str]
+Event = dict[str, str]
+
+
+class StoreError(Exception):
+    """Base of the errors a store raises."""
+
+
+class StoreUnavailable(StoreError):
+    """The backend could not be reached or did not answer; the API maps this to 503."""
+
+
+class Store(ABC):
+    """Where container records and their events live."""
+
+    #: Short name shown by /health.
+    kind: str = "abstract"
+
+    @abstractmethod
+    def upsert_containers(self, records: Iterable[Record], now: str) -> list[Record]:
+        """Merge each record into the store with ``server.records.merge`` (``now``: the server's ISO time).
+
+        Returns the records that did not exist before, as stored.
+        """
+
+    @abstractmethod
+    def add_events(self, events: Iterable[Event]) -> int:
+        """Store each event whose ``event_id`` is not stored yet. Returns how many were new."""
+
+    @abstractmethod
+    def get_container(self, container_id: str) -> Record | None:
+        """The record of one full 64-hex container ID, or None."""
+
+    @abstractmethod
+    def find_containers(self, prefix: str, limit: int) -> list[Record]:
+        """Records whose container ID starts with ``prefix`` (lowercase hex, 12 to 64 digits).
+
+        Returns at most ``limit`` records, ordered by container ID.
+        """
+
+    @abstractmethod
+    def containers_of_task(self, task_id: str) -> list[Record]:
+        """Every record of one task, ordered by container name, then container ID."""
+
+    @abstractmethod
+    def containers_of_service(self, cluster_name: str, service_name: str) -> list[Record]:
+        """Every record whose ``cluster_name`` and ``service_name`` match, ordered by task ID, then name."""
+
+    @abstractmethod
+    def update_container(self, container_id: str, fields: Record) -> None:
+        """Set ``fields`` (cached lookups such as ``newrelic_url``) on one existing record; no-op if absent."""
+
+    @abstractmethod
+    def update_task(self, task_id: str, fields: Record) -> None:
+        """Set ``fields`` (such as ``service_name``) on every record of one task."""
+
+    @abstractmethod
+    def events_of_container(self, container_id: str) -> list[Event]:
+        """The container's events, oldest first (by timestamp, then arrival)."""
+
+    @abstractmethod
+    def events_of_task(self, task_id: str) -> list[Event]:
+        """The events of every container of the task, oldest first (by timestamp, then arrival)."""
+
+    @abstractmethod
+    def ping(self) -> None:
+        """Return if the backend answers; raise StoreUnavailable if it does not."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing to release
+        """Release connections."""
