@@ -1,8 +1,7 @@
-"""Fixtures for the agent's tests: a clean environment, a controllable clock, agents, scripted HTTP."""
+"""Fixtures for the agent's tests: a controllable clock, agents, scripted HTTP; tests/conftest.py cleans the env."""
 
 from __future__ import annotations
 
-import os
 import random
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -10,23 +9,11 @@ from typing import Any
 import pytest
 import requests
 import responses
-from agent_fakes import ECS, IMDS, SERVER, TOKEN, FakeClock, Reports, Script
 from responses.registries import OrderedRegistry
 
 from agent.config import Config
 from agent.daemon import Agent
-
-
-@pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No proxy, AWS or agent variable of the machine running the tests leaks into them."""
-    for name in list(os.environ):
-        if (
-            name.startswith(("ECS_ID_MAPPER_", "AWS_"))
-            or name.lower().endswith("_proxy")
-            or name == "endpoint"
-        ):
-            monkeypatch.delenv(name)
+from tests.agent.fakes import ECS, IMDS, SERVER, TOKEN, FakeClock, Reports, Script
 
 
 @pytest.fixture

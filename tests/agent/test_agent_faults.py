@@ -7,7 +7,8 @@ import threading
 
 import pytest
 import requests
-from agent_fakes import ECS, METADATA, SERVER, container, container_id, long_arn, task, tasks
+
+from tests.agent.fakes import ECS, METADATA, SERVER, container, container_id, long_arn, task, tasks
 
 A = container_id(1)
 B = container_id(2)
@@ -92,9 +93,7 @@ def test_a_container_with_an_unknown_status_is_held_not_vanished(make_agent, scr
     script.imds()
     script.poll(RUNNING)
     script.report()
-    script.poll(
-        tasks(task(long_arn(1), "HIBERNATING", container(1)), task(long_arn(2), "RUNNING", container(2)))
-    )
+    script.poll(tasks(task(long_arn(1), "HIBERNATING", container(1)), task(long_arn(2), "RUNNING", container(2))))
     script.poll(RUNNING)
     agent.poll_once()
     agent.poll_once()
@@ -114,9 +113,7 @@ def test_server_down_for_several_polls_then_every_change_arrives_once_in_order(m
     script.poll(tasks(task(arn, "STOPPED", container(1), desired="STOPPED")))
     script.report(status=502)
     script.poll(
-        tasks(
-            task(arn, "STOPPED", container(1), desired="STOPPED"), task(long_arn(2), "PENDING", container(2))
-        )
+        tasks(task(arn, "STOPPED", container(1), desired="STOPPED"), task(long_arn(2), "PENDING", container(2)))
     )
     script.report()
     script.poll(tasks(task(long_arn(2), "RUNNING", container(2))))
@@ -206,9 +203,7 @@ def test_restart_with_a_spool_loses_and_doubles_nothing(make_agent, script, repo
     assert reports.statuses(0) == {A: ("RUNNING", "STOPPED"), B: ("RUNNING", "RUNNING")}
 
 
-def test_restart_after_everything_was_delivered_sends_a_snapshot_and_no_event(
-    make_agent, script, reports, tmp_path
-):
+def test_restart_after_everything_was_delivered_sends_a_snapshot_and_no_event(make_agent, script, reports, tmp_path):
     first = make_agent(spool_dir=tmp_path)
     script.imds()
     script.poll(RUNNING)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent_fakes import (
+from tests.agent.fakes import (
     INSTANCE,
     METADATA,
     container,
@@ -56,9 +56,7 @@ def test_a_task_from_pending_to_vanished_reports_each_step_once(make_agent, scri
     }
     assert first["containers"][0]["ports"] == []
     assert running["full"] is False
-    assert running["containers"][0]["ports"] == [
-        {"container_port": 8000, "host_port": 49001, "protocol": "tcp"}
-    ]
+    assert running["containers"][0]["ports"] == [{"container_port": 8000, "host_port": 49001, "protocol": "tcp"}]
     assert running["containers"][0]["instance_port"] == "49001"
     assert running["containers"][0]["started_at"] == "2026-11-20T08:12:04.001Z"
     assert stopped["containers"][0]["known_status"] == "STOPPED"
@@ -152,9 +150,7 @@ def test_awsvpc_task_reports_networks_and_its_own_ports(make_agent, script, repo
 
     (record,) = reports.bodies[0]["containers"]
     assert record["ports"] == [{"container_port": 9200, "host_port": 9200, "protocol": "tcp"}]
-    assert record["networks"] == [
-        {"network_mode": "awsvpc", "ipv4_addresses": ["172.31.9.44"], "ipv6_addresses": []}
-    ]
+    assert record["networks"] == [{"network_mode": "awsvpc", "ipv4_addresses": ["172.31.9.44"], "ipv6_addresses": []}]
 
 
 def test_container_without_docker_id_yet_is_reported_once_it_has_one(make_agent, script, reports):

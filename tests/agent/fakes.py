@@ -54,17 +54,13 @@ def container(n: int, name: str = "app", ports: list | None = None, **fields: An
         "ImageID": "sha256:" + "1" * 64,
         "CreatedAt": "2026-11-20T08:12:03.417281938Z",
         "StartedAt": "2026-11-20T08:12:04.001Z",
-        "Ports": [{"ContainerPort": 8000, "Protocol": "tcp", "HostPort": 49000 + n}]
-        if ports is None
-        else ports,
+        "Ports": [{"ContainerPort": 8000, "Protocol": "tcp", "HostPort": 49000 + n}] if ports is None else ports,
     }
     entry.update(fields)
     return {k: v for k, v in entry.items() if v is not None}
 
 
-def task(
-    arn: str, known: str, *containers: dict, desired: str | None = "RUNNING", family: str = "app"
-) -> dict:
+def task(arn: str, known: str, *containers: dict, desired: str | None = "RUNNING", family: str = "app") -> dict:
     entry = {"Arn": arn, "DesiredStatus": desired, "KnownStatus": known, "Family": family, "Version": "1"}
     entry = {k: v for k, v in entry.items() if v is not None}
     if containers:
@@ -162,10 +158,7 @@ class Reports:
 
     def statuses(self, index: int = -1) -> dict[str, tuple[str, str]]:
         """Container ID → (desired, known) as report `index` carried them."""
-        return {
-            c["container_id"]: (c["desired_status"], c["known_status"])
-            for c in self.bodies[index]["containers"]
-        }
+        return {c["container_id"]: (c["desired_status"], c["known_status"]) for c in self.bodies[index]["containers"]}
 
 
 class FakeClock:
