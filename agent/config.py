@@ -95,8 +95,6 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
     if get("LOG_LEVEL"):
         level = get("LOG_LEVEL").upper()
         if level not in LOG_LEVELS:
-            raise ConfigError(
-                f"{PREFIX}LOG_LEVEL: expected one of {', '.join(LOG_LEVELS)}, got {get('LOG_LEVEL')!r}"
-            )
+            raise ConfigError(f"{PREFIX}LOG_LEVEL: expected one of {', '.join(LOG_LEVELS)}, got {get('LOG_LEVEL')!r}")
         settings["log_level"] = level
     return Config(**settings)  # type: ignore[arg-type]

@@ -77,9 +77,7 @@ class Agent:
             ecs_host, snapshot = self.ecs.read()
         except EcsUnavailable as exc:
             if not self._ecs_down:
-                log.warning(
-                    "cannot read the ECS agent (%s): keeping the last known state, retrying each poll", exc
-                )
+                log.warning("cannot read the ECS agent (%s): keeping the last known state, retrying each poll", exc)
             self._ecs_down = True
         else:
             if self._ecs_down:
@@ -98,11 +96,7 @@ class Agent:
         changes, self.snapshot = diff(self.snapshot, snapshot)
         events = [event for change in changes for event in change.events(sample_time)]
         # A changed host (say, the instance ARN known only after registration) is in every record: resend all.
-        resync = (
-            self._last_full is None
-            or now - self._last_full >= self.config.resync_interval
-            or host != self.host
-        )
+        resync = self._last_full is None or now - self._last_full >= self.config.resync_interval or host != self.host
         self.host = host
         if resync:
             records: Any = self.snapshot.containers.values()
@@ -129,9 +123,7 @@ class Agent:
         self.delivery.next_attempt = 0.0  # stopping: one more try now, not after the backoff
         connect, read = self.config.server_timeout
         while self.outbox.pending() and (remaining := deadline - self.clock()) > 0:
-            if not self.delivery.deliver(
-                self.outbox, self.host, (min(connect, remaining), min(read, remaining))
-            ):
+            if not self.delivery.deliver(self.outbox, self.host, (min(connect, remaining), min(read, remaining))):
                 break
         if self.spool:
             self._save()
@@ -168,11 +160,7 @@ class Agent:
         self.outbox.restore(state.get("outbox"))
         records = state.get("snapshot")
         if isinstance(records, list):
-            valid = (
-                r
-                for r in records
-                if isinstance(r, dict) and all(isinstance(r.get(k), str) for k in RECORD_KEYS)
-            )
+            valid = (r for r in records if isinstance(r, dict) and all(isinstance(r.get(k), str) for k in RECORD_KEYS))
             self.snapshot = Snapshot({r["container_id"]: r for r in valid})
         if len(self.outbox) or self.snapshot.containers:
             log.info(

@@ -84,9 +84,7 @@ class Delivery:
     def due(self) -> bool:
         return self.clock() >= self.next_attempt
 
-    def deliver(
-        self, outbox: Outbox, host: dict[str, str], timeout: tuple[float, float] | None = None
-    ) -> bool:
+    def deliver(self, outbox: Outbox, host: dict[str, str], timeout: tuple[float, float] | None = None) -> bool:
         """Send pending reports until the outbox is empty or an attempt fails; False if one failed."""
         for _ in range(MAX_REQUESTS_PER_CYCLE):
             if not outbox.pending() or not self.due():
@@ -140,9 +138,7 @@ class Delivery:
         delay = self.backoff.next_delay(wait)
         self.next_attempt = self.clock() + delay
         if not self._failing and not quiet:
-            log.warning(
-                "cannot report to %s (%s): keeping the changes, retrying with backoff", self.url, reason
-            )
+            log.warning("cannot report to %s (%s): keeping the changes, retrying with backoff", self.url, reason)
         else:
             log.debug("report to %s failed again (%s); next attempt in %.1f s", self.url, reason, delay)
         self._failing = True

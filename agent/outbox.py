@@ -19,6 +19,14 @@ def _dump(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
+def _list(value: Any) -> list:
+    return value if isinstance(value, list) else []
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str) and bool(value)
+
+
 @dataclass(frozen=True)
 class Batch:
     """One report body taken from the outbox, and what to remove from it once the server has taken it."""
@@ -48,9 +56,7 @@ class Outbox:
         """Whether there is a report to send: changes, or a whole snapshot (even of no containers)."""
         return self.full or bool(self._containers) or bool(self._events)
 
-    def put(
-        self, records: Iterable[dict[str, Any]], events: Iterable[dict[str, str]], full: bool = False
-    ) -> None:
+    def put(self, records: Iterable[dict[str, Any]], events: Iterable[dict[str, str]], full: bool = False) -> None:
         """Add container records (each replacing any pending one of its container) and events."""
         for record in records:
             # Re-inserting moves it to the end: the front holds the longest-unchanged, dropped first.
@@ -125,8 +131,8 @@ class Outbox:
         """Take back what `state()` saved, ahead of anything newer; ignores anything malformed."""
         if not isinstance(state, dict):
             return
-        records = [r for r in state.get("containers") or [] if isinstance(r, dict) and "container_id" in r]
-        events = [e for e in state.get("events") or [] if isinstance(e, dict) and "event_id" in e]
+        records = [r for r in _list(state.get("containers")) if isinstance(r, dict) and _is_text(r.get("container_id"))]
+        events = [e for e in _list(state.get("events")) if isinstance(e, dict) and _is_text(e.get("event_id"))]
         pending = list(self._containers.values())
         pending_events = list(self._events)
         self._containers.clear()

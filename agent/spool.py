@@ -51,9 +51,7 @@ class Spool:
                 raise
         except OSError as exc:
             if not self._failing:
-                log.error(
-                    "cannot write spool %s (%s): pending reports would not survive a restart", self.path, exc
-                )
+                log.error("cannot write spool %s (%s): pending reports would not survive a restart", self.path, exc)
             self._failing = True
             return
         if self._failing:

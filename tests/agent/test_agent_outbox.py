@@ -1,0 +1,106 @@
+"""The outbox: latest state wins per container, events keep their order, bounds hold, batches fit a request."""
+
+from __future__ import annotations
+
+import json
+
+from agent.outbox import MAX_BODY_BYTES, MAX_ITEMS, Outbox
+from tests.agent.fakes import container_id
+
+HOST = {"instance_id": "i-1"}
+
+
+def record(n: int, status: str = "RUNNING", **extra) -> dict:
+    return {"container_id": container_id(n), "known_status": status, **extra}
+
+
+def event(n: int) -> dict:
+    return {"event_id": f"e{n}", "container_id": container_id(n)}
+
+
+def test_latest_state_wins_and_events_keep_their_order():
+    outbox = Outbox()
+    outbox.put([record(1, "PENDING"), record(2)], [event(1), event(2)])
+    outbox.put([record(1, "RUNNING")], [event(3)])
+    body = json.loads(outbox.take(HOST).body)
+    assert body["host"] == HOST
+    assert [(c["container_id"], c["known_status"]) for c in body["containers"]] == [
+        (container_id(2), "RUNNING"),
+        (container_id(1), "RUNNING"),
+    ]
+    assert [e["event_id"] for e in body["events"]] == ["e1", "e2", "e3"]
+    assert body["full"] is False
+
+
+def test_remove_keeps_a_state_newer_than_the_batch():
+    outbox = Outbox()
+    outbox.put([record(1, "PENDING")], [event(1)])
+    batch = outbox.take(HOST)
+    outbox.put([record(1, "RUNNING")], [event(2)])
+    outbox.remove(batch)
+    body = json.loads(outbox.take(HOST).body)
+    assert [c["known_status"] for c in body["containers"]] == ["RUNNING"]
+    assert [e["event_id"] for e in body["events"]] == ["e2"]
+
+
+def test_bounds_drop_the_oldest_and_count():
+    outbox = Outbox(max_containers=2, max_events=2)
+    outbox.put([record(1), record(2), record(3)], [event(1), event(2), event(3)], full=True)
+    body = json.loads(outbox.take(HOST).body)
+    assert [c["container_id"] for c in body["containers"]] == [container_id(2), container_id(3)]
+    assert [e["event_id"] for e in body["events"]] == ["e2", "e3"]
+    assert body["full"] is False  # a snapshot missing containers is not the whole snapshot
+    assert (outbox.dropped_containers, outbox.dropped_events) == (1, 1)
+
+
+def test_a_batch_carries_at_most_what_one_request_may():
+    outbox = Outbox(max_containers=5000, max_events=5000)
+    outbox.put([record(n) for n in range(1500)], [event(n) for n in range(1200)], full=True)
+    first = outbox.take(HOST)
+    assert (len(first.containers), len(first.events), first.full) == (MAX_ITEMS, MAX_ITEMS, False)
+    outbox.remove(first)
+    second = outbox.take(HOST)
+    assert (len(second.containers), len(second.events), second.full) == (500, 200, False)
+
+
+def test_a_batch_stays_under_the_body_limit():
+    outbox = Outbox()
+    outbox.put([record(n, image="x" * 20_000) for n in range(400)], [event(1)])
+    batch = outbox.take(HOST)
+    assert len(batch.body) <= MAX_BODY_BYTES
+    assert 0 < len(batch.containers) < 400
+    assert json.loads(batch.body)["containers"][0]["container_id"] == container_id(0)
+
+
+def test_a_full_snapshot_of_nothing_is_still_a_report():
+    outbox = Outbox()
+    assert not outbox.pending()
+    outbox.put([], [], full=True)
+    assert outbox.pending()
+    batch = outbox.take(HOST)
+    assert json.loads(batch.body) == {"host": HOST, "containers": [], "events": [], "full": True}
+    outbox.remove(batch)
+    assert not outbox.pending()
+
+
+def test_state_survives_a_round_trip_ahead_of_newer_changes():
+    saved = Outbox()
+    saved.put([record(1, "PENDING"), record(2)], [event(1)], full=True)
+    state = json.loads(json.dumps(saved.state()))
+    restored = Outbox()
+    restored.put([record(1, "STOPPED")], [event(2)])
+    restored.restore(state)
+    body = json.loads(restored.take(HOST).body)
+    assert {c["container_id"]: c["known_status"] for c in body["containers"]} == {
+        container_id(1): "STOPPED",
+        container_id(2): "RUNNING",
+    }
+    assert [e["event_id"] for e in body["events"]] == ["e1", "e2"]
+    assert body["full"] is True
+
+
+def test_restore_ignores_what_it_cannot_read():
+    outbox = Outbox()
+    for junk in (None, [], {"containers": 5}, {"containers": [1, {"x": 1}], "events": ["e"]}):
+        outbox.restore(junk)
+    assert not outbox.pending()
