@@ -136,10 +136,10 @@ class Agent:
     def run(self, stop: threading.Event) -> None:
         """Poll every interval until `stop` is set, then flush; never raises for anything a poll meets."""
         log.info(
-            "reporting %s to %s every %s s",
+            "reading the ECS agent at %s every %s s, reporting to %s",
             self.config.ecs_agent_url,
-            self.delivery.url,
             self.config.poll_interval,
+            self.delivery.url,
         )
         self._cycle()
         while not stop.wait(self.config.poll_interval):
