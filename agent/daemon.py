@@ -74,7 +74,7 @@ class Agent:
         if now >= self._instance_due:
             self._read_instance(now)
         try:
-            ecs_host, snapshot = self.ecs.read()
+            ecs_host, snapshot = self.ecs.read(refresh_host=self._resync_due(now))
         except EcsUnavailable as exc:
             if not self._ecs_down:
                 log.warning("cannot read the ECS agent (%s): keeping the last known state, retrying each poll", exc)
@@ -96,7 +96,7 @@ class Agent:
         changes, self.snapshot = diff(self.snapshot, snapshot)
         events = [event for change in changes for event in change.events(sample_time)]
         # A changed host (say, the instance ARN known only after registration) is in every record: resend all.
-        resync = self._last_full is None or now - self._last_full >= self.config.resync_interval or host != self.host
+        resync = self._resync_due(now) or host != self.host
         self.host = host
         if resync:
             records: Any = self.snapshot.containers.values()
@@ -105,6 +105,9 @@ class Agent:
             records = (change.new for change in changes if change.new is not None)
         self.outbox.put(({**record, "sample_time": sample_time} for record in records), events, full=resync)
         return resync or bool(changes)
+
+    def _resync_due(self, now: float) -> bool:
+        return self._last_full is None or now - self._last_full >= self.config.resync_interval
 
     def _read_instance(self, now: float) -> None:
         try:

@@ -108,7 +108,8 @@ def parse_ports(raw: Any, awsvpc: bool) -> list[dict[str, Any]]:
         ports.append({"container_port": container_port, "host_port": host_port, "protocol": protocol})
         if len(ports) == MAX_PORTS:
             break
-    while ports and compact_size(ports) > MAX_BYTES:
+    # An entry is at most 59 bytes ({"container_port":65535,"host_port":65535,"protocol":"sctp"},): 17 always fit.
+    while len(ports) > 17 and compact_size(ports) > MAX_BYTES:
         ports.pop()
     return ports
 
@@ -168,9 +169,17 @@ class _Warnings:
         log.warning(message, *args)
 
 
-def parse_tasks(payload: Any, warn: _Warnings | None = None) -> Snapshot:
-    """The snapshot in a `/v1/tasks` answer; EcsUnavailable if it is not a task list at all."""
+Cache = dict[str, tuple[dict, tuple, dict[str, Any]]]
+
+
+def parse_tasks(payload: Any, warn: _Warnings | None = None, cache: Cache | None = None) -> Snapshot:
+    """The snapshot in a `/v1/tasks` answer; EcsUnavailable if it is not a task list at all.
+
+    `cache` (container ID → the raw container, its task's fields, the record made of them), kept from one call
+    to the next, spares rebuilding the records of containers whose entries did not change: most of them.
+    """
     warn = warn or _Warnings()
+    seen: Cache = {}
     if not isinstance(payload, dict) or not isinstance(payload.get("Tasks"), list):
         raise EcsUnavailable("/v1/tasks answered JSON without a Tasks list")
     containers: dict[str, dict[str, Any]] = {}
@@ -192,6 +201,7 @@ def parse_tasks(payload: Any, warn: _Warnings | None = None) -> Snapshot:
             continue
         known = status(task.get("KnownStatus"))
         desired = status(task.get("DesiredStatus")) or ""  # absent on older agents
+        task_key = (arn, task.get("KnownStatus"), task.get("DesiredStatus"), task.get("Family"), task.get("Version"))
         for raw in raw_containers:
             docker_id = raw.get("DockerId")
             if not docker_id:
@@ -204,6 +214,11 @@ def parse_tasks(payload: Any, warn: _Warnings | None = None) -> Snapshot:
                     _show(docker_id),
                 )
                 continue
+            cached = cache.get(container_id) if cache is not None else None
+            if cached is not None and cached[1] == task_key and cached[0] == raw:
+                seen[container_id] = cached
+                containers[container_id] = cached[2]
+                continue
             name = text(raw.get("Name")) or text(raw.get("DockerName"))
             if task_id is None or known is None or not name:
                 warn(
@@ -213,7 +228,12 @@ def parse_tasks(payload: Any, warn: _Warnings | None = None) -> Snapshot:
                 )  # fmt: skip
                 held.add(container_id)
                 continue
-            containers[container_id] = _record(container_id, name, raw, task, task_id, known, desired)
+            record = _record(container_id, name, raw, task, task_id, known, desired)
+            containers[container_id] = record
+            seen[container_id] = (raw, task_key, record)
+    if cache is not None:
+        cache.clear()
+        cache.update(seen)
     return Snapshot(containers, frozenset(held), frozenset(held_tasks))
 
 
@@ -262,6 +282,8 @@ class EcsAgent:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self._warn = _Warnings()
+        self._cache: Cache = {}
+        self._host: dict[str, str] = {}
 
     def _get(self, path: str) -> Any:
         try:
@@ -275,7 +297,18 @@ class EcsAgent:
         except (ValueError, RecursionError):
             raise EcsUnavailable(f"{path} answered something that is not JSON") from None
 
-    def read(self) -> tuple[dict[str, str], Snapshot]:
-        """The host fields and the snapshot of this host's containers; EcsUnavailable if unreadable."""
-        host = parse_metadata(self._get("/v1/metadata"))
-        return host, parse_tasks(self._get("/v1/tasks"), self._warn)
+    def read(self, refresh_host: bool = False) -> tuple[dict[str, str], Snapshot]:
+        """The host fields and the snapshot of this host's containers; EcsUnavailable if unreadable.
+
+        The host fields change only when the instance registers or the ECS agent is replaced, so `/v1/metadata`
+        is read when `refresh_host` asks, after a failed read, and until the instance ARN is known; the rest of
+        the time a poll costs one request.
+        """
+        if refresh_host or not self._host.get("container_instance_arn"):
+            self._host = {}
+            self._host = parse_metadata(self._get("/v1/metadata"))
+        try:
+            return self._host, parse_tasks(self._get("/v1/tasks"), self._warn, self._cache)
+        except EcsUnavailable:
+            self._host = {}  # the ECS agent may come back as another version
+            raise

@@ -226,6 +226,7 @@ class Script:
     def __init__(self, rsps: Any, reports: Reports) -> None:
         self.rsps = rsps
         self.reports = reports
+        self.metadata_due = True
 
     def imds(self, token: str = "imds-token") -> None:
         """An IMDSv2 service: a token for the PUT, then each field, asked for with that token."""
@@ -246,8 +247,14 @@ class Script:
             )
 
     def poll(self, payload: Any, metadata: Any = METADATA) -> None:
-        """One read of the ECS agent answering `payload` for /v1/tasks."""
-        self.rsps.get(f"{ECS}/v1/metadata", json=metadata)
+        """One read of the ECS agent answering `payload` for /v1/tasks.
+
+        /v1/metadata is asked for only when the agent wants it (first poll, after an outage, at a resync, until
+        the instance ARN is known); `metadata_due` mirrors that, and tests set it where a resync falls.
+        """
+        if self.metadata_due:
+            self.rsps.get(f"{ECS}/v1/metadata", json=metadata)
+            self.metadata_due = not (isinstance(metadata, dict) and metadata.get("ContainerInstanceArn"))
         self.rsps.get(f"{ECS}/v1/tasks", json=payload)
 
     def report(self, status: int = 200, headers: dict[str, str] | None = None) -> None:

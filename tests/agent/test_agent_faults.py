@@ -16,26 +16,28 @@ RUNNING = tasks(task(long_arn(1), "RUNNING", container(1)), task(long_arn(2), "R
 
 
 def _ecs_fails(script, kind):
-    """One poll on which the ECS agent fails in the way `kind` names."""
+    """One poll on which the ECS agent fails in the way `kind` names (once down, /v1/metadata is asked first)."""
     rsps = script.rsps
-    if kind == "down":
-        rsps.get(f"{ECS}/v1/metadata", body=requests.ConnectionError("refused"))
-    elif kind == "metadata 500":
-        rsps.get(f"{ECS}/v1/metadata", status=500, body="oops")
-    else:
+    if script.metadata_due:
+        if kind == "down":
+            rsps.get(f"{ECS}/v1/metadata", body=requests.ConnectionError("refused"))
+            return
+        if kind == "metadata 500":
+            rsps.get(f"{ECS}/v1/metadata", status=500, body="oops")
+            return
         rsps.get(f"{ECS}/v1/metadata", json=METADATA)
-        if kind == "tasks 503":
-            rsps.get(f"{ECS}/v1/tasks", status=503)
-        elif kind == "garbage":
-            rsps.get(f"{ECS}/v1/tasks", body="<html>502 Bad Gateway</html>")
-        elif kind == "truncated":
-            rsps.get(f"{ECS}/v1/tasks", body='{"Tasks": [{"Arn": "arn:aws:ecs:eu-central-1:2109876')
-        elif kind == "no Tasks":
-            rsps.get(f"{ECS}/v1/tasks", json={"Message": "agent starting"})
-        elif kind == "Tasks null":
-            rsps.get(f"{ECS}/v1/tasks", json={"Tasks": None})
-        elif kind == "task not an object":
-            rsps.get(f"{ECS}/v1/tasks", json={"Tasks": ["oops"]})
+    script.metadata_due = True
+    answers = {
+        "down": {"body": requests.ConnectionError("refused")},
+        "metadata 500": {"status": 500, "body": "oops"},
+        "tasks 503": {"status": 503},
+        "garbage": {"body": "<html>502 Bad Gateway</html>"},
+        "truncated": {"body": '{"Tasks": [{"Arn": "arn:aws:ecs:eu-central-1:2109876'},
+        "no Tasks": {"json": {"Message": "agent starting"}},
+        "Tasks null": {"json": {"Tasks": None}},
+        "task not an object": {"json": {"Tasks": ["oops"]}},
+    }
+    rsps.get(f"{ECS}/v1/tasks", **answers[kind])
 
 
 OUTAGES = [
@@ -187,6 +189,7 @@ def test_restart_with_a_spool_loses_and_doubles_nothing(make_agent, script, repo
     first.flush(timeout=5)
 
     second = make_agent(spool_dir=tmp_path)
+    script.metadata_due = True  # a new process reads the host fields first
     script.imds()
     script.poll(tasks(task(arn, "STOPPED", container(1))))  # B vanished while no agent was running
     script.report()
@@ -212,6 +215,7 @@ def test_restart_after_everything_was_delivered_sends_a_snapshot_and_no_event(ma
     first.flush(timeout=5)
 
     second = make_agent(spool_dir=tmp_path)
+    script.metadata_due = True  # a new process reads the host fields first
     script.imds()
     script.poll(RUNNING)
     script.report()

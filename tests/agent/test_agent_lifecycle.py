@@ -175,6 +175,7 @@ def test_resync_resends_the_whole_snapshot_without_events(make_agent, script, re
     script.poll(payload)
     script.report()
     script.poll(payload)
+    script.metadata_due = True  # a resync reads the host fields again
     script.poll(payload)
     script.report()
     agent.poll_once()
