@@ -144,6 +144,8 @@ class Agent:
             self.config.poll_interval,
             self.delivery.url,
         )
+        if not self.config.token:
+            log.warning("ECS_ID_MAPPER_TOKEN is not set: the server refuses reports unless it allows anonymous ones")
         self._cycle()
         while not stop.wait(self.config.poll_interval):
             self._cycle()

@@ -128,14 +128,9 @@ class Outbox:
         }
 
     def restore(self, state: Any) -> None:
-        """Take back what `state()` saved, ahead of anything newer; ignores anything malformed."""
+        """Take back, into an empty outbox, what `state()` saved; anything malformed is left out."""
         if not isinstance(state, dict):
             return
         records = [r for r in _list(state.get("containers")) if isinstance(r, dict) and _is_text(r.get("container_id"))]
         events = [e for e in _list(state.get("events")) if isinstance(e, dict) and _is_text(e.get("event_id"))]
-        pending = list(self._containers.values())
-        pending_events = list(self._events)
-        self._containers.clear()
-        self._events.clear()
         self.put(records, events, full=state.get("full") is True)
-        self.put(pending, pending_events)

@@ -83,20 +83,13 @@ def test_a_full_snapshot_of_nothing_is_still_a_report():
     assert not outbox.pending()
 
 
-def test_state_survives_a_round_trip_ahead_of_newer_changes():
+def test_state_survives_a_round_trip():
     saved = Outbox()
-    saved.put([record(1, "PENDING"), record(2)], [event(1)], full=True)
-    state = json.loads(json.dumps(saved.state()))
+    saved.put([record(1, "PENDING"), record(2)], [event(1), event(2)], full=True)
+    saved.put([record(1, "STOPPED")], [])
     restored = Outbox()
-    restored.put([record(1, "STOPPED")], [event(2)])
-    restored.restore(state)
-    body = json.loads(restored.take(HOST).body)
-    assert {c["container_id"]: c["known_status"] for c in body["containers"]} == {
-        container_id(1): "STOPPED",
-        container_id(2): "RUNNING",
-    }
-    assert [e["event_id"] for e in body["events"]] == ["e1", "e2"]
-    assert body["full"] is True
+    restored.restore(json.loads(json.dumps(saved.state())))
+    assert restored.take(HOST).body == saved.take(HOST).body
 
 
 def test_restore_ignores_what_it_cannot_read():
