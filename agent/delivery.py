@@ -11,7 +11,7 @@ from email.utils import parsedate_to_datetime
 
 import requests
 
-from agent.outbox import Batch, Outbox
+from agent.outbox import MAX_BODY_BYTES, Batch, Outbox
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +19,7 @@ MAX_RETRY_AFTER = 3600.0  # a server asking for longer than this is more likely 
 MAX_ATTEMPTS = 5  # for answers that retrying might fix but probably will not (404, 409, a redirect…)
 MAX_REQUESTS_PER_CYCLE = 10  # after an outage, drain this many reports per poll at most
 BAD_BODY = (400, 413, 422)  # the server will never take this body: drop it rather than block what follows
+MIN_BODY_BYTES = 64 * 1024  # the smallest report size to fall back to when the server says 413
 
 
 class Backoff:
@@ -78,6 +79,7 @@ class Delivery:
         self.backoff = backoff
         self.clock = clock
         self.next_attempt = 0.0
+        self.max_body = MAX_BODY_BYTES  # lowered when the server's body limit turns out smaller
         self._attempts = 0  # of the batch at the head of the outbox, for answers not worth retrying forever
         self._failing = False
 
@@ -89,7 +91,7 @@ class Delivery:
         for _ in range(MAX_REQUESTS_PER_CYCLE):
             if not outbox.pending() or not self.due():
                 break
-            if not self._send(outbox, outbox.take(host), timeout or self.timeout):
+            if not self._send(outbox, outbox.take(host, self.max_body), timeout or self.timeout):
                 return False
         return True
 
@@ -121,6 +123,11 @@ class Delivery:
             )  # fmt: skip
             self._retry(reason, quiet=True)
             return False
+        if code == 413 and len(batch.containers) + len(batch.events) > 1 and self.max_body > MIN_BODY_BYTES:
+            self.max_body = max(MIN_BODY_BYTES, len(batch.body) // 2)
+            log.warning("server %s took no %d-byte report: sending at most %d bytes", self.url, len(batch.body),
+                        self.max_body)  # fmt: skip
+            return True  # nothing failed for good: the same changes go again, in smaller reports
         if code in BAD_BODY:
             self._drop(outbox, batch, reason)
             return True

@@ -196,7 +196,7 @@ def parse_tasks(payload: Any, warn: _Warnings | None = None, cache: Cache | None
         if not isinstance(raw_containers, list) or not all(isinstance(c, dict) for c in raw_containers):
             if not isinstance(arn, str):
                 raise EcsUnavailable("/v1/tasks listed a task with neither an ARN nor a container list")
-            warn(f"containers:{arn}", "task %s: its container list is malformed; keeping its last state", arn)
+            warn(f"containers:{arn[:200]}", "task %s: its container list is malformed; keeping its state", _show(arn))
             held_tasks.add(arn)
             continue
         known = status(task.get("KnownStatus"))
@@ -309,6 +309,9 @@ class EcsAgent:
             self._host = parse_metadata(self._get("/v1/metadata"))
         try:
             return self._host, parse_tasks(self._get("/v1/tasks"), self._warn, self._cache)
+        except RecursionError:  # JSON nested just shallow enough to parse, too deep to compare
+            self._host = {}
+            raise EcsUnavailable("/v1/tasks answered JSON nested too deep") from None
         except EcsUnavailable:
             self._host = {}  # the ECS agent may come back as another version
             raise

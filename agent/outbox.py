@@ -80,14 +80,14 @@ class Outbox:
                 dropped_containers, dropped_events, self.dropped_containers, self.dropped_events,
             )  # fmt: skip
 
-    def take(self, host: dict[str, str]) -> Batch:
+    def take(self, host: dict[str, str], max_bytes: int = MAX_BODY_BYTES) -> Batch:
         """The next report: as many pending containers and events, oldest first, as one request may carry."""
-        budget = MAX_BODY_BYTES - len(_dump(host))
+        budget = max_bytes - len(_dump(host))
         containers: list[tuple[str, dict[str, Any]]] = []
         parts: list[str] = []
         for container_id, record in self._containers.items():
             part = _dump(record)
-            if len(containers) == MAX_ITEMS or len(part) + 1 > budget:
+            if len(containers) == MAX_ITEMS or (containers and len(part) + 1 > budget):
                 break
             budget -= len(part) + 1
             containers.append((container_id, record))
@@ -96,7 +96,7 @@ class Outbox:
         event_parts: list[str] = []
         for event in self._events:
             part = _dump(event)
-            if len(events) == MAX_ITEMS or len(part) + 1 > budget:
+            if len(events) == MAX_ITEMS or ((containers or events) and len(part) + 1 > budget):
                 break
             budget -= len(part) + 1
             events.append(event)

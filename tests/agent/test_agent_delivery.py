@@ -157,3 +157,21 @@ def test_a_timeout_is_a_retry(delivery, server, outbox):
     server.route("POST", URL, hang)
     assert delivery.deliver(outbox, {}) is False
     assert outbox.pending()
+
+
+def test_a_server_with_a_smaller_body_limit_gets_smaller_reports(delivery, server):
+    box = Outbox()
+    box.put([{"container_id": container_id(n), "image": "x" * 1000} for n in range(300)], [])
+    taken = []
+
+    def limited(kwargs):
+        if len(kwargs["data"]) > 100_000:
+            return response(413, {"error": "too_large"})
+        taken.extend(c["container_id"] for c in json.loads(kwargs["data"])["containers"])
+        return response(200, {})
+
+    server.route("POST", URL, limited)
+    while box.pending():
+        assert delivery.deliver(box, {})
+    assert sorted(taken) == sorted(container_id(n) for n in range(300))
+    assert delivery.max_body <= 100_000
