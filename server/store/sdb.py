@@ -156,9 +156,7 @@ class SimpleDBStore(Store):
         return [f.result() for f in futures]
 
     def _get(self, domain: str, item: str) -> dict[str, str]:
-        answer = self._call(
-            "get_attributes", DomainName=self.domains[domain], ItemName=item, ConsistentRead=True
-        )
+        answer = self._call("get_attributes", DomainName=self.domains[domain], ItemName=item, ConsistentRead=True)
         return {a["Name"]: a["Value"] for a in answer.get("Attributes", [])}
 
     def _put(self, domain: str, item: str, attrs: dict[str, str]) -> None:
@@ -206,9 +204,7 @@ class SimpleDBStore(Store):
         names = list(dict.fromkeys(names))
         first = self._parallel(lambda f: self._get(domain, f), names)
         families = {n: items.Family(n, [a]) for n, a in zip(names, first, strict=True)}
-        more = [
-            (n, s) for n, f in families.items() for s in range(1, int(f.shards[0].get(items.SHARDS, "1")))
-        ]
+        more = [(n, s) for n, f in families.items() for s in range(1, int(f.shards[0].get(items.SHARDS, "1")))]
         for (name, _), attrs in zip(
             more, self._parallel(lambda m: self._get(domain, items.shard_item(*m)), more), strict=True
         ):
@@ -250,20 +246,18 @@ class SimpleDBStore(Store):
         services: dict[str, dict[str, str]] = {}
         for stored, new, _, _ in changes:
             if stored is None:
-                tasks.setdefault(items.task_family(new.get("task_id", "")), {})[
-                    items.key(new["container_id"])
-                ] = items.dumps(new["container_id"])
+                tasks.setdefault(items.task_family(new.get("task_id", "")), {})[items.key(new["container_id"])] = (
+                    items.dumps(new["container_id"])
+                )
             place = (new.get("cluster_name", ""), new.get("service_name", ""))
             if place[1] and (
                 stored is None or (stored.get("cluster_name", ""), stored.get("service_name", "")) != place
             ):
-                services.setdefault(items.service_family(*place), {})[items.key(new.get("task_id", ""))] = (
-                    items.dumps(new.get("task_id", ""))
+                services.setdefault(items.service_family(*place), {})[items.key(new.get("task_id", ""))] = items.dumps(
+                    new.get("task_id", "")
                 )
         self._append("indexes", {**tasks, **services})
-        self._puts(
-            [("containers", items.slot_item(b, s), items.record_attributes(new)) for _, new, b, s in changes]
-        )
+        self._puts([("containers", items.slot_item(b, s), items.record_attributes(new)) for _, new, b, s in changes])
         grown: dict[str, int] = {}
         for stored, _, name, slot in changes:
             if stored is None and slot > 0:
@@ -350,11 +344,7 @@ class SimpleDBStore(Store):
             raise ValueError(f"expected 12 to 64 lowercase hex digits, got {prefix!r}")
         self._ready_to_use()
         (slot_attrs,) = self._buckets([prefix[:12]]).values()
-        found = [
-            r
-            for r in map(items.record_from, slot_attrs)
-            if r and r.get("container_id", "").startswith(prefix)
-        ]
+        found = [r for r in map(items.record_from, slot_attrs) if r and r.get("container_id", "").startswith(prefix)]
         return sorted(found, key=lambda r: r["container_id"])[:limit]
 
     def _task_members(self, task_ids: Iterable[str]) -> dict[str, list[str]]:
@@ -381,12 +371,9 @@ class SimpleDBStore(Store):
         found = [
             record
             for record, _, _ in self._of_tasks(tasks)
-            if record.get("cluster_name", "") == cluster_name
-            and record.get("service_name", "") == service_name
+            if record.get("cluster_name", "") == cluster_name and record.get("service_name", "") == service_name
         ]
-        return sorted(
-            found, key=lambda r: (r.get("task_id", ""), r.get("container_name", ""), r["container_id"])
-        )
+        return sorted(found, key=lambda r: (r.get("task_id", ""), r.get("container_name", ""), r["container_id"]))
 
     def update_container(self, container_id: str, fields: Record) -> None:
         self._ready_to_use()
