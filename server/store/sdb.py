@@ -67,7 +67,8 @@ class SimpleDBStore(Store):
         """Open the store whose domains start with ``prefix``; create the missing ones.
 
         ``region`` and ``endpoint_url`` go straight to boto3 (which also reads ``AWS_REGION`` and
-        ``AWS_ENDPOINT_URL_SIMPLEDB``). ``last_seen_resolution`` (seconds): an otherwise unchanged record is
+        ``AWS_ENDPOINT_URL_SIMPLEDB``). ``max_attempts`` counts the first try; throttling and 5xx answers are
+        retried with botocore's standard mode. ``last_seen_resolution`` (seconds): an otherwise unchanged record is
         rewritten only when its ``last_seen`` is older than this, so that a resync costs reads only.
         """
         if unknown:
@@ -81,7 +82,7 @@ class SimpleDBStore(Store):
         self.max_workers = max(1, _number("max_workers", max_workers, int))
         self.last_seen_resolution = _number("last_seen_resolution", last_seen_resolution, float)
         self.config = Config(
-            retries={"mode": "standard", "max_attempts": max(1, _number("max_attempts", max_attempts, int))},
+            retries={"mode": "standard", "total_max_attempts": max(1, _number("max_attempts", max_attempts, int))},
             connect_timeout=_number("connect_timeout", connect_timeout, float),
             read_timeout=_number("read_timeout", read_timeout, float),
             max_pool_connections=self.max_workers,
@@ -242,22 +243,21 @@ class SimpleDBStore(Store):
         skipped by every lookup; a record is visible only once written whole in one PutAttributes (one
         request per item is atomic), and only then does a retried report see it as existing.
         """
-        tasks: dict[str, dict[str, str]] = {}
-        services: dict[str, dict[str, str]] = {}
+        # Every record is encoded before anything is written: one too large fails the report untouched.
+        puts = [("containers", items.slot_item(b, s), items.record_attributes(new)) for _, new, b, s in changes]
+        entries: dict[str, dict[str, str]] = {}
         for stored, new, _, _ in changes:
+            task_id = new.get("task_id", "")
             if stored is None:
-                tasks.setdefault(items.task_family(new.get("task_id", "")), {})[items.key(new["container_id"])] = (
-                    items.dumps(new["container_id"])
-                )
+                container_id = new["container_id"]
+                entries.setdefault(items.task_family(task_id), {})[items.key(container_id)] = items.dumps(container_id)
             place = (new.get("cluster_name", ""), new.get("service_name", ""))
             if place[1] and (
-                stored is None or (stored.get("cluster_name", ""), stored.get("service_name", "")) != place
+                stored is None or place != (stored.get("cluster_name", ""), stored.get("service_name", ""))
             ):
-                services.setdefault(items.service_family(*place), {})[items.key(new.get("task_id", ""))] = items.dumps(
-                    new.get("task_id", "")
-                )
-        self._append("indexes", {**tasks, **services})
-        self._puts([("containers", items.slot_item(b, s), items.record_attributes(new)) for _, new, b, s in changes])
+                entries.setdefault(items.service_family(*place), {})[items.key(task_id)] = items.dumps(task_id)
+        self._append("indexes", entries)
+        self._puts(puts)
         grown: dict[str, int] = {}
         for stored, _, name, slot in changes:
             if stored is None and slot > 0:
