@@ -181,10 +181,14 @@ def test_a_task_index_and_an_event_log_past_256_entries_are_sharded(sdb_mock):
 
 def test_a_service_index_past_256_tasks_is_sharded(sdb_mock):
     store = sdb_mock()
-    store.upsert_containers([record(n, task=f"{n:032x}") for n in range(260)], at(1))
-    for n in range(260):
-        store.update_task(f"{n:032x}", {"service_name": "api"})
+    # A service name in the records themselves (as update_task leaves it) is indexed like one set later.
+    store.upsert_containers([record(n, task=f"{n:032x}", service_name="api") for n in range(259)], at(1))
+    store.upsert_containers([record(259, task=f"{259:032x}")], at(1))
+    store.update_task(f"{259:032x}", {"service_name": "api"})
     assert len(store.containers_of_service("default", "api")) == 260
+    assert (store.domains["indexes"], f"{items.service_family('default', 'api')}/1") in {
+        (domain, name) for domain, name, _ in moto_items()
+    }
 
 
 def test_containers_sharing_a_short_id_each_get_a_slot(sdb_mock):
