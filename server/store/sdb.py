@@ -101,9 +101,12 @@ class SimpleDBStore(Store):
     # --- plumbing ------------------------------------------------------------------------------------------
 
     def _new_client(self) -> Any:
-        return boto3.session.Session().client(
-            "sdb", region_name=self.region, endpoint_url=self.endpoint_url, config=self.config
-        )
+        try:
+            return boto3.session.Session().client(
+                "sdb", region_name=self.region, endpoint_url=self.endpoint_url, config=self.config
+            )
+        except BotoCoreError as exc:  # no region, a malformed endpoint: the URL's fault, said at start
+            raise ValueError(f"sdb store: {exc} (add ?region=REGION to the store URL)") from exc
 
     def _forked(self) -> None:
         # A client or a thread pool made before gunicorn forked is not safe to use in the worker.

@@ -52,6 +52,12 @@ def test_bad_options_stop_at_once(prefix, options, message):
         SimpleDBStore(prefix, region=REGION, **options)
 
 
+def test_a_missing_region_is_a_configuration_error(monkeypatch):
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    with pytest.raises(ValueError, match=r"region"):
+        open_store("sdb://noregion")
+
+
 def test_the_endpoint_comes_from_boto3s_own_variable(monkeypatch, moto_server):
     monkeypatch.setenv("AWS_ENDPOINT_URL_SIMPLEDB", moto_server)
     store = SimpleDBStore("envendpoint", region=REGION)
