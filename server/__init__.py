@@ -1,0 +1,50 @@
+"""ECS ID Mapper server: a Flask app that records the agents' reports and answers queries about them."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask
+
+from server import config as config_module
+from server.cache import BoundedCache
+from server.config import Config
+from server.health import HealthCheck
+from server.store import Store, open_store
+
+__all__ = ["AppState", "create_app"]
+
+
+@dataclass
+class AppState:
+    """What the routes share, kept in ``app.extensions["ecs_id_mapper"]``."""
+
+    config: Config
+    store: Store
+    health: HealthCheck
+    #: full container ID → task ID; a container never changes task, so this never goes stale.
+    task_of_container: BoundedCache = field(default_factory=lambda: BoundedCache(50_000))
+
+
+def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
+    """The app, configured from defaults, then ``ECS_ID_MAPPER_*`` variables, then ``config``."""
+    from server import errors, health, query, report
+
+    cfg = config if isinstance(config, Config) else config_module.load(config)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = cfg.max_body_bytes
+    app.json.sort_keys = False
+    store = open_store(cfg.store)
+    app.extensions["ecs_id_mapper"] = AppState(cfg, store, HealthCheck(store, cfg.health_interval))
+
+    errors.register(app)
+    app.register_blueprint(query.bp)
+    app.register_blueprint(report.bp)
+    app.register_blueprint(health.bp)
+    return app

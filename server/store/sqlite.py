@@ -122,10 +122,7 @@ class SQLiteStore(Store):
             conn.executemany(
                 "INSERT OR IGNORE INTO events (event_id, container_id, task_id, timestamp, event)"
                 " VALUES (?, ?, ?, ?, ?)",
-                [
-                    (e["event_id"], e["container_id"], e["task_id"], e["timestamp"], json.dumps(e))
-                    for e in events
-                ],
+                [(e["event_id"], e["container_id"], e["task_id"], e["timestamp"], json.dumps(e)) for e in events],
             )
             return conn.total_changes - before
 
@@ -136,8 +133,7 @@ class SQLiteStore(Store):
     def find_containers(self, prefix: str, limit: int) -> list[Record]:
         # 'g' sorts after every hex digit: the prefix becomes a range scan on the primary key.
         rows = self._query(
-            "SELECT record FROM containers WHERE container_id >= ? AND container_id < ?"
-            " ORDER BY container_id LIMIT ?",
+            "SELECT record FROM containers WHERE container_id >= ? AND container_id < ? ORDER BY container_id LIMIT ?",
             (prefix, prefix + "g", limit),
         )
         return [json.loads(r[0]) for r in rows]
@@ -159,9 +155,7 @@ class SQLiteStore(Store):
 
     def update_container(self, container_id: str, fields: Record) -> None:
         with self._write() as conn:
-            row = conn.execute(
-                "SELECT record FROM containers WHERE container_id = ?", (container_id,)
-            ).fetchone()
+            row = conn.execute("SELECT record FROM containers WHERE container_id = ?", (container_id,)).fetchone()
             if row:
                 self._put(conn, {**json.loads(row[0]), **fields})
 

@@ -1,0 +1,53 @@
+"""``python -m server``: validate the configuration, then serve the app under gunicorn."""
+
+from __future__ import annotations
+
+import sys
+
+from gunicorn.app.base import BaseApplication
+
+from server import config as config_module
+from server.store import StoreError, open_store
+
+
+class ServerApplication(BaseApplication):
+    """gunicorn, configured from our settings; each worker builds its own app (and store connections)."""
+
+    def __init__(self, cfg: config_module.Config):
+        self.settings = cfg
+        super().__init__()
+
+    def load_config(self) -> None:
+        cfg = self.settings
+        for name, value in {
+            "bind": [cfg.bind],
+            "workers": cfg.workers,
+            "worker_class": "gthread",
+            "threads": cfg.threads,
+            "timeout": cfg.timeout,
+            "graceful_timeout": 10,
+            "accesslog": "-",
+            "control_socket_disable": True,  # several servers may share a host; nothing uses it
+            "loglevel": cfg.log_level.lower(),
+        }.items():
+            self.cfg.set(name, value)
+
+    def load(self):
+        from server import create_app
+
+        return create_app(self.settings)
+
+
+def main() -> None:
+    try:
+        cfg = config_module.load()
+        open_store(cfg.store).close()  # schema and reachability checked once, before any worker starts
+    except config_module.ConfigError as exc:
+        sys.exit(f"ecs-id-mapper: {exc}")
+    except (StoreError, ValueError, OSError) as exc:
+        sys.exit(f"ecs-id-mapper: ECS_ID_MAPPER_STORE: {exc}")
+    ServerApplication(cfg).run()
+
+
+if __name__ == "__main__":
+    main()

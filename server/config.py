@@ -1,0 +1,135 @@
+"""Server configuration: defaults, then ``ECS_ID_MAPPER_*`` environment variables, then explicit overrides.
+
+Parsed once at start; a bad value raises ConfigError naming the variable, which stops the process.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from server import links
+from server.store import validate_url
+
+PREFIX = "ECS_ID_MAPPER_"
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Config:
+    bind: str = "127.0.0.1:5001"
+    store: str = "sqlite:///data/ecs-id-mapper.sqlite3"
+    token: str = ""
+    allow_anonymous_reports: bool = False
+    cadvisor_url: str = "http://{instance_ip}:8080/docker/{container_id}"
+    graylog_url: str = ""
+    newrelic_api_key: str = ""
+    newrelic_account_id: str = ""
+    newrelic_api_url: str = "https://api.newrelic.com"
+    newrelic_instance_url: str = (
+        "https://rpm.newrelic.com/accounts/{account_id}/applications/{application_id}/instances/{instance_id}"
+    )
+    newrelic_application_url: str = "https://rpm.newrelic.com/accounts/{account_id}/applications/{application_id}"
+    workers: int = 2
+    threads: int = 4
+    timeout: int = 30
+    max_body_bytes: int = 4 * 1024 * 1024
+    health_interval: float = 5.0
+    log_level: str = "INFO"
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+TRUE = ("1", "true", "yes", "on")
+FALSE = ("0", "false", "no", "off", "")
+
+
+def parse_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in TRUE:
+        return True
+    if value in FALSE:
+        return False
+    raise ValueError(f"expected one of {', '.join(TRUE + FALSE[:-1])}, got {text!r}")
+
+
+def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if value <= 0:
+            raise ValueError(f"must be greater than 0, got {text!r}")
+        return value
+
+    return parse
+
+
+def _bind(text: str) -> str:
+    host, sep, port = text.rpartition(":")
+    if text.startswith("unix:"):
+        return text
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected HOST:PORT or unix:PATH, got {text!r}")
+    return text
+
+
+def _store(text: str) -> str:
+    validate_url(text)
+    return text
+
+
+def _log_level(text: str) -> str:
+    if text.upper() not in LOG_LEVELS:
+        raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}, got {text!r}")
+    return text.upper()
+
+
+def _url(text: str) -> str:
+    if text and not text.startswith(("http://", "https://")):
+        raise ValueError(f"expected an http(s) URL, got {text!r}")
+    return text.rstrip("/")
+
+
+PARSERS: dict[str, Callable[[str], Any]] = {
+    "bind": _bind,
+    "store": _store,
+    "allow_anonymous_reports": parse_bool,
+    "cadvisor_url": links.validate_template,
+    "graylog_url": links.validate_template,
+    "newrelic_api_url": _url,
+    "workers": _positive(int),
+    "threads": _positive(int),
+    "timeout": _positive(int),
+    "max_body_bytes": _positive(int),
+    "health_interval": _positive(float),
+    "log_level": _log_level,
+}
+
+
+def load(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Build the configuration. Override keys are field names, any case, with or without the prefix."""
+    environ = os.environ if environ is None else environ
+    given: dict[str, tuple[str, Any]] = {}
+    for field in fields(Config):
+        variable = PREFIX + field.name.upper()
+        if variable in environ:
+            given[field.name] = (variable, environ[variable])
+    for key, value in (overrides or {}).items():
+        name = key.upper().removeprefix(PREFIX).lower()
+        if name not in {f.name for f in fields(Config)}:
+            raise ConfigError(f"{PREFIX}{name.upper()}: unknown setting")
+        given[name] = (PREFIX + name.upper(), value)
+
+    values: dict[str, Any] = {}
+    for name, (variable, raw) in given.items():
+        if not isinstance(raw, str):
+            values[name] = raw
+            continue
+        try:
+            values[name] = PARSERS.get(name, str.strip)(raw.strip())
+        except ValueError as exc:
+            raise ConfigError(f"{variable}: {exc}") from None
+    return Config(**values)

@@ -1,0 +1,184 @@
+"""``/query/…``: what users ask of the record, by container ID or by task ID.
+
+Single values answer as text (one per line) for shell scripts; records and lists answer as JSON.
+"""
+
+from __future__ import annotations
+
+from contextlib import suppress
+
+from flask import Blueprint, Response, current_app, jsonify, redirect, request
+
+from server import ids, links
+from server.errors import ApiError
+from server.records import public
+from server.store import Record
+
+bp = Blueprint("query", __name__, url_prefix="/query")
+
+LINK_NAMES = "cadvisor, graylog, newrelic"
+AMBIGUOUS_SHOWN = 10
+TRUE = ("true", "1", "yes")
+FALSE = ("false", "0", "no", "")
+
+
+def state():
+    return current_app.extensions["ecs_id_mapper"]
+
+
+def text(*lines: str) -> Response:
+    return Response("".join(f"{line}\n" for line in lines), mimetype="text/plain")
+
+
+def wants_redirect() -> bool:
+    value = request.args.get("redir", "").strip().lower()
+    if value not in TRUE + FALSE:
+        raise ApiError(f"redir={value!r}: expected true or false")
+    return value in TRUE
+
+
+def container_record(raw_id: str) -> Record:
+    """The one record a container ID or unique prefix names: 404 unknown, 409 ambiguous."""
+    prefix = ids.container_prefix(raw_id)
+    store = state().store
+    if len(prefix) == 64:
+        record = store.get_container(prefix)
+        matches = [record] if record else []
+    else:
+        matches = store.find_containers(prefix, limit=AMBIGUOUS_SHOWN + 1)
+    if not matches:
+        raise ApiError(f"no container with ID {prefix!r} is on record", 404)
+    if len(matches) > 1:
+        shown = [m["container_id"] for m in matches[:AMBIGUOUS_SHOWN]]
+        more = " (and more)" if len(matches) > AMBIGUOUS_SHOWN else ""
+        raise ApiError(f"container ID prefix {prefix!r} matches several containers{more}", 409, matches=shown)
+    return matches[0]
+
+
+def task_records(raw_id: str) -> list[Record]:
+    """Every record of one task, ordered by container name: 404 unknown."""
+    task_id = ids.task_id(raw_id)
+    found = state().store.containers_of_task(task_id)
+    if not found:
+        raise ApiError(f"no task with ID {task_id!r} is on record", 404)
+    return found
+
+
+def task_container(raw_id: str) -> tuple[Record, list[Record]]:
+    """The task's container named by ``?container=``, else its first by name; with all of them."""
+    found = task_records(raw_id)
+    name = request.args.get("container")
+    if name is None:
+        return found[0], found
+    for record in found:
+        if record.get("container_name") == name:
+            return record, found
+    names = ", ".join(r.get("container_name", "") for r in found)
+    raise ApiError(f"task has no container named {name!r}; it has: {names}", 404)
+
+
+def link_url(name: str, record: Record) -> str:
+    """The rendered link, or 404 saying what to configure or what the record lacks."""
+    if name == "newrelic":
+        if not record.get("newrelic_url"):
+            raise ApiError("no New Relic URL is on record for this container", 404)
+        return record["newrelic_url"]
+    variable = links.LINKS[name]
+    template = getattr(state().config, f"{name}_url")
+    if not template:
+        raise ApiError(f"{name} links are not configured: set {variable}", 404)
+    try:
+        return links.render(template, record)
+    except links.MissingValue as exc:
+        raise ApiError(f"the record has no {exc.args[0]}, which {variable} needs", 404) from None
+
+
+def configured_links(record: Record) -> dict[str, str]:
+    """Every link this record has, by name; links not configured or lacking a value are left out."""
+    urls = {}
+    for name in ("cadvisor", "graylog", "newrelic"):
+        with suppress(ApiError):
+            urls[name] = link_url(name, record)
+    return urls
+
+
+def link_answer(name: str, record: Record) -> Response:
+    url = link_url(name, record)
+    return redirect(url, 302) if wants_redirect() else text(url)
+
+
+def full_record(record: Record) -> dict:
+    """A record as JSON, with its rendered links."""
+    return {**public(record), **{f"{name}_url": url for name, url in configured_links(record).items()}}
+
+
+# By container ID
+
+
+@bp.get("/container_id/<container_id>")
+def task_of_container(container_id: str) -> Response:
+    cache = state().task_of_container
+    task_id = cache.get(container_id.lower())
+    if task_id is None:
+        record = container_record(container_id)
+        task_id = record["task_id"]
+        cache.put(record["container_id"], task_id)
+    return text(task_id)
+
+
+@bp.get("/container_id/<container_id>/_all")
+def container_all(container_id: str) -> Response:
+    return jsonify(full_record(container_record(container_id)))
+
+
+@bp.get("/container_id/<container_id>/<any(cadvisor, graylog, newrelic):link>")
+def container_link(container_id: str, link: str) -> Response:
+    return link_answer(link, container_record(container_id))
+
+
+@bp.get("/container_id/<container_id>/urls")
+def container_urls(container_id: str) -> Response:
+    return jsonify(configured_links(container_record(container_id)))
+
+
+@bp.get("/container_id/<container_id>/events")
+def container_events(container_id: str) -> Response:
+    record = container_record(container_id)
+    return jsonify(state().store.events_of_container(record["container_id"]))
+
+
+# By task ID
+
+
+@bp.get("/task_id/<task_id>")
+def containers_of_task(task_id: str) -> Response:
+    return text(*(r["container_id"] for r in task_records(task_id)))
+
+
+@bp.get("/task_id/<task_id>/_all")
+def task_all(task_id: str) -> Response:
+    record, found = task_container(task_id)
+    return jsonify({**full_record(record), "task_containers": [r.get("container_name", "") for r in found]})
+
+
+@bp.get("/task_id/<task_id>/containers")
+def task_containers(task_id: str) -> Response:
+    return jsonify([full_record(r) for r in task_records(task_id)])
+
+
+@bp.get("/task_id/<task_id>/<any(cadvisor, graylog, newrelic):link>")
+def task_link(task_id: str, link: str) -> Response:
+    record, _ = task_container(task_id)
+    return link_answer(link, record)
+
+
+@bp.get("/task_id/<task_id>/urls")
+def task_urls(task_id: str) -> Response:
+    record, _ = task_container(task_id)
+    return jsonify(configured_links(record))
+
+
+@bp.get("/task_id/<task_id>/events")
+def task_events(task_id: str) -> Response:
+    task_records(task_id)
+    return jsonify(state().store.events_of_task(ids.task_id(task_id)))

@@ -1,0 +1,59 @@
+"""``/report/…``: where agents send what they saw. Bodies are checked whole before anything is stored."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from server import schema
+from server.errors import ApiError
+from server.records import utc_now
+
+bp = Blueprint("report", __name__, url_prefix="/report")
+log = logging.getLogger(__name__)
+
+
+@bp.before_request
+def authorize() -> None:
+    cfg = current_app.extensions["ecs_id_mapper"].config
+    if not cfg.token:
+        if cfg.allow_anonymous_reports:
+            return
+        raise ApiError(
+            "reports are refused: set ECS_ID_MAPPER_TOKEN (or ECS_ID_MAPPER_ALLOW_ANONYMOUS_REPORTS=true)", 403
+        )
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError("missing Authorization: Bearer TOKEN", 401)
+    if not hmac.compare_digest(token.strip().encode(), cfg.token.encode()):
+        raise ApiError("wrong token", 403)
+
+
+def body() -> Any:
+    raw = request.get_data(cache=False)
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        raise ApiError("the body is not JSON") from None
+
+
+@bp.post("/map")
+def report_map() -> Response:
+    containers, events, full = schema.map_report(body())
+    store = current_app.extensions["ecs_id_mapper"].store
+    created = store.upsert_containers(containers, utc_now())
+    new_events = store.add_events(events) if events else 0
+    log.debug("map report: %d containers (%d new, full=%s), %d new events",
+              len(containers), len(created), full, new_events)  # fmt: skip
+    return jsonify({"containers": len(containers), "events": new_events})
+
+
+@bp.post("/event")
+def report_event() -> Response:
+    events = schema.event_report(body())
+    new_events = current_app.extensions["ecs_id_mapper"].store.add_events(events)
+    return jsonify({"containers": 0, "events": new_events})

@@ -1,0 +1,74 @@
+"""Helpers for tests that start real processes on loopback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(url: str, timeout: float = 20.0, process: subprocess.Popen | None = None) -> requests.Response:
+    """GET ``url`` until it answers at all; fail if ``process`` exits first or time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return requests.get(url, timeout=2)
+        except requests.ConnectionError:
+            if process is not None and process.poll() is not None:
+                raise RuntimeError(f"process exited with {process.returncode} before {url} answered") from None
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+class ServerProcess:
+    """``python -m server`` (gunicorn) on a free loopback port, as users start it."""
+
+    def __init__(self, env: Mapping[str, str], log_path: Path, port: int | None = None):
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "ECS_ID_MAPPER_BIND": f"127.0.0.1:{self.port}", **env}
+        self.log_path = log_path
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> ServerProcess:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child writes to it for its whole life
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "server"], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+        )
+        log.close()
+        wait_for(f"{self.url}/health", process=self.process)
+        return self
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
