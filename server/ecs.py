@@ -28,9 +28,7 @@ NOT_FOUND_CODES = ("ClusterNotFoundException", "ServiceNotFoundException")
 DENIED_CODES = ("AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException")
 
 # Few botocore retries: a request thread waits on this, and throttling is answered from the cache instead.
-BOTO_CONFIG = BotoConfig(
-    connect_timeout=3, read_timeout=10, retries={"mode": "standard", "total_max_attempts": 2}
-)
+BOTO_CONFIG = BotoConfig(connect_timeout=3, read_timeout=10, retries={"mode": "standard", "total_max_attempts": 2})
 
 
 class EcsError(Exception):
@@ -205,9 +203,7 @@ class EcsClient:
                     f"ECS knows no service {params.get('serviceName')!r} in cluster {params.get('cluster')!r}"
                 ) from None
             if code in DENIED_CODES:
-                raise EcsUnavailable(
-                    f"the AWS credentials may not call ecs:{_action(operation)} ({code})"
-                ) from None
+                raise EcsUnavailable(f"the AWS credentials may not call ecs:{_action(operation)} ({code})") from None
             if code == "InvalidParameterException":
                 # ECS says this for names that cannot exist, e.g. a service name with a slash.
                 raise EcsNotFound(f"ECS refused the request: {message}") from None

@@ -86,9 +86,7 @@ class ServiceNames:
                 if len(self._pending) >= self.max_pending:
                     self._dropped += 1
                     if self._dropped == 1 or self._dropped % 1000 == 0:
-                        log.warning(
-                            "service-name queue full (%d tasks); %d dropped", self.max_pending, self._dropped
-                        )
+                        log.warning("service-name queue full (%d tasks); %d dropped", self.max_pending, self._dropped)
                     continue
                 cluster = record.get("cluster_name") or "default"
                 self._incoming.append(PendingTask(cluster, record.get("task_arn") or task_id, task_id))
@@ -178,9 +176,7 @@ class ServiceNames:
     def _retry(self, task: PendingTask) -> None:
         task.attempts += 1
         if task.attempts >= self.max_attempts:
-            log.warning(
-                "gave up on the service name of task %s after %d attempts", task.task_id, task.attempts
-            )
+            log.warning("gave up on the service name of task %s after %d attempts", task.task_id, task.attempts)
             self._done(task)
             return
         delay = min(self.max_delay, self.base_delay * 2 ** (task.attempts - 1))

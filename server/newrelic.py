@@ -10,10 +10,13 @@ import logging
 import string
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import quote
 
 import requests
+
+if TYPE_CHECKING:
+    from server.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -128,9 +131,7 @@ class RestV2Client(NewRelicClient):
             f"New Relic knows no application on host {host}",
         )
         app_id = application["id"]
-        hosts = self._list(
-            "application_hosts", f"/v2/applications/{app_id}/hosts.json", {"filter[hostname]": host}
-        )
+        hosts = self._list("application_hosts", f"/v2/applications/{app_id}/hosts.json", {"filter[hostname]": host})
         hosts = [h for h in hosts if str(h.get("host", "")).lower() == host] or hosts
         if not hosts:
             raise NewRelicNotFound(f"New Relic application {application.get('name')!r} has no host {host}")
@@ -149,14 +150,10 @@ class RestV2Client(NewRelicClient):
             named = [i for i in instances if str(i.get("host", "")).lower() == host]
             instance_ids = {i.get("id") for i in linked or named} - {None}
         if not instance_ids:
-            raise NewRelicNotFound(
-                f"New Relic application {application.get('name')!r} has no instance on {host}"
-            )
+            raise NewRelicNotFound(f"New Relic application {application.get('name')!r} has no instance on {host}")
         urls = sorted(self._render(self.instance_url_template, app_id, i) for i in instance_ids)
         if len(urls) > 1:
-            raise NewRelicAmbiguous(
-                f"several New Relic application instances run on host {host}", candidates=urls
-            )
+            raise NewRelicAmbiguous(f"several New Relic application instances run on host {host}", candidates=urls)
         return urls[0]
 
     def application_url(self, name: str) -> str:
@@ -215,15 +212,11 @@ class RestV2Client(NewRelicClient):
         except requests.Timeout:
             raise NewRelicError(f"New Relic did not answer within {_seconds(self.timeout)} s") from None
         except requests.RequestException as exc:
-            raise NewRelicUnavailable(
-                f"New Relic at {self.api_url} is unreachable ({type(exc).__name__})"
-            ) from None
+            raise NewRelicUnavailable(f"New Relic at {self.api_url} is unreachable ({type(exc).__name__})") from None
         if response.status_code == 200:
             return response
         if response.status_code in (401, 403):
-            raise NewRelicError(
-                f"New Relic refused the API key ({response.status_code}): check {API_KEY_VARIABLE}"
-            )
+            raise NewRelicError(f"New Relic refused the API key ({response.status_code}): check {API_KEY_VARIABLE}")
         if response.status_code == 429:
             raise NewRelicUnavailable("New Relic is rate-limiting requests; try again shortly")
         title = self._scrub(_error_title(response))
@@ -236,9 +229,7 @@ class RestV2Client(NewRelicClient):
             if name is None:
                 continue
             if values.get(name) is None:
-                raise NewRelicNotConfigured(
-                    f"the New Relic URL template {template!r} uses unknown {{{name}}}"
-                )
+                raise NewRelicNotConfigured(f"the New Relic URL template {template!r} uses unknown {{{name}}}")
             quoted[name] = quote(str(values[name]), safe="")
         return template.format_map(quoted)
 
@@ -246,7 +237,7 @@ class RestV2Client(NewRelicClient):
         return text.replace(self._api_key, "[api key]") if self._api_key else text
 
 
-def from_config(config: Any) -> NewRelicClient:
+def from_config(config: Config) -> NewRelicClient:
     """The client the configuration asks for; UnconfiguredClient when the API key or account ID is missing."""
     missing = [
         variable
