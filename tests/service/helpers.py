@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
+import boto3
+
 REGION = "eu-central-1"
 ACCOUNT = "210987654321"
 CLUSTER = "prod"
@@ -58,3 +62,22 @@ def described(n: int, group: str, cluster: str = CLUSTER) -> dict:
         "group": group,
         "lastStatus": "RUNNING",
     }
+
+
+def run_tasks(ecs_client, groups: list[str | None], cluster: str = CLUSTER) -> list[str]:
+    """Start one task per group on a moto cluster with one container instance; their ARNs."""
+    ec2 = boto3.client("ec2", region_name=REGION)
+    ecs_client.create_cluster(clusterName=cluster)
+    image = ec2.describe_images()["Images"][0]["ImageId"]
+    instance = ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1)["Instances"][0]
+    document = {"instanceId": instance["InstanceId"], "region": REGION}
+    ecs_client.register_container_instance(cluster=cluster, instanceIdentityDocument=json.dumps(document))
+    ecs_client.register_task_definition(
+        family="web", containerDefinitions=[{"name": "app", "image": "app:1", "memory": 64, "cpu": 16}]
+    )
+    arns = []
+    for group in groups:
+        extra = {"group": group} if group else {}
+        answer = ecs_client.run_task(cluster=cluster, taskDefinition="web", count=1, **extra)
+        arns.extend(t["taskArn"] for t in answer["tasks"])
+    return arns

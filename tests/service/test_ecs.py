@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 import boto3
 import pytest
 from moto import mock_aws
 
 from server.ecs import EcsClient, EcsError, EcsNotFound, EcsUnavailable, task_id_of
-from tests.service.helpers import CLUSTER, REGION, described, task_arn
+from tests.service.helpers import CLUSTER, REGION, described, run_tasks, task_arn
 from tests.support import free_port
 
 SERVICE = "web"
@@ -173,22 +171,3 @@ def test_describe_tasks_reads_the_group_ecs_sets(moto_ecs):
 
     # moto lists no failures for unknown tasks; the enrichment tests script those with the Stubber.
     assert {t["taskArn"]: t["group"] for t in tasks} == {arns[0]: "service:web", arns[1]: "family:web"}
-
-
-def run_tasks(ecs_client, groups: list[str | None], cluster: str = CLUSTER) -> list[str]:
-    """Start one task per group on a moto cluster with one container instance; their ARNs."""
-    ec2 = boto3.client("ec2", region_name=REGION)
-    ecs_client.create_cluster(clusterName=cluster)
-    image = ec2.describe_images()["Images"][0]["ImageId"]
-    instance = ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1)["Instances"][0]
-    document = {"instanceId": instance["InstanceId"], "region": REGION}
-    ecs_client.register_container_instance(cluster=cluster, instanceIdentityDocument=json.dumps(document))
-    ecs_client.register_task_definition(
-        family="web", containerDefinitions=[{"name": "app", "image": "app:1", "memory": 64, "cpu": 16}]
-    )
-    arns = []
-    for group in groups:
-        extra = {"group": group} if group else {}
-        answer = ecs_client.run_task(cluster=cluster, taskDefinition="web", count=1, **extra)
-        arns.extend(t["taskArn"] for t in answer["tasks"])
-    return arns
