@@ -50,9 +50,11 @@ class ServiceNames:
         remembered: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
         autostart: bool = True,
+        idle_exit: float = 60.0,
     ):
         self.ecs = ecs
         self.autostart = autostart
+        self.idle_exit = idle_exit
         self.store = store
         self.base_delay = base_delay
         self.max_delay = max_delay
@@ -72,6 +74,7 @@ class ServiceNames:
         self._thread: threading.Thread | None = None
         self._pid = 0
         self._dropped = 0
+        self._last_failure = ""
 
     # The request side: never blocks on ECS or the store.
 
@@ -140,10 +143,11 @@ class ServiceNames:
                 self._done(task)
             return
         except EcsError as exc:
-            log.warning("DescribeTasks failed for %d task(s) of cluster %s: %s", len(batch), cluster, exc)
+            self._warn_once("DescribeTasks failed for %d task(s) of cluster %s: %s", len(batch), cluster, exc)
             for task in batch:
                 self._retry(task)
             return
+        self._last_failure = ""
         groups = {task_id_of(t.get("taskArn", "")): t.get("group") or "" for t in described}
         missing = {task_id_of(f.get("arn", "")) for f in failures if f.get("reason") == "MISSING"}
         for task in batch:
@@ -158,6 +162,13 @@ class ServiceNames:
                 self._done(task)
             else:
                 self._retry(task)
+
+    def _warn_once(self, message: str, *args: object) -> None:
+        # The same failure (no credentials, say) repeats for every batch: warn on change, else debug.
+        reason = str(args[-1])
+        level = logging.DEBUG if reason == self._last_failure else logging.WARNING
+        self._last_failure = reason
+        log.log(level, message, *args)
 
     def _write(self, task: PendingTask, name: str) -> None:
         if name:
@@ -204,10 +215,17 @@ class ServiceNames:
             self._thread.start()
 
     def _run(self) -> None:
+        idle_since = time.monotonic()
         while not self._stop.is_set():
             with self._cond:
                 if not self._incoming:
                     self._cond.wait(timeout=self._idle_wait())
+                if self._incoming or self._retries:
+                    idle_since = time.monotonic()
+                elif time.monotonic() - idle_since > self.idle_exit:
+                    # Nothing to do for a while: end; the next submit starts a new worker.
+                    self._thread = None
+                    return
             if self._stop.is_set():
                 break
             try:
