@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import pytest
+
+from server import create_app
+from tests.server import samples
+
+TOKEN = "s3cret-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def store_url(tmp_path) -> str:
+    return f"sqlite:///{tmp_path}/mapper.sqlite3"
+
+
+@pytest.fixture
+def settings(store_url) -> dict:
+    return {"store": store_url, "token": TOKEN}
+
+
+@pytest.fixture
+def app(settings):
+    app = create_app(settings)
+    yield app
+    app.extensions["ecs_id_mapper"].store.close()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def report(client):
+    """POST a map report with the right token; assert it was accepted."""
+
+    def send(*containers: dict, **kwargs):
+        response = client.post("/report/map", json=samples.map_report(*containers, **kwargs), headers=AUTH)
+        assert response.status_code == 200, response.get_json()
+        return response.get_json()
+
+    return send

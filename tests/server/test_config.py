@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from server import config
+from server.config import ConfigError
+from tests.support import ROOT
+
+
+def test_defaults():
+    cfg = config.load(environ={})
+    assert cfg.bind == "127.0.0.1:5001"
+    assert cfg.store.startswith("sqlite:///")
+    assert cfg.allow_anonymous_reports is False
+    assert cfg.cadvisor_url == "http://{instance_ip}:8080/docker/{container_id}"
+    assert cfg.graylog_url == ""
+
+
+def test_environment_then_overrides():
+    environ = {"ECS_ID_MAPPER_TOKEN": "from-env", "ECS_ID_MAPPER_ALLOW_ANONYMOUS_REPORTS": "Yes"}
+    cfg = config.load({"ECS_ID_MAPPER_WORKERS": "3", "bind": "0.0.0.0:80"}, environ=environ)
+    assert (cfg.token, cfg.allow_anonymous_reports, cfg.workers, cfg.bind) == ("from-env", True, 3, "0.0.0.0:80")
+    assert config.load({"token": "override"}, environ=environ).token == "override"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("ECS_ID_MAPPER_ALLOW_ANONYMOUS_REPORTS", "sometimes"),
+        ("ECS_ID_MAPPER_BIND", "localhost"),
+        ("ECS_ID_MAPPER_BIND", "127.0.0.1:99999"),
+        ("ECS_ID_MAPPER_STORE", "postgres://db"),
+        ("ECS_ID_MAPPER_STORE", "sqlite://relative-without-third-slash"),
+        ("ECS_ID_MAPPER_STORE", "sqlite:///:memory:"),
+        ("ECS_ID_MAPPER_WORKERS", "0"),
+        ("ECS_ID_MAPPER_WORKERS", "two"),
+        ("ECS_ID_MAPPER_HEALTH_INTERVAL", "-1"),
+        ("ECS_ID_MAPPER_MAX_BODY_BYTES", "1e9"),
+        ("ECS_ID_MAPPER_LOG_LEVEL", "LOUD"),
+        ("ECS_ID_MAPPER_CADVISOR_URL", "ftp://{instance_ip}/"),
+        ("ECS_ID_MAPPER_CADVISOR_URL", "http://{instance_ip}:8080/{nonsense}"),
+        ("ECS_ID_MAPPER_GRAYLOG_URL", "https://graylog/{container_id"),
+        ("ECS_ID_MAPPER_GRAYLOG_URL", "https://graylog/{container_id.__class__}"),
+        ("ECS_ID_MAPPER_NEWRELIC_API_URL", "api.newrelic.com"),
+    ],
+)
+def test_bad_value_names_the_variable(variable, value):
+    with pytest.raises(ConfigError, match=variable):
+        config.load(environ={variable: value})
+
+
+def test_unknown_override_is_refused():
+    with pytest.raises(ConfigError, match="ECS_ID_MAPPER_COLOUR"):
+        config.load({"colour": "blue"}, environ={})
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("ECS_ID_MAPPER_WORKERS", "many"), ("ECS_ID_MAPPER_STORE", "mysql://x"), ("ECS_ID_MAPPER_BIND", ":")],
+)
+def test_python_m_server_stops_with_the_variable_name(tmp_path, variable, value):
+    env = {"PATH": "/usr/bin:/bin", variable: value}
+    result = subprocess.run(
+        [sys.executable, "-m", "server"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode != 0
+    assert variable in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unwritable_store_path_stops_the_server(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    env = {"PATH": "/usr/bin:/bin", "ECS_ID_MAPPER_STORE": f"sqlite:///{blocker}/sub/db.sqlite3"}
+    result = subprocess.run(
+        [sys.executable, "-m", "server"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode != 0
+    assert "ECS_ID_MAPPER_STORE" in result.stderr

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+from server.health import HealthCheck
+from server.store import Store, StoreUnavailable
+
+
+class FlakyStore:
+    kind = "flaky"
+
+    def __init__(self):
+        self.up = True
+        self.pings = 0
+
+    def ping(self):
+        self.pings += 1
+        if not self.up:
+            raise StoreUnavailable("down")
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_store_is_asked_at_most_once_per_interval():
+    store, clock = FlakyStore(), Clock()
+    check = HealthCheck(store, interval=5, clock=clock)
+    assert [check.problem() for _ in range(50)] == [None] * 50
+    assert store.pings == 1
+    store.up = False
+    clock.now += 4.9
+    assert check.problem() is None  # still the cached answer
+    clock.now += 0.2
+    assert check.problem() == "down"
+    store.up = True
+    clock.now += 5
+    assert check.problem() is None
+    assert store.pings == 3
+
+
+def test_health_route_ok(client):
+    response = client.get("/health")
+    assert (response.status_code, response.get_json()) == (200, {"status": "ok", "store": "sqlite"})
+
+
+def test_health_route_503_when_the_store_fails(app, client, monkeypatch):
+    store: Store = app.extensions["ecs_id_mapper"].store
+
+    def down():
+        raise StoreUnavailable("disk on fire")
+
+    monkeypatch.setattr(store, "ping", down)
+    response = client.get("/health")
+    assert response.status_code == 503
+    assert response.get_json()["error"] == "service_unavailable"
+
+
+def test_queries_answer_503_when_the_store_fails(app, client, monkeypatch):
+    store = app.extensions["ecs_id_mapper"].store
+
+    def down(*args):
+        raise StoreUnavailable("disk on fire")
+
+    monkeypatch.setattr(store, "get_container", down)
+    response = client.get("/query/container_id/" + "a" * 64)
+    assert response.status_code == 503
+    assert "disk on fire" not in response.get_json()["message"]

@@ -1,0 +1,223 @@
+from __future__ import annotations
+
+import pytest
+
+from server import create_app
+from tests.server import samples
+from tests.server.samples import API_ID, ARN_OLD, MIGRATE_ID, SIDECAR_ID, TASK_LONG, TASK_UUID
+
+UNKNOWN_ID = "f" * 64
+UNKNOWN_TASK = "f" * 32
+
+
+def error_of(response) -> dict:
+    body = response.get_json()
+    assert set(body) >= {"error", "message"}, body
+    return body
+
+
+@pytest.fixture
+def recorded(report):
+    report(
+        samples.container(API_ID, "api"),
+        samples.container(SIDECAR_ID, "aaa-sidecar", ports=[]),
+        samples.container(MIGRATE_ID, "migrate", task_arn=ARN_OLD, known_status="STOPPED", desired_status=""),
+    )
+
+
+class TestByContainerId:
+    @pytest.mark.parametrize("given", [API_ID, API_ID[:12], API_ID[:20].upper(), f" {API_ID[:12]}"])
+    def test_task_id_as_text(self, client, recorded, given):
+        response = client.get(f"/query/container_id/{given}")
+        assert response.status_code == 200
+        assert response.mimetype == "text/plain"
+        assert response.get_data(as_text=True) == f"{TASK_LONG}\n"
+
+    def test_old_arn_form_task_id(self, client, recorded):
+        assert client.get(f"/query/container_id/{MIGRATE_ID}").get_data(as_text=True) == f"{TASK_UUID}\n"
+
+    @pytest.mark.parametrize(
+        ("given", "fragment"),
+        [
+            ("zz" * 10, "not hexadecimal"),
+            ("abc123", "too short"),
+            ("a" * 11, "too short"),
+            ("a" * 65, "too long"),
+            ("9f8e7d6c5b4a-3928", "not hexadecimal"),
+        ],
+    )
+    def test_malformed_id_is_400(self, client, recorded, given, fragment):
+        response = client.get(f"/query/container_id/{given}")
+        assert response.status_code == 400
+        assert fragment in error_of(response)["message"]
+
+    @pytest.mark.parametrize("suffix", ["", "/_all", "/cadvisor", "/graylog", "/newrelic", "/urls", "/events"])
+    def test_unknown_is_404_on_every_route(self, client, recorded, suffix):
+        response = client.get(f"/query/container_id/{UNKNOWN_ID}{suffix}")
+        assert response.status_code == 404
+        assert error_of(response)["error"] == "not_found"
+
+    @pytest.mark.parametrize("suffix", ["", "/_all", "/cadvisor", "/events"])
+    def test_malformed_is_400_on_every_route(self, client, recorded, suffix):
+        assert client.get(f"/query/container_id/xyz{suffix}").status_code == 400
+
+    def test_ambiguous_prefix_is_409_listing_matches(self, client, report):
+        twin = API_ID[:20] + "0" * 44
+        report(samples.container(API_ID, "api"), samples.container(twin, "twin"))
+        response = client.get(f"/query/container_id/{API_ID[:12]}")
+        assert response.status_code == 409
+        assert error_of(response)["matches"] == sorted([API_ID, twin])
+        # a longer prefix settles it
+        assert client.get(f"/query/container_id/{API_ID[:21]}").status_code == 200
+
+    def test_all_attributes(self, client, recorded):
+        body = client.get(f"/query/container_id/{API_ID[:12]}/_all").get_json()
+        assert body["container_id"] == API_ID
+        assert body["task_id"] == TASK_LONG
+        assert body["task_arn"] == samples.ARN_LONG
+        assert body["container_port"] == "8000"
+        assert body["instance_port"] == "49153"
+        assert body["ports"] == [{"container_port": 8000, "host_port": 49153, "protocol": "tcp"}]
+        assert body["cadvisor_url"] == f"http://10.0.1.17:8080/docker/{API_ID}"
+        assert "graylog_url" not in body  # not configured
+        for name in ("instance_id", "instance_ip", "instance_type", "instance_az", "host_name", "cluster_name",
+                     "ecs_agent_version", "sample_time", "first_seen", "last_seen", "desired_status"):  # fmt: skip
+            assert body[name], name
+
+    def test_cadvisor_url_and_redirect(self, client, recorded):
+        url = f"http://10.0.1.17:8080/docker/{API_ID}"
+        response = client.get(f"/query/container_id/{API_ID}/cadvisor")
+        assert (response.status_code, response.get_data(as_text=True)) == (200, f"{url}\n")
+        for flag in ("true", "1", "yes", "TRUE", "Yes"):
+            response = client.get(f"/query/container_id/{API_ID}/cadvisor?redir={flag}")
+            assert (response.status_code, response.headers["Location"]) == (302, url)
+        assert client.get(f"/query/container_id/{API_ID}/cadvisor?redir=false").status_code == 200
+        assert client.get(f"/query/container_id/{API_ID}/cadvisor?redir=perhaps").status_code == 400
+
+    def test_graylog_unconfigured_says_which_variable(self, client, recorded):
+        response = client.get(f"/query/container_id/{API_ID}/graylog")
+        assert response.status_code == 404
+        assert "ECS_ID_MAPPER_GRAYLOG_URL" in error_of(response)["message"]
+
+    def test_newrelic_without_cached_url_is_404(self, client, recorded):
+        response = client.get(f"/query/container_id/{API_ID}/newrelic?redir=true")
+        assert response.status_code == 404
+        assert "New Relic" in error_of(response)["message"]
+
+    def test_newrelic_cached_url_and_redirect(self, app, client, recorded):
+        url = "https://rpm.newrelic.com/accounts/1/applications/2/instances/3"
+        app.extensions["ecs_id_mapper"].store.update_container(API_ID, {"newrelic_url": url})
+        assert client.get(f"/query/container_id/{API_ID}/newrelic").get_data(as_text=True) == f"{url}\n"
+        assert client.get(f"/query/container_id/{API_ID}/newrelic?redir=1").headers["Location"] == url
+
+    def test_urls_lists_configured_links(self, client, recorded):
+        assert client.get(f"/query/container_id/{API_ID}/urls").get_json() == {
+            "cadvisor": f"http://10.0.1.17:8080/docker/{API_ID}"
+        }
+
+    def test_events_oldest_first(self, client, report):
+        later = samples.event("e-2", timestamp="2026-11-25T15:00:05Z", **{"from": "RUNNING", "to": "STOPPED"})
+        earlier = samples.event("e-1", timestamp="2026-11-25T15:00:01Z")
+        report(samples.container(), events=[later, earlier])
+        body = client.get(f"/query/container_id/{API_ID[:12]}/events").get_json()
+        assert [e["event_id"] for e in body] == ["e-1", "e-2"]
+        assert body[1] == {**later, "timestamp": "2026-11-25T15:00:05.000Z"}
+
+    def test_status_is_read_fresh_after_the_task_id_is_cached(self, client, report):
+        report(samples.container())
+        assert client.get(f"/query/container_id/{API_ID}").status_code == 200
+        report(samples.container(known_status="STOPPED", sample_time="2026-11-25T16:00:00Z"))
+        assert client.get(f"/query/container_id/{API_ID}/_all").get_json()["known_status"] == "STOPPED"
+
+
+class TestByTaskId:
+    def test_container_ids_ordered_by_name(self, client, recorded):
+        response = client.get(f"/query/task_id/{TASK_LONG}")
+        assert response.mimetype == "text/plain"
+        assert response.get_data(as_text=True) == f"{SIDECAR_ID}\n{API_ID}\n"  # aaa-sidecar sorts before api
+
+    def test_uuid_task_id_any_case(self, client, recorded):
+        response = client.get(f"/query/task_id/{TASK_UUID.upper()}")
+        assert response.get_data(as_text=True) == f"{MIGRATE_ID}\n"
+
+    @pytest.mark.parametrize("given", ["abc", "g" * 32, "0" * 31, "0" * 33, "3e4f5a6b7c8d-4e9f-a0b1-c2d3e4f5a6b7"])
+    def test_malformed_task_id_is_400(self, client, given):
+        response = client.get(f"/query/task_id/{given}")
+        assert response.status_code == 400
+        assert "task ID" in error_of(response)["message"]
+
+    @pytest.mark.parametrize(
+        "suffix", ["", "/_all", "/containers", "/cadvisor", "/graylog", "/newrelic", "/urls", "/events"]
+    )
+    def test_unknown_is_404(self, client, recorded, suffix):
+        assert client.get(f"/query/task_id/{UNKNOWN_TASK}{suffix}").status_code == 404
+
+    def test_all_is_first_container_by_name_with_task_containers(self, client, recorded):
+        body = client.get(f"/query/task_id/{TASK_LONG}/_all").get_json()
+        assert body["container_name"] == "aaa-sidecar"
+        assert body["task_containers"] == ["aaa-sidecar", "api"]
+        assert body["cadvisor_url"] == f"http://10.0.1.17:8080/docker/{SIDECAR_ID}"
+
+    def test_all_for_a_named_container(self, client, recorded):
+        body = client.get(f"/query/task_id/{TASK_LONG}/_all?container=api").get_json()
+        assert body["container_id"] == API_ID
+        response = client.get(f"/query/task_id/{TASK_LONG}/_all?container=nope")
+        assert response.status_code == 404
+        assert "aaa-sidecar, api" in error_of(response)["message"]
+
+    def test_containers_lists_every_record(self, client, recorded):
+        body = client.get(f"/query/task_id/{TASK_LONG}/containers").get_json()
+        assert [r["container_id"] for r in body] == [SIDECAR_ID, API_ID]
+
+    def test_links_and_redirects(self, settings):
+        settings["graylog_url"] = "https://graylog.example/search?q=container_name:{short_id}&c={cluster_name}"
+        client = create_app(settings).test_client()
+        client.post("/report/map", json=samples.map_report(samples.container()),
+                    headers={"Authorization": "Bearer s3cret-token"})  # fmt: skip
+        url = f"https://graylog.example/search?q=container_name:{API_ID[:12]}&c=default"
+        assert client.get(f"/query/task_id/{TASK_LONG}/graylog").get_data(as_text=True) == f"{url}\n"
+        response = client.get(f"/query/task_id/{TASK_LONG}/graylog?redir=true")
+        assert (response.status_code, response.headers["Location"]) == (302, url)
+        response = client.get(f"/query/task_id/{TASK_LONG}/cadvisor?redir=yes")
+        assert response.headers["Location"] == f"http://10.0.1.17:8080/docker/{API_ID}"
+        assert client.get(f"/query/task_id/{TASK_LONG}/newrelic").status_code == 404
+
+    def test_events_of_every_container(self, client, report):
+        report(
+            samples.container(),
+            samples.container(SIDECAR_ID, "sidecar"),
+            events=[
+                samples.event("b", SIDECAR_ID, timestamp="2026-11-25T15:00:02Z"),
+                samples.event("a", API_ID, timestamp="2026-11-25T15:00:01Z"),
+            ],
+        )
+        body = client.get(f"/query/task_id/{TASK_LONG}/events").get_json()
+        assert [e["event_id"] for e in body] == ["a", "b"]
+
+
+class TestLinks:
+    def test_values_are_url_quoted(self, settings, report):
+        settings["graylog_url"] = "https://graylog.example/search?q={container_name}"
+        client = create_app(settings).test_client()
+        client.post("/report/map", json=samples.map_report(samples.container(name="a b&c=d/../x")),
+                    headers={"Authorization": "Bearer s3cret-token"})  # fmt: skip
+        url = client.get(f"/query/container_id/{API_ID}/graylog").get_data(as_text=True).strip()
+        assert url == "https://graylog.example/search?q=a%20b%26c%3Dd%2F..%2Fx"
+
+    def test_missing_value_says_which_field(self, client, report):
+        report(samples.container(), host={**samples.HOST, "instance_ip": ""})
+        response = client.get(f"/query/container_id/{API_ID}/cadvisor?redir=true")
+        assert response.status_code == 404
+        assert "instance_ip" in error_of(response)["message"]
+
+
+def test_unknown_route_answers_json_404(client):
+    response = client.get("/query/nothing/here")
+    assert response.status_code == 404
+    assert error_of(response)["error"] == "not_found"
+
+
+def test_wrong_method_answers_json_405(client):
+    response = client.post(f"/query/container_id/{API_ID}")
+    assert response.status_code == 405
+    assert error_of(response)["error"] == "method_not_allowed"
