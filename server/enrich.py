@@ -14,6 +14,7 @@ import os
 import random
 import threading
 import time
+import weakref
 from collections import OrderedDict, defaultdict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -24,6 +25,15 @@ from server.store import Record, Store, StoreError
 log = logging.getLogger(__name__)
 
 SERVICE_GROUP = "service:"
+
+#: Every ServiceNames made, so that a test suite can stop all of their workers at once.
+_instances: weakref.WeakSet[ServiceNames] = weakref.WeakSet()
+
+
+def stop_all(timeout: float = 5.0) -> None:
+    """Stop the worker thread of every ServiceNames in this process."""
+    for names in list(_instances):
+        names.stop(timeout)
 
 
 @dataclass
@@ -75,6 +85,7 @@ class ServiceNames:
         self._pid = 0
         self._dropped = 0
         self._last_failure = ""
+        _instances.add(self)
 
     # The request side: never blocks on ECS or the store.
 
