@@ -102,6 +102,7 @@ class EcsClient:
         self._client: Any = None
         self._lock = threading.Lock()
         self._cache: dict[tuple[str, str, str], tuple[float, list[str]]] = {}
+        self._fetching: dict[tuple[str, str, str], threading.Lock] = {}
         self.backoff = Backoff(clock=clock)
 
     def _default_factory(self) -> Any:
@@ -127,6 +128,16 @@ class EcsClient:
         ``stale_max``, else raises EcsUnavailable. Raises EcsNotFound for an unknown cluster or service.
         """
         key = (cluster, service, desired_status)
+        with self._lock:
+            if len(self._fetching) > 1024:  # names users typed that ECS does not know: keep no lock for them
+                self._fetching = {k: v for k, v in self._fetching.items() if v.locked() or k in self._cache}
+            key_lock = self._fetching.setdefault(key, threading.Lock())
+        # One ListTasks per service at a time: concurrent dashboards wait for it and share its answer.
+        with key_lock:
+            return self._service_tasks(key)
+
+    def _service_tasks(self, key: tuple[str, str, str]) -> list[str]:
+        cluster, service, desired_status = key
         now = self.clock()
         with self._lock:
             cached = self._cache.get(key)
@@ -222,6 +233,7 @@ class EcsClient:
     def _evict(self, now: float) -> None:
         for key in [k for k, (at, _) in self._cache.items() if now - at >= self.stale_max]:
             del self._cache[key]
+            self._fetching.pop(key, None)
 
 
 class _Throttled(Exception):

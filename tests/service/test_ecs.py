@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import boto3
 import pytest
 from moto import mock_aws
@@ -171,3 +173,15 @@ def test_describe_tasks_reads_the_group_ecs_sets(moto_ecs):
 
     # moto lists no failures for unknown tasks; the enrichment tests script those with the Stubber.
     assert {t["taskArn"]: t["group"] for t in tasks} == {arns[0]: "service:web", arns[1]: "family:web"}
+
+
+def test_concurrent_requests_for_one_service_share_one_list_tasks(ecs, stubber):
+    stubber.add_response("list_tasks", {"taskArns": [task_arn(1)]}, list_params())
+    answers: list[list[str]] = []
+    threads = [threading.Thread(target=lambda: answers.append(ecs.service_tasks(CLUSTER, SERVICE))) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(5)
+
+    assert answers == [[task_arn(1)]] * 8  # one stubbed response served all eight
