@@ -61,7 +61,8 @@ def upstream_error(exc: EcsError | NewRelicError) -> Response:
 
 def submit_new_records(created: list[Record]) -> None:
     """Queue the tasks of newly stored records for their service name; returns at once."""
-    upstreams().service_names.submit(created)
+    if state().config.service_names:
+        upstreams().service_names.submit(created)
 
 
 def newrelic_instance_url(record: Record) -> str:
