@@ -31,7 +31,7 @@ class AppState:
 
 def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     """The app, configured from defaults, then ``ECS_ID_MAPPER_*`` variables, then ``config``."""
-    from server import errors, health, query, report
+    from server import errors, health, query, report, service
 
     cfg = config if isinstance(config, Config) else config_module.load(config)
     if not logging.getLogger().handlers:
@@ -47,4 +47,5 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(query.bp)
     app.register_blueprint(report.bp)
     app.register_blueprint(health.bp)
+    service.init_app(app)
     return app

@@ -28,6 +28,7 @@ class Config:
     allow_anonymous_reports: bool = False
     cadvisor_url: str = "http://{instance_ip}:8080/docker/{container_id}"
     graylog_url: str = ""
+    service_names: bool = True
     newrelic_api_key: str = ""
     newrelic_account_id: str = ""
     newrelic_api_url: str = "https://api.newrelic.com"
@@ -43,6 +44,7 @@ class Config:
     log_level: str = "INFO"
 
 
+NEWRELIC_PLACEHOLDERS = ("account_id", "application_id", "instance_id")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 TRUE = ("1", "true", "yes", "on")
 FALSE = ("0", "false", "no", "off", "")
@@ -97,9 +99,12 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "bind": _bind,
     "store": _store,
     "allow_anonymous_reports": parse_bool,
+    "service_names": parse_bool,
     "cadvisor_url": links.validate_template,
     "graylog_url": links.validate_template,
     "newrelic_api_url": _url,
+    "newrelic_instance_url": lambda text: links.validate_template(text, NEWRELIC_PLACEHOLDERS),
+    "newrelic_application_url": lambda text: links.validate_template(text, NEWRELIC_PLACEHOLDERS),
     "workers": _positive(int),
     "threads": _positive(int),
     "timeout": _positive(int),

@@ -25,8 +25,8 @@ def placeholders(template: str) -> list[str]:
     return [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
 
 
-def validate_template(template: str) -> str:
-    """Check a template at start: an http(s) URL using known placeholders only."""
+def validate_template(template: str, known: tuple[str, ...] = PLACEHOLDERS) -> str:
+    """Check a template at start: an http(s) URL using ``known`` placeholders only."""
     if not template:
         return template
     if not template.startswith(("http://", "https://")):
@@ -35,9 +35,9 @@ def validate_template(template: str) -> str:
         names = placeholders(template)
     except ValueError as exc:
         raise ValueError(f"malformed template {template!r}: {exc}") from None
-    unknown = sorted({n for n in names if n not in PLACEHOLDERS})
+    unknown = sorted({n for n in names if n not in known})
     if unknown:
-        raise ValueError(f"unknown placeholder(s) {', '.join(unknown)}; known: {', '.join(PLACEHOLDERS)}")
+        raise ValueError(f"unknown placeholder(s) {', '.join(unknown)}; known: {', '.join(known)}")
     return template
 
 

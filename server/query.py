@@ -77,10 +77,17 @@ def task_container(raw_id: str) -> tuple[Record, list[Record]]:
     raise ApiError(f"task has no container named {name!r}; it has: {names}", 404)
 
 
-def link_url(name: str, record: Record) -> str:
-    """The rendered link, or 404 saying what to configure or what the record lacks."""
+def link_url(name: str, record: Record, lookup: bool = False) -> str:
+    """The rendered link, or 404 saying what to configure or what the record lacks.
+
+    ``lookup``: find a New Relic URL not on record yet through New Relic (and cache it in the record).
+    """
     if name == "newrelic":
         if not record.get("newrelic_url"):
+            if lookup:
+                from server.service import newrelic_instance_url  # server.service imports this module
+
+                return newrelic_instance_url(record)
             raise ApiError("no New Relic URL is on record for this container", 404)
         return record["newrelic_url"]
     variable = links.LINKS[name]
@@ -103,7 +110,7 @@ def configured_links(record: Record) -> dict[str, str]:
 
 
 def link_answer(name: str, record: Record) -> Response:
-    url = link_url(name, record)
+    url = link_url(name, record, lookup=True)
     return redirect(url, 302) if wants_redirect() else text(url)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from server import schema
+from server import schema, service
 from server.errors import ApiError
 from server.records import utc_now
 
@@ -46,6 +46,7 @@ def report_map() -> Response:
     containers, events, full = schema.map_report(body())
     store = current_app.extensions["ecs_id_mapper"].store
     created = store.upsert_containers(containers, utc_now())
+    service.submit_new_records(created)
     new_events = store.add_events(events) if events else 0
     log.debug("map report: %d containers (%d new, full=%s), %d new events",
               len(containers), len(created), full, new_events)  # fmt: skip

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Iterator
 
 import pytest
 
@@ -11,7 +13,7 @@ CLEARED = ("endpoint", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "
 
 
 @pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in list(os.environ):
         if name.startswith(CLEARED_PREFIXES) or name in CLEARED:
             monkeypatch.delenv(name)
@@ -21,3 +23,10 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-west-2")
     monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+    # The server's service-name worker calls ECS in the background: a closed loopback port, never AWS,
+    # and stopped before this environment is undone.
+    monkeypatch.setenv("AWS_ENDPOINT_URL_ECS", "http://127.0.0.1:9")
+    yield
+    enrich = sys.modules.get("server.enrich")
+    if enrich is not None:
+        enrich.stop_all()

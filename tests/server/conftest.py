@@ -16,7 +16,8 @@ def store_url(tmp_path) -> str:
 
 @pytest.fixture
 def settings(store_url) -> dict:
-    return {"store": store_url, "token": TOKEN}
+    # Service names are learnt from ECS in the background; tests/service covers that.
+    return {"store": store_url, "token": TOKEN, "service_names": False}
 
 
 @pytest.fixture

@@ -1,0 +1,129 @@
+"""How many SimpleDB requests the store makes: one container's life, an unchanged resync of 50, the lookups.
+
+Runs against moto in-process and counts requests with botocore's event hooks, so the figures are exact and
+need no AWS account: ``.venv/bin/python -m bench.sdb_cost``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from datetime import datetime, timedelta
+from typing import Any
+
+from moto import mock_aws
+
+from server.records import format_time
+from server.store.sdb import SimpleDBStore
+
+T0 = datetime.fromisoformat("2026-11-25T15:00:00.000Z")
+TASK = "0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e"
+
+
+def at(seconds: float) -> str:
+    return format_time(T0 + timedelta(seconds=seconds))
+
+
+class Counted:
+    """Counts requests by operation on one client."""
+
+    def __init__(self, client: Any):
+        self.counts: Counter[str] = Counter()
+        client.meta.events.register("before-call.sdb", lambda model, **_: self.counts.update([model.name]))
+
+    def take(self) -> tuple[int, int, int]:
+        """(reads, writes, other) since the last take."""
+        counts, self.counts = self.counts, Counter()
+        reads, writes = counts.pop("GetAttributes", 0), counts.pop("PutAttributes", 0)
+        return reads, writes, sum(counts.values())
+
+
+def container(n: int, status: str, seconds: float, task: str = TASK) -> dict[str, str]:
+    return {
+        "container_id": f"{n:012x}" + "ab" * 26,
+        "container_name": f"c{n}",
+        "task_id": task,
+        "task_arn": f"arn:aws:ecs:eu-central-1:210987654321:task/default/{task}",
+        "known_status": status,
+        "desired_status": "STOPPED" if status == "STOPPED" else "RUNNING",
+        "cluster_name": "default",
+        "image": "registry.example/api:2.3.1",
+        "ports": '[{"container_port":8000,"host_port":49153,"protocol":"tcp"}]',
+        "sample_time": at(seconds),
+    }
+
+
+def event(n: int, event_id: str, old: str, new: str, seconds: float) -> dict[str, str]:
+    kind = "appeared" if not old else "vanished" if not new else "known_status"
+    return {"event_id": event_id, "container_id": container(n, new, 0)["container_id"], "task_id": TASK,
+            "event": kind, "from": old, "to": new, "timestamp": at(seconds)}  # fmt: skip
+
+
+def row(label: str, figures: tuple[int, int, int]) -> str:
+    reads, writes, other = figures
+    return f"  {label:<44} {reads + writes + other:>5} {reads:>6} {writes:>7}"
+
+
+def main() -> None:
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
+    with mock_aws():
+        store = SimpleDBStore("bench", region="us-west-2")  # moto serves SimpleDB outside us-east-1 only
+        counted = Counted(store.client)
+        header = f"  {'':<44} {'total':>5} {'reads':>6} {'writes':>7}"
+
+        print("One container's life, a one-container task (each line: one report)")
+        print(header)
+        life = Counter()
+        upserts = Counter()
+        steps = [
+            ("PENDING", "", "PENDING", 0),
+            ("RUNNING", "PENDING", "RUNNING", 20),
+            ("STOPPED", "RUNNING", "STOPPED", 3600),
+        ]
+        for status, old, new, seconds in steps:
+            store.upsert_containers([container(1, status, seconds)], at(seconds + 1))
+            figures = counted.take()
+            upserts.update(dict(zip(("r", "w", "o"), figures, strict=True)))
+            print(row(f"upsert, first report {status}" if not old else f"upsert, {old} -> {status}", figures))
+            store.add_events([event(1, f"ev-{new}", old, new, seconds)])
+            figures_e = counted.take()
+            print(row("  + its event", figures_e))
+            life.update(dict(zip(("r", "w", "o"), map(sum, zip(figures, figures_e, strict=True)), strict=True)))
+        store.add_events([event(1, "ev-vanished", "STOPPED", "", 3605)])
+        figures = counted.take()
+        print(row("vanished event (report with no container)", figures))
+        life.update(dict(zip(("r", "w", "o"), figures, strict=True)))
+        print(row("life, upserts only", (upserts["r"], upserts["w"], upserts["o"])))
+        print(row("life, upserts and events", (life["r"], life["w"], life["o"])))
+
+        print("\nUnchanged full resync of 50 containers (10 tasks of 5)")
+        print(header)
+        fleet = [container(100 + n, "RUNNING", 0, task=f"{n // 5:032x}") for n in range(50)]
+        store.upsert_containers(fleet, at(1))
+        print(row("first full report (50 new)", counted.take()))
+        store.upsert_containers(fleet, at(60))
+        print(row("resync 1 min later, nothing changed", counted.take()))
+        store.upsert_containers(fleet, at(240))
+        print(row("resync 4 min later, nothing changed", counted.take()))
+        store.upsert_containers(fleet, at(400))
+        print(row("resync after last_seen resolution (5 min)", counted.take()))
+
+        print("\nLookups")
+        print(header)
+        cid = fleet[0]["container_id"]
+        for label, call in [
+            ("get_container (full ID)", lambda: store.get_container(cid)),
+            ("find_containers (12-hex short ID)", lambda: store.find_containers(cid[:12], 10)),
+            ("containers_of_task (5 containers)", lambda: store.containers_of_task(fleet[0]["task_id"])),
+            ("events_of_container", lambda: store.events_of_container(container(1, "", 0)["container_id"])),
+            ("events_of_task", lambda: store.events_of_task(TASK)),
+            ("ping", store.ping),
+        ]:
+            call()
+            print(row(label, counted.take()))
+        store.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,276 @@
+"""Service names for records, learnt from ECS DescribeTasks off the request path.
+
+A report hands the tasks of its new records to ``ServiceNames.submit``, which only queues them; one worker
+thread per process describes them in batches of up to 100 per cluster and writes ``service_name`` on every
+record of a task whose ECS ``group`` is ``service:NAME``. Failed lookups are retried later with backoff.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import os
+import random
+import threading
+import time
+import weakref
+from collections import OrderedDict, defaultdict, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from server.ecs import DESCRIBE_BATCH, EcsClient, EcsError, EcsNotFound, task_id_of
+from server.store import Record, Store, StoreError
+
+log = logging.getLogger(__name__)
+
+SERVICE_GROUP = "service:"
+
+#: Every ServiceNames made, so that a test suite can stop all of their workers at once.
+_instances: weakref.WeakSet[ServiceNames] = weakref.WeakSet()
+
+
+def stop_all(timeout: float = 5.0) -> None:
+    """Stop the worker thread of every ServiceNames in this process."""
+    for names in list(_instances):
+        names.stop(timeout)
+
+
+@dataclass
+class PendingTask:
+    """One task waiting for its service name."""
+
+    cluster: str
+    task: str  # what DescribeTasks is given: the ARN when known, else the task ID
+    task_id: str
+    attempts: int = 0
+
+
+class ServiceNames:
+    """The queue of tasks whose service is not known yet, and the worker that asks ECS."""
+
+    def __init__(
+        self,
+        ecs: EcsClient,
+        store: Store,
+        base_delay: float = 5.0,
+        max_delay: float = 600.0,
+        max_attempts: int = 8,
+        max_pending: int = 10_000,
+        remembered: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+        autostart: bool = True,
+        idle_exit: float = 60.0,
+    ):
+        self.ecs = ecs
+        self.autostart = autostart
+        self.idle_exit = idle_exit
+        self.store = store
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.max_attempts = max_attempts
+        self.max_pending = max_pending
+        self.remembered = remembered
+        self.clock = clock
+        self._cond = threading.Condition()
+        self._incoming: deque[PendingTask] = deque()
+        self._retries: list[tuple[float, int, PendingTask]] = []
+        self._seq = itertools.count()
+        self._pending: set[str] = set()  # task IDs queued, waiting to retry or being described
+        self._busy = False
+        # task ID → service name ("" for none), so that later containers of a task need no call
+        self._known: OrderedDict[str, str] = OrderedDict()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+        self._dropped = 0
+        self._last_failure = ""
+        _instances.add(self)
+
+    # The request side: never blocks on ECS or the store.
+
+    def submit(self, records: Iterable[Record]) -> int:
+        """Queue the tasks of records that have no service name yet. Returns how many tasks were queued."""
+        queued = 0
+        with self._cond:
+            for record in records:
+                task_id = record.get("task_id") or task_id_of(record.get("task_arn", ""))
+                if not task_id or record.get("service_name") or task_id in self._pending:
+                    continue
+                if len(self._pending) >= self.max_pending:
+                    self._dropped += 1
+                    if self._dropped == 1 or self._dropped % 1000 == 0:
+                        log.warning("service-name queue full (%d tasks); %d dropped", self.max_pending, self._dropped)
+                    continue
+                cluster = record.get("cluster_name") or "default"
+                self._incoming.append(PendingTask(cluster, record.get("task_arn") or task_id, task_id))
+                self._pending.add(task_id)
+                queued += 1
+            if queued:
+                self._cond.notify_all()
+        if queued and self.autostart:
+            self._ensure_worker()
+        return queued
+
+    # The worker side.
+
+    def run_once(self) -> int:
+        """Describe every task due now and write the service names. Returns how many tasks were asked."""
+        now = self.clock()
+        with self._cond:
+            due = list(self._incoming)
+            self._incoming.clear()
+            while self._retries and self._retries[0][0] <= now:
+                due.append(heapq.heappop(self._retries)[2])
+            self._busy = bool(due)
+        try:
+            return self._process(due)
+        finally:
+            with self._cond:
+                self._busy = False
+                self._cond.notify_all()
+
+    def _process(self, due: list[PendingTask]) -> int:
+        asked = 0
+        by_cluster: dict[str, list[PendingTask]] = defaultdict(list)
+        for task in due:
+            if task.task_id in self._known:
+                self._write(task, self._known[task.task_id])
+            else:
+                by_cluster[task.cluster].append(task)
+        for cluster, tasks in by_cluster.items():
+            for start in range(0, len(tasks), DESCRIBE_BATCH):
+                batch = tasks[start : start + DESCRIBE_BATCH]
+                asked += len(batch)
+                self._describe(cluster, batch)
+        return asked
+
+    def _describe(self, cluster: str, batch: list[PendingTask]) -> None:
+        try:
+            described, failures = self.ecs.describe_tasks(cluster, [t.task for t in batch])
+        except EcsNotFound as exc:
+            log.info("no service names for %d task(s) of cluster %s: %s", len(batch), cluster, exc)
+            for task in batch:
+                self._done(task)
+            return
+        except EcsError as exc:
+            self._warn_once("DescribeTasks failed for %d task(s) of cluster %s: %s", len(batch), cluster, exc)
+            for task in batch:
+                self._retry(task)
+            return
+        self._last_failure = ""
+        groups = {task_id_of(t.get("taskArn", "")): t.get("group") or "" for t in described}
+        missing = {task_id_of(f.get("arn", "")) for f in failures if f.get("reason") == "MISSING"}
+        for task in batch:
+            if task.task_id in groups:
+                group = groups[task.task_id]
+                name = group[len(SERVICE_GROUP) :] if group.startswith(SERVICE_GROUP) else ""
+                self._remember(task.task_id, name)
+                self._write(task, name)
+            elif task.task_id in missing:
+                # ECS forgets stopped tasks after about an hour; asking again will not help.
+                self._remember(task.task_id, "")
+                self._done(task)
+            else:
+                self._retry(task)
+
+    def _warn_once(self, message: str, *args: object) -> None:
+        # The same failure (no credentials, say) repeats for every batch: warn on change, else debug.
+        reason = str(args[-1])
+        level = logging.DEBUG if reason == self._last_failure else logging.WARNING
+        self._last_failure = reason
+        log.log(level, message, *args)
+
+    def _write(self, task: PendingTask, name: str) -> None:
+        if name:
+            try:
+                self.store.update_task(task.task_id, {"service_name": name})
+            except StoreError as exc:
+                log.warning("could not store the service of task %s: %s", task.task_id, exc)
+                self._retry(task)
+                return
+        self._done(task)
+
+    def _done(self, task: PendingTask) -> None:
+        with self._cond:
+            self._pending.discard(task.task_id)
+
+    def _retry(self, task: PendingTask) -> None:
+        task.attempts += 1
+        if task.attempts >= self.max_attempts:
+            log.warning("gave up on the service name of task %s after %d attempts", task.task_id, task.attempts)
+            self._done(task)
+            return
+        delay = min(self.max_delay, self.base_delay * 2 ** (task.attempts - 1))
+        delay *= random.uniform(0.5, 1.0)  # jitter, so that workers do not retry in step
+        with self._cond:
+            heapq.heappush(self._retries, (self.clock() + delay, next(self._seq), task))
+
+    def _remember(self, task_id: str, name: str) -> None:
+        with self._cond:
+            self._known[task_id] = name
+            self._known.move_to_end(task_id)
+            while len(self._known) > self.remembered:
+                self._known.popitem(last=False)
+
+    # The thread.
+
+    def _ensure_worker(self) -> None:
+        # Started on first use and again in a forked child (gunicorn --preload): threads do not survive fork.
+        with self._cond:
+            if self._thread is not None and self._thread.is_alive() and self._pid == os.getpid():
+                return
+            self._pid = os.getpid()
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="service-names", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        idle_since = time.monotonic()
+        while not self._stop.is_set():
+            with self._cond:
+                if not self._incoming:
+                    self._cond.wait(timeout=self._idle_wait())
+                if self._incoming or self._retries:
+                    idle_since = time.monotonic()
+                elif time.monotonic() - idle_since > self.idle_exit:
+                    # Nothing to do for a while: end; the next submit starts a new worker.
+                    self._thread = None
+                    return
+            if self._stop.is_set():
+                break
+            try:
+                self.run_once()
+            except Exception:  # the worker must outlive any one bad batch
+                log.exception("service-name worker failed; continuing")
+                self._stop.wait(1.0)
+
+    def _idle_wait(self) -> float:
+        if not self._retries:
+            return 1.0
+        return min(1.0, max(0.0, self._retries[0][0] - self.clock()))
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until nothing is queued or being described (retries may still wait). True if it got there."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._incoming or self._busy:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(timeout=remaining)
+        return True
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the worker thread; queued tasks are left."""
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    def pending(self) -> int:
+        """How many tasks wait for their service name."""
+        with self._cond:
+            return len(self._pending)

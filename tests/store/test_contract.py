@@ -1,0 +1,307 @@
+"""The store contract: written once, run against every backend (see ``make_store`` in conftest)."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from datetime import datetime, timedelta
+
+import pytest
+
+from server.records import format_time
+from server.store.base import Store
+from server.store.sdb import SimpleDBStore
+from server.store.sqlite import SQLiteStore
+
+T0 = datetime.fromisoformat("2026-11-25T15:00:00.000Z")
+TASK = "0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e"
+OTHER_TASK = "3e4f5a6b-7c8d-4e9f-a0b1-c2d3e4f5a6b7"
+
+
+def at(minutes: float) -> str:
+    return format_time(T0 + timedelta(minutes=minutes))
+
+
+def cid(n: int, short: str = "") -> str:
+    """A 64-hex container ID; IDs made with the same ``short`` share their first 12 digits."""
+    head = (short or f"{n:012x}")[:12]
+    return head + f"{n:052x}"
+
+
+def record(n: int = 1, task: str = TASK, name: str = "", status: str = "RUNNING", sample: float = 0, **fields):
+    """A report entry as the schema hands it to the store: a flat map of strings."""
+    entry = {
+        "container_id": fields.pop("container_id", cid(n)),
+        "container_name": name or f"c{n}",
+        "task_id": task,
+        "task_arn": f"arn:aws:ecs:eu-central-1:210987654321:task/default/{task}",
+        "known_status": status,
+        "desired_status": "RUNNING",
+        "cluster_name": "default",
+        "image": "registry.example/api:2.3.1",
+        "ports": '[{"container_port":8000,"host_port":49153,"protocol":"tcp"}]',
+        "container_port": "8000",
+        "instance_port": "49153",
+        "sample_time": at(sample),
+    }
+    entry.update(fields)
+    return entry
+
+
+def event(event_id: str, n: int = 1, timestamp: float = 0, task: str = TASK, **fields) -> dict:
+    return {
+        "event_id": event_id,
+        "container_id": cid(n),
+        "task_id": task,
+        "event": "known_status",
+        "from": "PENDING",
+        "to": "RUNNING",
+        "timestamp": at(timestamp),
+        **fields,
+    }
+
+
+def resolution(store: Store) -> float:
+    """How stale a backend may leave last_seen when nothing else changed, in minutes (SimpleDB saves writes)."""
+    return getattr(store, "last_seen_resolution", 0) / 60
+
+
+# --- the interface -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", [SQLiteStore, SimpleDBStore])
+def test_every_backend_implements_the_whole_interface(backend):
+    assert not inspect.isabstract(backend)
+    for name in Store.__abstractmethods__ | {"close"}:
+        ours, theirs = inspect.signature(getattr(Store, name)), inspect.signature(getattr(backend, name))
+        # A trailing underscore (a parameter named so as not to shadow a module) is the same name.
+        shape = [(p.name.rstrip("_"), p.kind, p.default) for p in ours.parameters.values()]
+        assert [(p.name.rstrip("_"), p.kind, p.default) for p in theirs.parameters.values()] == shape, name
+        assert theirs.return_annotation == ours.return_annotation, name
+    assert backend.kind != Store.kind
+
+
+# --- upsert_containers -------------------------------------------------------------------------------------
+
+
+def test_a_new_record_is_returned_as_stored(store):
+    created = store.upsert_containers([record(1)], at(1))
+    assert created == [{**record(1), "first_seen": at(1), "last_seen": at(1)}]
+    assert store.get_container(cid(1)) == created[0]
+
+
+def test_upsert_is_idempotent(store):
+    store.upsert_containers([record(1), record(2)], at(1))
+    before = [store.get_container(cid(1)), store.get_container(cid(2))]
+    assert store.upsert_containers([record(1), record(2)], at(1)) == []
+    assert [store.get_container(cid(1)), store.get_container(cid(2))] == before
+
+
+def test_only_new_records_are_returned(store):
+    store.upsert_containers([record(1)], at(1))
+    created = store.upsert_containers([record(1), record(2)], at(2))
+    assert [r["container_id"] for r in created] == [cid(2)]
+
+
+def test_first_seen_is_kept_and_last_seen_advanced(store):
+    store.upsert_containers([record(1)], at(1))
+    store.upsert_containers([record(1, sample=60)], at(61))
+    stored = store.get_container(cid(1))
+    assert (stored["first_seen"], stored["last_seen"], stored["sample_time"]) == (at(1), at(61), at(60))
+
+
+def test_last_seen_of_an_unchanged_record_moves_within_the_backends_resolution(store):
+    store.upsert_containers([record(1)], at(1))
+    for minute in (2, 3, 30, 31):
+        store.upsert_containers([record(1)], at(minute))
+        last_seen = datetime.fromisoformat(store.get_container(cid(1))["last_seen"])
+        assert timedelta(0) <= T0 + timedelta(minutes=minute) - last_seen <= timedelta(minutes=resolution(store))
+
+
+def test_a_status_change_is_stored_at_once(store):
+    store.upsert_containers([record(1, status="PENDING")], at(1))
+    store.upsert_containers([record(1, status="RUNNING", sample=1)], at(1.5))
+    assert store.get_container(cid(1))["known_status"] == "RUNNING"
+
+
+def test_an_older_sample_changes_nothing_but_last_seen(store):
+    store.upsert_containers([record(1, status="STOPPED", sample=10)], at(10))
+    store.upsert_containers([record(1, status="RUNNING", sample=5, image="old")], at(60))
+    stored = store.get_container(cid(1))
+    assert (stored["known_status"], stored["image"], stored["sample_time"]) == ("STOPPED", record(1)["image"], at(10))
+    assert stored["last_seen"] == at(60)
+
+
+def test_stopped_at_is_set_once(store):
+    store.upsert_containers([record(1)], at(1))
+    assert "stopped_at" not in store.get_container(cid(1))
+    store.upsert_containers([record(1, status="STOPPED", sample=2)], at(3))
+    assert store.get_container(cid(1))["stopped_at"] == at(2)
+    store.upsert_containers([record(1, status="STOPPED", sample=9)], at(10))
+    assert store.get_container(cid(1))["stopped_at"] == at(2)
+
+
+def test_identity_and_cached_fields_survive_later_reports(store):
+    store.upsert_containers([record(1)], at(1))
+    store.update_container(cid(1), {"newrelic_url": "https://rpm.example/1"})
+    store.update_task(TASK, {"service_name": "api"})
+    store.upsert_containers([record(1, task=OTHER_TASK, sample=5, newrelic_url="x", first_seen="x")], at(6))
+    stored = store.get_container(cid(1))
+    assert (stored["task_id"], stored["newrelic_url"], stored["service_name"]) == (TASK, "https://rpm.example/1", "api")
+    assert stored["first_seen"] == at(1)
+
+
+def test_one_container_twice_in_a_batch_is_merged_in_order(store):
+    first, second = record(1, status="PENDING"), record(1, status="RUNNING", sample=1)
+    created = store.upsert_containers([first, second], at(2))
+    assert [r["known_status"] for r in created] == ["PENDING"]
+    assert store.get_container(cid(1))["known_status"] == "RUNNING"
+
+
+def test_values_are_stored_exactly(store):
+    hostile = {
+        "image": "reg.example/" + "é☃" * 150 + "/img:1",  # over 1 KiB of UTF-8
+        "docker_name": " <&>\"' \t\n spaces  ",
+        "host_name": "",
+        "networks": json.dumps([{"network_mode": "awsvpc", "ipv4_addresses": ["10.0.0.1"]}]),
+        "ports": json.dumps([{"container_port": p, "host_port": 30000 + p, "protocol": "tcp"} for p in range(100)]),
+        "instance_id": "\x01\x7f\u2028\U0001f433",
+    }
+    store.upsert_containers([record(1, **hostile)], at(1))
+    stored = store.get_container(cid(1))
+    assert {k: stored[k] for k in hostile} == hostile
+
+
+def test_many_records_in_one_report(store):
+    created = store.upsert_containers([record(n) for n in range(60)], at(1))
+    assert len(created) == 60
+    assert len(store.containers_of_task(TASK)) == 60
+
+
+# --- lookups -----------------------------------------------------------------------------------------------
+
+
+def test_an_unknown_container_is_none(store):
+    assert store.get_container(cid(1)) is None
+    store.upsert_containers([record(2)], at(1))
+    assert store.get_container(cid(1)) is None
+
+
+def test_find_by_prefix(store):
+    short = "abcdef012345"
+    ids = [cid(n, short) for n in (0x300, 0x100, 0x200)]
+    store.upsert_containers([record(n, container_id=c) for n, c in zip((3, 1, 2), ids, strict=True)], at(1))
+    store.upsert_containers([record(9)], at(1))
+    assert [r["container_id"] for r in store.find_containers(short, 10)] == sorted(ids)
+    assert [r["container_id"] for r in store.find_containers(short, 2)] == sorted(ids)[:2]
+    assert [r["container_id"] for r in store.find_containers(sorted(ids)[1][:62], 10)] == [sorted(ids)[1]]
+    assert [r["container_id"] for r in store.find_containers(ids[0], 10)] == [ids[0]]
+    assert store.find_containers("abcdef012346", 10) == []
+    assert [store.get_container(c)["container_id"] for c in ids] == ids
+
+
+def test_containers_of_a_task_by_name_then_id(store):
+    store.upsert_containers(
+        [record(1, name="web"), record(2, name="api"), record(3, name="api"), record(4, task=OTHER_TASK)], at(1)
+    )
+    found = store.containers_of_task(TASK)
+    assert [(r["container_name"], r["container_id"]) for r in found] == [
+        ("api", cid(2)),
+        ("api", cid(3)),
+        ("web", cid(1)),
+    ]
+    assert [r["container_id"] for r in store.containers_of_task(OTHER_TASK)] == [cid(4)]
+    assert store.containers_of_task("ffffffffffffffffffffffffffffffff") == []
+
+
+def test_containers_of_a_service(store):
+    store.upsert_containers(
+        [record(1, name="b"), record(2, name="a"), record(3, task=OTHER_TASK), record(4, task="f" * 32)], at(1)
+    )
+    store.upsert_containers([record(5, task="e" * 32, cluster_name="other")], at(1))
+    for task in (TASK, OTHER_TASK, "e" * 32):
+        store.update_task(task, {"service_name": "api"})
+    found = store.containers_of_service("default", "api")
+    assert [r["container_id"] for r in found] == [cid(2), cid(1), cid(3)]
+    assert [r["container_id"] for r in store.containers_of_service("other", "api")] == [cid(5)]
+    assert store.containers_of_service("default", "nope") == []
+
+
+def test_update_container(store):
+    store.upsert_containers([record(1), record(2)], at(1))
+    store.update_container(cid(1), {"newrelic_url": "https://rpm.example/1", "service_name": "api"})
+    assert store.get_container(cid(1))["newrelic_url"] == "https://rpm.example/1"
+    assert "newrelic_url" not in store.get_container(cid(2))
+    assert [r["container_id"] for r in store.containers_of_service("default", "api")] == [cid(1)]
+    store.update_container(cid(7), {"newrelic_url": "x"})
+    assert store.get_container(cid(7)) is None
+
+
+def test_update_task(store):
+    store.upsert_containers([record(1), record(2), record(3, task=OTHER_TASK)], at(1))
+    store.update_task(TASK, {"service_name": "api"})
+    assert [store.get_container(cid(n)).get("service_name") for n in (1, 2, 3)] == ["api", "api", None]
+    store.update_task("f" * 32, {"service_name": "api"})  # no such task: nothing happens
+    store.update_task(TASK, {"service_name": "api2"})
+    assert [r["container_id"] for r in store.containers_of_service("default", "api2")] == [cid(1), cid(2)]
+    assert store.containers_of_service("default", "api") == []
+
+
+# --- events ------------------------------------------------------------------------------------------------
+
+
+def test_events_are_stored_once(store):
+    assert store.add_events([event("e1"), event("e2"), event("e1")]) == 2
+    assert store.add_events([event("e2"), event("e3")]) == 1
+    assert store.add_events([]) == 0
+    store.upsert_containers([record(1)], at(1))
+    assert [e["event_id"] for e in store.events_of_container(cid(1))] == ["e1", "e2", "e3"]
+    assert store.events_of_container(cid(1))[0] == event("e1")
+
+
+def test_events_oldest_first_then_by_arrival(store):
+    store.upsert_containers([record(1), record(2)], at(1))
+    store.add_events([event("z-late", timestamp=5), event("b-same", timestamp=3), event("a-same", timestamp=3)])
+    store.add_events([event("c-same", timestamp=3), event("early", timestamp=1), event("other", n=2, timestamp=2)])
+    assert [e["event_id"] for e in store.events_of_container(cid(1))] == [
+        "early",
+        "b-same",
+        "a-same",
+        "c-same",
+        "z-late",
+    ]
+    assert [e["event_id"] for e in store.events_of_task(TASK)] == [
+        "early",
+        "other",
+        "b-same",
+        "a-same",
+        "c-same",
+        "z-late",
+    ]
+
+
+def test_events_of_a_task_are_only_its_own(store):
+    store.upsert_containers([record(1), record(2, task=OTHER_TASK)], at(1))
+    store.add_events([event("e1"), event("e2", n=2, task=OTHER_TASK, to=None, **{"from": None})])
+    assert [e["event_id"] for e in store.events_of_task(TASK)] == ["e1"]
+    assert store.events_of_task(OTHER_TASK) == [event("e2", n=2, task=OTHER_TASK, to=None, **{"from": None})]
+    assert store.events_of_container(cid(2))[0]["to"] is None
+    assert store.events_of_task("f" * 32) == []
+    assert store.events_of_container(cid(9)) == []
+
+
+# --- sharing and health ------------------------------------------------------------------------------------
+
+
+def test_two_handles_share_one_store(make_store):
+    one, two = make_store(), make_store()
+    one.upsert_containers([record(1)], at(1))
+    one.add_events([event("e1")])
+    assert two.get_container(cid(1)) == one.get_container(cid(1))
+    assert two.upsert_containers([record(1, status="STOPPED", sample=2)], at(3)) == []
+    assert one.get_container(cid(1))["known_status"] == "STOPPED"
+    assert [e["event_id"] for e in two.events_of_task(TASK)] == ["e1"]
+
+
+def test_ping(store):
+    assert store.ping() is None
