@@ -96,7 +96,7 @@ class Delivery:
         return True
 
     def _send(self, outbox: Outbox, batch: Batch, timeout: tuple[float, float]) -> bool:
-        """One attempt; True when the batch left the outbox (taken, or dropped for good)."""
+        """One attempt; False when it failed and the next must wait for the backoff."""
         try:
             response = self.session.post(
                 self.url, data=batch.body, headers=self.headers, timeout=timeout, allow_redirects=False
@@ -125,8 +125,9 @@ class Delivery:
             return False
         if code == 413 and len(batch.containers) + len(batch.events) > 1 and self.max_body > MIN_BODY_BYTES:
             self.max_body = max(MIN_BODY_BYTES, len(batch.body) // 2)
-            log.warning("server %s took no %d-byte report: sending at most %d bytes", self.url, len(batch.body),
-                        self.max_body)  # fmt: skip
+            log.warning(
+                "server %s refused a %d-byte report as too large: sending smaller ones", self.url, len(batch.body)
+            )
             return True  # nothing failed for good: the same changes go again, in smaller reports
         if code in BAD_BODY:
             self._drop(outbox, batch, reason)
