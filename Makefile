@@ -17,7 +17,8 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff format --check .
 
 bench: $(VENV)/.dev
-	$(BIN)/python -m bench
+	$(BIN)/python bench/agent_poll.py
+	$(BIN)/python -m bench.sdb_cost
 
 $(VENV)/bin/python:
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ needed"; exit 1; }
