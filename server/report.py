@@ -48,8 +48,9 @@ def report_map() -> Response:
     created = store.upsert_containers(containers, utc_now())
     service.submit_new_records(created)
     new_events = store.add_events(events) if events else 0
-    log.debug("map report: %d containers (%d new, full=%s), %d new events",
-              len(containers), len(created), full, new_events)  # fmt: skip
+    log.debug(
+        "map report: %d containers (%d new, full=%s), %d new events", len(containers), len(created), full, new_events
+    )
     return jsonify({"containers": len(containers), "events": new_events})
 
 
