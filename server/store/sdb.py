@@ -13,8 +13,9 @@ Concurrency and cost: every record write is a PutAttributes conditional on the r
 read, so replicas that merge the same container at once never lose a change: the loser re-reads and re-merges.
 Because of that, each process may remember (a bounded LRU) the records it last read or wrote and merge a later
 report against that copy without reading: a stale copy only costs a refused write and a re-read. Entries that
-hardly ever fill an item (a container in its task's index, a lone new event) are put into shard 0 without
-reading the family first; SimpleDB refuses the put when the item is full, and only then is the family read.
+hardly ever fill an item (a container in its task's index: ECS allows 10 per task) are put into shard 0
+without reading the family first; only when SimpleDB refuses the put (item full, or the family has more
+shards) is the family read.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import logging
 import os
 import re
 import threading
-import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -148,10 +148,9 @@ class SimpleDBStore(Store):
         )
         self._lock = threading.Lock()
         self._cache: LRU[str, Held] = LRU(_number("cache_size", cache_size, int))
-        # Families whose shard 0 SimpleDB found full: entries for them skip the blind put and go by reading.
-        self._crowded: LRU[tuple[str, str], bool] = LRU(1024)
-        self._arrival_lock = threading.Lock()
-        self._last_arrival = 0
+        # What blind puts learnt of a family's shard 0: "counted" (holds the count 1), "crowded" (full, or more
+        # shards: entries for it go by reading).
+        self._families_seen: LRU[tuple[str, str], str] = LRU(4096)
         self._pid = os.getpid()
         self._pool: ThreadPoolExecutor | None = None
         self.client = self._new_client()
@@ -339,26 +338,35 @@ class SimpleDBStore(Store):
         self._puts(counts)
 
     def _put_blind(self, domain: str, additions: dict[str, dict[str, str]]) -> set[str]:
-        """Put each family's new entries into its shard 0 without reading it; the names SimpleDB found full.
+        """Put each family's new entries into its shard 0 without reading it; the names that need reading.
 
-        Readers always read shard 0, so an entry there is seen whatever the shard count. Shard 0 then fills to
-        SimpleDB's 256 pairs (the read path leaves it at 240), and past that SimpleDB refuses the put whole.
+        Readers always read shard 0, so an entry there is seen. The put carries the shard count ``1`` and is
+        conditional on it (absent, or ``1``): so it never lands in a family that has grown more shards, and a
+        shard 0 filled to SimpleDB's 256 pairs this way always holds its count, which the read path can then
+        raise without adding a pair. Past 256 pairs SimpleDB refuses the put whole.
         """
 
         def put(name: str) -> str | None:
-            attrs: dict[str, str] = {}
+            attrs = {items.SHARDS: "1"}
             for entry_key, text in additions[name].items():
                 attrs.update(items.entry_attributes(entry_key, text))
-            if len(attrs) > items.SHARD_PAIRS or self._crowded.get((domain, name)):
+            state = self._families_seen.get((domain, name))
+            if len(attrs) > items.SHARD_PAIRS or state == "crowded":
                 return name
-            try:
-                self._put(domain, name, attrs)
-            except Refused as exc:
-                if exc.code not in CROWDED:
-                    raise
-                self._crowded.put((domain, name), True)
-                return name
-            return None
+            conditions = [{"Name": items.SHARDS, "Value": "1"}]
+            if state != "counted":
+                conditions.insert(0, {"Name": items.SHARDS, "Exists": False})
+            for expected in conditions:
+                try:
+                    self._put(domain, name, attrs, expected=expected)
+                except Refused as exc:
+                    if exc.code in CROWDED:
+                        break
+                    continue  # the count is there (try the next condition), or it is not 1
+                self._families_seen.put((domain, name), "counted")
+                return None
+            self._families_seen.put((domain, name), "crowded")
+            return name
 
         return {name for name in self._parallel(put, list(additions)) if name}
 
@@ -454,15 +462,15 @@ class SimpleDBStore(Store):
             return []
         created: list[Record] = []
         known = self._known(list(reports))
-        for _ in range(MERGE_TRIES):
+        for attempt in range(MERGE_TRIES):
+            if attempt:  # another writer changed these since they were read (or remembered): read them again
+                known = self._load(list(reports))
             changes, first = self._merged(reports, known, now)
             lost = self._save(changes)
             created += [record for cid, record in first.items() if cid not in lost]
             if not lost:
                 return created
-            # Another writer changed these since they were read (or remembered): read them and merge again.
             reports = {cid: entries for cid, entries in reports.items() if cid in lost}
-            known = self._load(list(reports))
         raise StoreUnavailable("records kept changing under this report; try again")
 
     def _merged(
@@ -492,44 +500,13 @@ class SimpleDBStore(Store):
             )
         if not by_task:
             return 0
-        # A task's lone new event goes blind (one conditional put); batches and full logs go by reading.
-        lone = [(name, *next(iter(batch.items()))) for name, batch in by_task.items() if len(batch) == 1]
-        landed = self._parallel(lambda one: self._add_lone(*one), lone)
-        added = {name: count for (name, _, _), count in zip(lone, landed, strict=True)}
-        rest = {name: batch for name, batch in by_task.items() if added.get(name) is None}
-        return sum(filter(None, added.values())) + self._add_read(rest)
-
-    def _arrival(self) -> int:
-        """An arrival number above every one this process gave before: nanoseconds of the clock, so that numbers
-        from other replicas interleave by time. It orders only events with equal timestamps."""
-        with self._arrival_lock:
-            self._last_arrival = max(time.time_ns(), self._last_arrival + 1)
-            return self._last_arrival
-
-    def _add_lone(self, name: str, entry_key: str, event: Event) -> int | None:
-        """Put one event into shard 0 of its task's log on condition that its key is not there: 1 if it landed,
-        0 if it was there already (a resend keeps its first arrival), None if shard 0 is full."""
-        if self._crowded.get(("events", name)):
-            return None
-        attrs = items.entry_attributes(entry_key, items.dumps([self._arrival(), event]))
-        try:
-            self._put("events", name, attrs, expected={"Name": entry_key, "Exists": False})
-        except Refused as exc:
-            if exc.code in CONFLICTS:
-                return 0
-            self._crowded.put(("events", name), True)
-            return None
-        return 1
-
-    def _add_read(self, by_task: dict[str, dict[str, Event]]) -> int:
-        """Add events after reading their logs: skips the held ones, numbers the new ones after the held ones."""
-        if not by_task:
-            return 0
+        # Events are not put blind: SimpleDB takes one condition per put, and both the event's key (so that a
+        # resend is not doubled or renumbered) and the shard count (so that shard 0 stays shardable) need one.
         logs = self._families("events", by_task)
         additions: dict[str, dict[str, str]] = {}
         for name, batch in by_task.items():
             held = logs[name].entries
-            arrival = max(1 + max((json.loads(text)[0] for text in held.values()), default=0), self._arrival())
+            arrival = 1 + max((json.loads(text)[0] for text in held.values()), default=0)
             new = {k: e for k, e in batch.items() if k not in held}
             additions[name] = {k: items.dumps([arrival + i, e]) for i, (k, e) in enumerate(new.items())}
         self._append("events", additions, logs)
