@@ -1,4 +1,5 @@
-"""How many SimpleDB requests the store makes: one container's life, an unchanged resync of 50, the lookups.
+"""How many SimpleDB requests the store makes: one container's life (with and without the record cache), an
+unchanged resync of 50, the lookups.
 
 Runs against moto in-process and counts requests with botocore's event hooks, so the figures are exact and
 need no AWS account: ``.venv/bin/python -m bench.sdb_cost``.
@@ -97,6 +98,19 @@ def main() -> None:
         print(row("life, upserts only", (upserts["r"], upserts["w"], upserts["o"])))
         print(row("life, upserts and events", (life["r"], life["w"], life["o"])))
 
+        print("\nThe same life with no record cache (each report on another replica: cache_size=0)")
+        print(header)
+        cold = SimpleDBStore("benchcold", region="us-west-2", cache_size=0)
+        counted_cold = Counted(cold.client)
+        total = Counter()
+        for status, old, _, seconds in steps:
+            cold.upsert_containers([container(2, status, seconds)], at(seconds + 1))
+            figures = counted_cold.take()
+            total.update(dict(zip(("r", "w", "o"), figures, strict=True)))
+            print(row(f"upsert, first report {status}" if not old else f"upsert, {old} -> {status}", figures))
+        print(row("life, upserts only", (total["r"], total["w"], total["o"])))
+        cold.close()
+
         print("\nUnchanged full resync of 50 containers (10 tasks of 5)")
         print(header)
         fleet = [container(100 + n, "RUNNING", 0, task=f"{n // 5:032x}") for n in range(50)]
@@ -108,6 +122,11 @@ def main() -> None:
         print(row("resync 4 min later, nothing changed", counted.take()))
         store.upsert_containers(fleet, at(400))
         print(row("resync after last_seen resolution (5 min)", counted.take()))
+        fresh = SimpleDBStore("bench", region="us-west-2")  # a replica that has not seen these yet
+        counted_fresh = Counted(fresh.client)
+        fresh.upsert_containers(fleet, at(460))
+        print(row("resync on a replica with an empty cache", counted_fresh.take()))
+        fresh.close()
 
         print("\nLookups")
         print(header)

@@ -8,6 +8,14 @@ Three domains, ``PREFIX.containers``, ``PREFIX.indexes`` and ``PREFIX.events`` (
 - ``events`` holds ``task/TASK``, the task's events keyed by ``event_id``, each with an arrival number.
 
 Sets and logs that can grow are sharded families: shard 0 says how many shards there are.
+
+Concurrency and cost: every record write is a PutAttributes conditional on the record's revision (``!rev``) as
+read, so replicas that merge the same container at once never lose a change: the loser re-reads and re-merges.
+Because of that, each process may remember (a bounded LRU) the records it last read or wrote and merge a later
+report against that copy without reading: a stale copy only costs a refused write and a re-read. Entries that
+hardly ever fill an item (a container in its task's index: ECS allows 10 per task) are put into shard 0
+without reading the family first; only when SimpleDB refuses the put (item full, or the family has more
+shards) is the family read.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -29,6 +38,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from server import records
 from server.store import sdb_items as items
 from server.store.base import Event, Record, Store, StoreError, StoreUnavailable
+from server.store.lru import LRU
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +46,53 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 DOMAINS = ("containers", "indexes", "events")
+
+#: SimpleDB's answers to a conditional put whose condition no longer holds: someone else wrote first.
+CONFLICTS = frozenset({"ConditionalCheckFailed", "AttributeDoesNotExist"})
+#: SimpleDB's answers to a put that would take an item past 256 name-value pairs.
+CROWDED = frozenset({"NumberItemAttributesExceeded", "NumberSubmittedAttributesExceeded"})
+#: Merges of one report tried against a record that keeps changing under it before the report fails (503).
+MERGE_TRIES = 5
+
+
+class Refused(StoreUnavailable):
+    """SimpleDB refused a write as asked (``code``: a failed condition, a full item).
+
+    The store handles the codes it expects; any other refusal that escapes is a 503 and the client retries.
+    """
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Held:
+    """A container's record as last read or written, the slot item it lives in, and its revision.
+
+    ``record`` None: a new container and the free slot it will take. ``revision`` None: no revision written yet
+    (a new record, or one written before revisions existed).
+    """
+
+    record: Record | None
+    bucket: str
+    slot: int
+    revision: str | None = None
+
+    @property
+    def item(self) -> str:
+        return items.slot_item(self.bucket, self.slot)
+
+    @property
+    def expected(self) -> dict[str, Any]:
+        """The condition under which a write merged against this copy may land: nobody wrote since."""
+        if self.revision is None:
+            return {"Name": items.REVISION, "Exists": False}
+        return {"Name": items.REVISION, "Value": self.revision}
+
+    @property
+    def next_revision(self) -> str:
+        return str(int(self.revision or 0) + 1)
 
 
 def _number(name: str, value: object, kind: type) -> Any:
@@ -62,6 +119,7 @@ class SimpleDBStore(Store):
         read_timeout: float | str = 5.0,
         max_attempts: int | str = 3,
         last_seen_resolution: float | str = 300.0,
+        cache_size: int | str = 10_000,
         **unknown: str,
     ):
         """Open the store whose domains start with ``prefix``; create the missing ones.
@@ -70,6 +128,7 @@ class SimpleDBStore(Store):
         ``AWS_ENDPOINT_URL_SIMPLEDB``). ``max_attempts`` counts the first try; throttling and 5xx answers are
         retried with botocore's standard mode. ``last_seen_resolution`` (seconds): an otherwise unchanged record is
         rewritten only when its ``last_seen`` is older than this, so that a resync costs reads only.
+        ``cache_size``: records this process remembers to merge the next report against without a read (0: none).
         """
         if unknown:
             raise ValueError(f"unknown sdb store option(s): {', '.join(sorted(unknown))}")
@@ -88,6 +147,10 @@ class SimpleDBStore(Store):
             max_pool_connections=self.max_workers,
         )
         self._lock = threading.Lock()
+        self._cache: LRU[str, Held] = LRU(_number("cache_size", cache_size, int))
+        # What blind puts learnt of a family's shard 0: "counted" (holds the count 1), "crowded" (full, or more
+        # shards: entries for it go by reading).
+        self._families_seen: LRU[tuple[str, str], str] = LRU(4096)
         self._pid = os.getpid()
         self._pool: ThreadPoolExecutor | None = None
         self.client = self._new_client()
@@ -118,7 +181,12 @@ class SimpleDBStore(Store):
     def _call(self, operation: str, **params: Any) -> dict[str, Any]:
         try:
             return getattr(self.client, operation)(**params)
-        except (BotoCoreError, ClientError) as exc:
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in CONFLICTS | CROWDED:
+                raise Refused(code, f"SimpleDB {operation} refused: {exc}") from exc
+            raise StoreUnavailable(f"SimpleDB {operation} failed: {exc}") from exc
+        except BotoCoreError as exc:
             raise StoreUnavailable(f"SimpleDB {operation} failed: {exc}") from exc
 
     def _ensure_domains(self) -> None:
@@ -163,18 +231,21 @@ class SimpleDBStore(Store):
         answer = self._call("get_attributes", DomainName=self.domains[domain], ItemName=item, ConsistentRead=True)
         return {a["Name"]: a["Value"] for a in answer.get("Attributes", [])}
 
-    def _put(self, domain: str, item: str, attrs: dict[str, str]) -> None:
+    def _put(self, domain: str, item: str, attrs: dict[str, str], expected: dict[str, Any] | None = None) -> None:
+        """One PutAttributes replacing ``attrs``; with ``expected``, only if that condition holds (else Refused)."""
         if not attrs:
             return
         too_long = [s for s in (item, *attrs, *attrs.values()) if len(s.encode()) > items.MAX_BYTES]
         if too_long or len(attrs) > 256:  # a layout bug, never input: every name and value is bounded above
             raise StoreError(f"SimpleDB item {item!r} would break a limit")
-        self._call(
-            "put_attributes",
-            DomainName=self.domains[domain],
-            ItemName=item,
-            Attributes=[{"Name": n, "Value": v, "Replace": True} for n, v in attrs.items()],
-        )
+        params: dict[str, Any] = {
+            "DomainName": self.domains[domain],
+            "ItemName": item,
+            "Attributes": [{"Name": n, "Value": v, "Replace": True} for n, v in attrs.items()],
+        }
+        if expected is not None:
+            params["Expected"] = expected
+        self._call("put_attributes", **params)
 
     def _puts(self, writes: Sequence[tuple[str, str, dict[str, str]]]) -> None:
         self._parallel(lambda w: self._put(*w), writes)
@@ -193,16 +264,46 @@ class SimpleDBStore(Store):
             slots[name].append(attrs)
         return slots
 
-    def _records(self, container_ids: Iterable[str]) -> dict[str, tuple[Record, str, int]]:
-        """Stored records by container ID, each with its bucket and slot."""
-        wanted = set(container_ids)
+    def _records(self, container_ids: Iterable[str]) -> dict[str, Held]:
+        """Stored records by container ID, read now (and remembered for the next report)."""
+        return self._held(self._buckets(items.bucket(c) for c in container_ids), set(container_ids))
+
+    def _held(self, buckets: dict[str, list[dict[str, str]]], wanted: set[str]) -> dict[str, Held]:
         found = {}
-        for name, slot_attrs in self._buckets(items.bucket(c) for c in wanted).items():
+        for name, slot_attrs in buckets.items():
             for slot, attrs in enumerate(slot_attrs):
                 record = items.record_from(attrs)
                 if record and record.get("container_id") in wanted:
-                    found[record["container_id"]] = (record, name, slot)
+                    found[record["container_id"]] = Held(record, name, slot, attrs.get(items.REVISION))
+        for container_id, held in found.items():
+            self._cache.put(container_id, held)
         return found
+
+    def _load(self, container_ids: list[str]) -> dict[str, Held]:
+        """Each container's record as stored now, or for a new one the free slot of its bucket it will take."""
+        buckets = self._buckets(items.bucket(c) for c in container_ids)
+        found = self._held(buckets, set(container_ids))
+        # Slot 0 is filled first and never emptied: an empty slot 0 means an empty bucket.
+        free = {name: len(slots) if items.RECORD_COUNT in slots[0] else 0 for name, slots in buckets.items()}
+        for container_id in container_ids:
+            if container_id not in found:
+                name = items.bucket(container_id)
+                free[name] = self._first_empty(name, free[name])
+                found[container_id] = Held(None, name, free[name])
+                free[name] += 1
+        return found
+
+    def _first_empty(self, bucket: str, slot: int) -> int:
+        """``slot`` or the first empty slot after it: a slot past the count may hold a record whose count
+        write failed, and a conditional create there would be refused again and again."""
+        while slot > 0 and self._get("containers", items.slot_item(bucket, slot)):
+            slot += 1
+        return slot
+
+    def _known(self, container_ids: list[str]) -> dict[str, Held]:
+        """Records as this process last saw them where it remembers them, else as read now."""
+        hits = {c: held for c in container_ids if (held := self._cache.get(c)) is not None}
+        return {**hits, **self._load([c for c in container_ids if c not in hits])}
 
     def _families(self, domain: str, names: Iterable[str]) -> dict[str, items.Family]:
         names = list(dict.fromkeys(names))
@@ -236,21 +337,54 @@ class SimpleDBStore(Store):
         self._puts(writes)
         self._puts(counts)
 
+    def _put_blind(self, domain: str, additions: dict[str, dict[str, str]]) -> set[str]:
+        """Put each family's new entries into its shard 0 without reading it; the names that need reading.
+
+        Readers always read shard 0, so an entry there is seen. The put carries the shard count ``1`` and is
+        conditional on it (absent, or ``1``): so it never lands in a family that has grown more shards, and a
+        shard 0 filled to SimpleDB's 256 pairs this way always holds its count, which the read path can then
+        raise without adding a pair. Past 256 pairs SimpleDB refuses the put whole.
+        """
+
+        def put(name: str) -> str | None:
+            attrs = {items.SHARDS: "1"}
+            for entry_key, text in additions[name].items():
+                attrs.update(items.entry_attributes(entry_key, text))
+            state = self._families_seen.get((domain, name))
+            if len(attrs) > items.SHARD_PAIRS or state == "crowded":
+                return name
+            conditions = [{"Name": items.SHARDS, "Value": "1"}]
+            if state != "counted":
+                conditions.insert(0, {"Name": items.SHARDS, "Exists": False})
+            for expected in conditions:
+                try:
+                    self._put(domain, name, attrs, expected=expected)
+                except Refused as exc:
+                    if exc.code in CROWDED:
+                        break
+                    continue  # the count is there (try the next condition), or it is not 1
+                self._families_seen.put((domain, name), "counted")
+                return None
+            self._families_seen.put((domain, name), "crowded")
+            return name
+
+        return {name for name in self._parallel(put, list(additions)) if name}
+
+    def _index(self, entries: dict[str, dict[str, str]]) -> None:
+        """Add index entries. A task holds at most 10 containers, so its shard 0 has room in practice: put blind
+        (no read), and read and shard only when SimpleDB says it is full. A service's tasks grow without
+        bound, so those entries always go by reading."""
+        blind = {name: new for name, new in entries.items() if name.startswith("task/")}
+        full = self._put_blind("indexes", blind)
+        self._append("indexes", {name: new for name, new in entries.items() if name not in blind or name in full})
+
     # --- writing records -----------------------------------------------------------------------------------
 
-    def _save(self, changes: list[tuple[Record | None, Record, str, int]]) -> None:
-        """Write changed records ``(stored, new, bucket, slot)`` with the index entries they need.
-
-        Order, so that a failure part-way is harmless and a retry completes it: (1) index entries, (2) the
-        records, (3) the slot count of a bucket that gained a slot. An index entry without its record is
-        skipped by every lookup; a record is visible only once written whole in one PutAttributes (one
-        request per item is atomic), and only then does a retried report see it as existing.
-        """
-        # Every record is encoded before anything is written: one too large fails the report untouched.
-        puts = [("containers", items.slot_item(b, s), items.record_attributes(new)) for _, new, b, s in changes]
+    def _index_entries(self, changes: list[tuple[Held, Record]]) -> dict[str, dict[str, str]]:
+        """The index entries the changed records need: a new container in its task, a task in its service."""
         entries: dict[str, dict[str, str]] = {}
-        for stored, new, _, _ in changes:
-            task_id = new.get("task_id", "")
+        for held, new in changes:
+            stored, task_id = held.record, new.get("task_id", "")
             if stored is None:
                 container_id = new["container_id"]
                 entries.setdefault(items.task_family(task_id), {})[items.key(container_id)] = items.dumps(container_id)
@@ -259,13 +393,51 @@ class SimpleDBStore(Store):
                 stored is None or place != (stored.get("cluster_name", ""), stored.get("service_name", ""))
             ):
                 entries.setdefault(items.service_family(*place), {})[items.key(task_id)] = items.dumps(task_id)
-        self._append("indexes", entries)
-        self._puts(puts)
+        return entries
+
+    def _write_record(self, held: Held, new: Record, attrs: dict[str, str]) -> bool:
+        """Put ``new`` if the record is still as ``held`` says; False (and forget it) if someone wrote first."""
+        revision = held.next_revision
+        try:
+            self._put("containers", held.item, {**attrs, items.REVISION: revision}, expected=held.expected)
+        except Refused as exc:
+            if exc.code not in CONFLICTS:
+                raise
+            self._cache.drop(new["container_id"])
+            return False
+        self._cache.put(new["container_id"], Held(new, held.bucket, held.slot, revision))
+        return True
+
+    def _save(self, changes: list[tuple[Held, Record]]) -> set[str]:
+        """Write changed records ``(held, new)`` with the index entries they need; the IDs that lost a race.
+
+        Order, so that a failure part-way is harmless and a retry completes it: (1) index entries, (2) the
+        records, (3) the slot count of a bucket that gained a slot. An index entry without its record is
+        skipped by every lookup; a record is visible only once written whole in one PutAttributes (one
+        request per item is atomic), and only then does a retried report see it as existing. A record whose
+        conditional put was refused is not written; its caller re-reads and merges again.
+        """
+        if not changes:
+            return set()
+        # Every record is encoded before anything is written: one too large fails the report untouched.
+        puts = [(held, new, items.record_attributes(new)) for held, new in changes]
+        self._index(self._index_entries(changes))
+        landed = self._parallel(lambda p: self._write_record(*p), puts)
+        lost = {new["container_id"] for (_, new, _), ok in zip(puts, landed, strict=True) if not ok}
         grown: dict[str, int] = {}
-        for stored, _, name, slot in changes:
-            if stored is None and slot > 0:
-                grown[name] = max(grown.get(name, 0), slot + 1)
+        for held, new in changes:
+            if held.record is None and held.slot > 0 and new["container_id"] not in lost:
+                grown[held.bucket] = max(grown.get(held.bucket, 0), held.slot + 1)
         self._puts([("containers", name, {items.SLOTS: str(count)}) for name, count in grown.items()])
+        return lost
+
+    def _set_fields(self, load: Callable[[], Iterable[Held]], fields: Record) -> None:
+        """Set ``fields`` on the records ``load`` reads, reading again those another writer changed meanwhile."""
+        for _ in range(MERGE_TRIES):
+            changes = [(held, {**held.record, **fields}) for held in load() if held.record]
+            if not self._save([(held, new) for held, new in changes if new != held.record]):
+                return
+        raise StoreUnavailable(f"records kept changing while setting {sorted(fields)}; try again")
 
     def _worth_writing(self, stored: Record, new: Record) -> bool:
         if new == stored:
@@ -283,40 +455,41 @@ class SimpleDBStore(Store):
 
     def upsert_containers(self, records_: Iterable[Record], now: str) -> list[Record]:
         self._ready_to_use()
-        batch = list(records_)
-        if not batch:
+        reports: dict[str, list[Record]] = {}
+        for entry in records_:
+            reports.setdefault(entry["container_id"], []).append(entry)
+        if not reports:
             return []
-        ids = list(dict.fromkeys(r["container_id"] for r in batch))
-        buckets = self._buckets(items.bucket(c) for c in ids)
-        stored: dict[str, tuple[Record, str, int]] = {}
-        free: dict[str, int] = {}  # next empty slot of each bucket
-        for name, slot_attrs in buckets.items():
-            # Slot 0 is filled first and never emptied: an empty slot 0 means an empty bucket.
-            free[name] = len(slot_attrs) if items.RECORD_COUNT in slot_attrs[0] else 0
-            for slot, attrs in enumerate(slot_attrs):
-                record = items.record_from(attrs)
-                if record is not None:
-                    stored[record.get("container_id", "")] = (record, name, slot)
-        current: dict[str, Record] = {}
         created: list[Record] = []
-        for new in batch:
-            cid = new["container_id"]
-            old = current.get(cid) or (stored[cid][0] if cid in stored else None)
-            current[cid] = records.merge(old, new, now)
-            if old is None:
-                created.append(current[cid])
-        changes: list[tuple[Record | None, Record, str, int]] = []
-        for cid in ids:
-            if cid in stored:
-                record, name, slot = stored[cid]
-                if self._worth_writing(record, current[cid]):
-                    changes.append((record, current[cid], name, slot))
-            else:
-                name = items.bucket(cid)
-                changes.append((None, current[cid], name, free[name]))
-                free[name] += 1
-        self._save(changes)
-        return created
+        known = self._known(list(reports))
+        for attempt in range(MERGE_TRIES):
+            if attempt:  # another writer changed these since they were read (or remembered): read them again
+                known = self._load(list(reports))
+            changes, first = self._merged(reports, known, now)
+            lost = self._save(changes)
+            created += [record for cid, record in first.items() if cid not in lost]
+            if not lost:
+                return created
+            reports = {cid: entries for cid, entries in reports.items() if cid in lost}
+        raise StoreUnavailable("records kept changing under this report; try again")
+
+    def _merged(
+        self, reports: dict[str, list[Record]], known: dict[str, Held], now: str
+    ) -> tuple[list[tuple[Held, Record]], dict[str, Record]]:
+        """The records worth writing after merging each container's entries, and the new ones as first merged."""
+        changes: list[tuple[Held, Record]] = []
+        first: dict[str, Record] = {}
+        for cid, entries in reports.items():
+            held = known[cid]
+            record = held.record
+            for entry in entries:
+                record = records.merge(record, entry, now)
+                if held.record is None and cid not in first:
+                    first[cid] = record
+            assert record is not None
+            if held.record is None or self._worth_writing(held.record, record):
+                changes.append((held, record))
+        return changes, first
 
     def add_events(self, events: Iterable[Event]) -> int:
         self._ready_to_use()
@@ -327,6 +500,8 @@ class SimpleDBStore(Store):
             )
         if not by_task:
             return 0
+        # Events are not put blind: SimpleDB takes one condition per put, and both the event's key (so that a
+        # resend is not doubled or renumbered) and the shard count (so that shard 0 stays shardable) need one.
         logs = self._families("events", by_task)
         additions: dict[str, dict[str, str]] = {}
         for name, batch in by_task.items():
@@ -340,7 +515,7 @@ class SimpleDBStore(Store):
     def get_container(self, container_id: str) -> Record | None:
         self._ready_to_use()
         found = self._records([container_id])
-        return found[container_id][0] if container_id in found else None
+        return found[container_id].record if container_id in found else None
 
     def find_containers(self, prefix: str, limit: int) -> list[Record]:
         if not items.is_hex_prefix(prefix):
@@ -355,16 +530,19 @@ class SimpleDBStore(Store):
         families = self._families("indexes", names.values())
         return {t: [json.loads(v) for v in families[n].entries.values()] for t, n in names.items()}
 
-    def _of_tasks(self, task_ids: Iterable[str]) -> list[tuple[Record, str, int]]:
+    def _of_tasks(self, task_ids: Iterable[str]) -> list[Held]:
         members = self._task_members(task_ids)
         wanted = {cid: task for task, cids in members.items() for cid in cids}
         found = self._records(wanted)
         # An index entry whose record was never written (a report that failed part-way) is skipped.
-        return [found[c] for c in wanted if c in found and found[c][0].get("task_id", "") == wanted[c]]
+        return [found[c] for c in wanted if c in found and (found[c].record or {}).get("task_id", "") == wanted[c]]
+
+    def _records_of_tasks(self, task_ids: Iterable[str]) -> list[Record]:
+        return [held.record for held in self._of_tasks(task_ids) if held.record]
 
     def containers_of_task(self, task_id: str) -> list[Record]:
         self._ready_to_use()
-        found = [record for record, _, _ in self._of_tasks([task_id])]
+        found = self._records_of_tasks([task_id])
         return sorted(found, key=lambda r: (r.get("container_name", ""), r["container_id"]))
 
     def containers_of_service(self, cluster_name: str, service_name: str) -> list[Record]:
@@ -373,28 +551,18 @@ class SimpleDBStore(Store):
         tasks = [json.loads(v) for v in self._families("indexes", [family])[family].entries.values()]
         found = [
             record
-            for record, _, _ in self._of_tasks(tasks)
+            for record in self._records_of_tasks(tasks)
             if record.get("cluster_name", "") == cluster_name and record.get("service_name", "") == service_name
         ]
         return sorted(found, key=lambda r: (r.get("task_id", ""), r.get("container_name", ""), r["container_id"]))
 
     def update_container(self, container_id: str, fields: Record) -> None:
         self._ready_to_use()
-        found = self._records([container_id])
-        if container_id in found:
-            record, name, slot = found[container_id]
-            if {**record, **fields} != record:
-                self._save([(record, {**record, **fields}, name, slot)])
+        self._set_fields(lambda: self._records([container_id]).values(), fields)
 
     def update_task(self, task_id: str, fields: Record) -> None:
         self._ready_to_use()
-        self._save(
-            [
-                (record, {**record, **fields}, name, slot)
-                for record, name, slot in self._of_tasks([task_id])
-                if {**record, **fields} != record
-            ]
-        )
+        self._set_fields(lambda: self._of_tasks([task_id]), fields)
 
     def _events(self, task_id: str) -> list[Event]:
         name = items.task_family(task_id)

@@ -24,6 +24,10 @@ RECORD_MAX_CHUNKS = 240
 SHARDS = "!shards"
 #: Attribute of slot 0 of a container bucket: how many slots the bucket has (absent: one).
 SLOTS = "!slots"
+#: Attribute of a record's slot item: how many times the record was written. Every write of a record is a
+#: PutAttributes conditional on the revision it was merged against, so that concurrent writers never lose
+#: each other's changes (absent: never written with a revision, which ``Exists=False`` expects).
+REVISION = "!rev"
 RECORD_ID = "container_id"
 RECORD_COUNT = "record.n"
 

@@ -2,11 +2,13 @@
 
 The clean environment (no real AWS variables, fake credentials) comes from the autouse fixture in
 ``tests/conftest.py``. Every SimpleDB store made here checks each PutAttributes against SimpleDB's limits and,
-after the test, that no item holds more than 256 name-value pairs (moto enforces neither).
+after the test, that no item holds more than 256 name-value pairs. moto enforces neither, nor conditional
+puts: ``strict_moto`` makes it refuse both as SimpleDB does.
 """
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -15,6 +17,7 @@ from typing import Any
 import pytest
 from moto import mock_aws
 from moto.sdb.models import sdb_backends
+from moto.sdb.responses import SimpleDBResponse
 from moto.server import ThreadedMotoServer
 
 from server.store.base import Store
@@ -63,6 +66,51 @@ def moto_items() -> Iterator[tuple[str, str, list[dict]]]:
             for domain in backend.domains.values():
                 for name, item in domain.items.items():
                     yield domain.name, name, item.attributes
+
+
+def _refusal(status: int, code: str, message: str) -> tuple[str, dict]:
+    """SimpleDB's error answer (moto's own errors warn about codes missing from botocore's model)."""
+    body = (
+        f'<?xml version="1.0"?><Response><Errors><Error><Code>{code}</Code><Message>{message}</Message>'
+        "<BoxUsage>0.0000219907</BoxUsage></Error></Errors><RequestID>strict-moto</RequestID></Response>"
+    )
+    return body, {"status": status, "Content-Type": "text/xml"}
+
+
+def _strict_put_attributes(self: SimpleDBResponse) -> Any:
+    """moto's PutAttributes, made to honour what real SimpleDB enforces and moto does not: the ``Expected``
+    condition and the 256 name-value pairs of an item. Both answer with SimpleDB's error codes."""
+    domain = self.sdb_backend._get_domain(self._get_param("DomainName"))
+    with _STRICT_LOCK:
+        held = domain.items.get(self._get_param("ItemName"))
+        pairs = {(a["Name"], a["Value"]) for a in (held.attributes if held else [])}
+        expected = self._get_param("Expected") or {}
+        if expected:
+            values = {value for name, value in pairs if name == expected["Name"]}
+            if expected.get("Exists") is False and values:
+                return _refusal(409, "ConditionalCheckFailed", "Conditional check failed. Attribute exists.")
+            if "Value" in expected and not values:
+                return _refusal(404, "AttributeDoesNotExist", f"Attribute ({expected['Name']}) does not exist")
+            if "Value" in expected and expected["Value"] not in values:
+                return _refusal(409, "ConditionalCheckFailed", "Conditional check failed. Value mismatch.")
+        new = self._get_param("Attributes") or []
+        replaced = {a["Name"] for a in new if a.get("Replace")}
+        after = {p for p in pairs if p[0] not in replaced} | {(a["Name"], a["Value"]) for a in new}
+        if len(after) > 256:
+            return _refusal(409, "NumberItemAttributesExceeded", "Too many attributes in this item")
+        return _MOTO_PUT_ATTRIBUTES(self)
+
+
+_MOTO_PUT_ATTRIBUTES = SimpleDBResponse.put_attributes
+_STRICT_LOCK = threading.Lock()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def strict_moto() -> Iterator[None]:
+    """Every moto SimpleDB in the tests (in-process or HTTP server) checks conditions and item sizes."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(SimpleDBResponse, "put_attributes", _strict_put_attributes)
+        yield
 
 
 def assert_items_within_limits() -> None:
