@@ -10,9 +10,9 @@ from typing import Any
 from flask import Flask
 
 from server import config as config_module
-from server.cache import BoundedCache
 from server.config import Config
 from server.health import HealthCheck
+from server.lru import LRU
 from server.store import Store, open_store
 
 __all__ = ["AppState", "create_app"]
@@ -26,7 +26,7 @@ class AppState:
     store: Store
     health: HealthCheck
     #: full container ID → task ID; a container never changes task, so this never goes stale.
-    task_of_container: BoundedCache = field(default_factory=lambda: BoundedCache(50_000))
+    task_of_container: LRU[str, str] = field(default_factory=lambda: LRU(50_000))
 
 
 def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:

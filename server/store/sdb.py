@@ -36,9 +36,9 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from server import records
+from server.lru import LRU
 from server.store import sdb_items as items
 from server.store.base import Event, Record, Store, StoreError, StoreUnavailable
-from server.store.lru import LRU
 
 log = logging.getLogger(__name__)
 

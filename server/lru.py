@@ -1,4 +1,4 @@
-"""A small thread-safe least-recently-used map, used by the SimpleDB store to remember what it read or wrote."""
+"""A small thread-safe least-recently-used map for answers worth remembering in process."""
 
 from __future__ import annotations
 
