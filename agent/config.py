@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,10 @@ class Config:
     imds_retry_interval: float = 300.0
     max_containers: int = 10_000
     max_events: int = 50_000
+
+
+#: What an HTTP header can carry as a bearer token.
+TOKEN = re.compile(r"[\x21-\x7e]*")
 
 
 def _url(name: str, value: str) -> str:
@@ -84,6 +89,8 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
         raise ConfigError(f"{PREFIX}SERVER_URL: required (the URL of the ECS ID Mapper server)")
     settings["server_url"] = _url(name, server_url)
     settings["token"] = get("TOKEN")
+    if not TOKEN.fullmatch(settings["token"]):
+        raise ConfigError(f"{PREFIX}TOKEN: expected printable ASCII without spaces (it goes in an HTTP header)")
     for key, field in (("ECS_AGENT_URL", "ecs_agent_url"), ("IMDS_URL", "imds_url")):
         if get(key):
             settings[field] = _url(PREFIX + key, get(key))

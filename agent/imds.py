@@ -23,6 +23,11 @@ FIELDS = {
 }
 
 
+def body(response: requests.Response) -> str:
+    """The answer as UTF-8 text: IMDS answers are ASCII, and without a Content-Type `requests` would guess."""
+    return response.content.decode("utf-8", "replace").strip()
+
+
 class ImdsUnavailable(Exception):
     """The instance metadata service did not answer, or answered with an error."""
 
@@ -61,9 +66,9 @@ class InstanceMetadata:
         if response.status_code in (403, 404, 405):
             self._v1 = True
             return
-        if response.status_code != 200 or not response.text.strip():
+        if response.status_code != 200 or not body(response):
             raise ImdsUnavailable(f"token: HTTP {response.status_code}")
-        self._token = response.text.strip()
+        self._token = body(response)
         self._token_expires = self.clock() + TOKEN_TTL - TOKEN_MARGIN
 
     def _headers(self) -> dict[str, str]:
@@ -89,7 +94,7 @@ class InstanceMetadata:
                 return ""  # older instances have no placement/region
             if response.status_code != 200:
                 raise ImdsUnavailable(f"{path}: HTTP {response.status_code}")
-            return text(response.text.strip()) or ""
+            return text(body(response)) or ""
         raise ImdsUnavailable(f"{path}: HTTP 401 with a new token")
 
     def read(self) -> dict[str, str]:

@@ -40,6 +40,7 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = cfg.max_body_bytes
     app.json.sort_keys = False
+    app.url_map.merge_slashes = False  # '/query/container_id//_all' is a missing ID (404), not a redirect
     store = open_store(cfg.store)
     app.extensions["ecs_id_mapper"] = AppState(cfg, store, HealthCheck(store, cfg.health_interval))
 

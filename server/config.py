@@ -5,7 +5,9 @@ Parsed once at start; a bad value raises ConfigError naming the variable, which 
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -62,7 +64,7 @@ def parse_bool(text: str) -> bool:
 def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
     def parse(text: str) -> Any:
         value = kind(text)
-        if value <= 0:
+        if not (math.isfinite(value) and value > 0):
             raise ValueError(f"must be greater than 0, got {text!r}")
         return value
 
@@ -83,6 +85,12 @@ def _store(text: str) -> str:
     return text
 
 
+def _token(text: str) -> str:
+    if not re.fullmatch(r"[\x21-\x7e]*", text):
+        raise ValueError("expected printable ASCII without spaces (agents send it in an HTTP header)")
+    return text
+
+
 def _log_level(text: str) -> str:
     if text.upper() not in LOG_LEVELS:
         raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}, got {text!r}")
@@ -98,6 +106,7 @@ def _url(text: str) -> str:
 PARSERS: dict[str, Callable[[str], Any]] = {
     "bind": _bind,
     "store": _store,
+    "token": _token,
     "allow_anonymous_reports": parse_bool,
     "service_names": parse_bool,
     "cadvisor_url": links.validate_template,

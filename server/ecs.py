@@ -16,6 +16,8 @@ import boto3
 from botocore import exceptions as boto_errors
 from botocore.config import Config as BotoConfig
 
+from server import aws
+
 log = logging.getLogger(__name__)
 
 #: DescribeTasks takes at most this many tasks per call.
@@ -106,7 +108,7 @@ class EcsClient:
         self.backoff = Backoff(clock=clock)
 
     def _default_factory(self) -> Any:
-        return boto3.session.Session().client("ecs", region_name=self.region or None, config=BOTO_CONFIG)
+        return boto3.session.Session().client("ecs", region_name=aws.region(self.region), config=BOTO_CONFIG)
 
     @property
     def client(self) -> Any:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import string
 from urllib.parse import quote
 
+from werkzeug.urls import iri_to_uri
+
 from server.records import FIELDS
 
 PLACEHOLDERS = (*FIELDS, "short_id")
@@ -21,8 +23,17 @@ class MissingValue(LookupError):
     """The record lacks a value the template needs."""
 
 
+class InvalidLink(ValueError):
+    """The rendered link is no URL a client could follow (say, a host name that is not one)."""
+
+
 def placeholders(template: str) -> list[str]:
     return [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+
+
+def _plain(template: str) -> bool:
+    """True when no placeholder carries a conversion or format spec, which would bypass URL-quoting."""
+    return not any(spec or conversion for _, _, spec, conversion in string.Formatter().parse(template))
 
 
 def validate_template(template: str, known: tuple[str, ...] = PLACEHOLDERS) -> str:
@@ -33,8 +44,11 @@ def validate_template(template: str, known: tuple[str, ...] = PLACEHOLDERS) -> s
         raise ValueError(f"expected an http(s) URL template, got {template!r}")
     try:
         names = placeholders(template)
+        plain = _plain(template)
     except ValueError as exc:
         raise ValueError(f"malformed template {template!r}: {exc}") from None
+    if not plain:
+        raise ValueError(f"placeholders take no conversion or format spec: {template!r}")
     unknown = sorted({n for n in names if n not in known})
     if unknown:
         raise ValueError(f"unknown placeholder(s) {', '.join(unknown)}; known: {', '.join(known)}")
@@ -49,4 +63,9 @@ def render(template: str, record: dict[str, str]) -> str:
         if not values.get(name):
             raise MissingValue(name)
         quoted[name] = quote(values[name], safe="")
-    return template.format_map(quoted)
+    url = template.format_map(quoted)
+    try:
+        iri_to_uri(url)  # what a redirect does to it: fails on a host part that is not a host name
+    except (UnicodeError, ValueError) as exc:
+        raise InvalidLink(str(exc)) from None
+    return url

@@ -98,6 +98,8 @@ def link_url(name: str, record: Record, lookup: bool = False) -> str:
         return links.render(template, record)
     except links.MissingValue as exc:
         raise ApiError(f"the record has no {exc.args[0]}, which {variable} needs", 404) from None
+    except links.InvalidLink as exc:
+        raise ApiError(f"the record's values make no valid URL from {variable}: {exc}", 404) from None
 
 
 def configured_links(record: Record) -> dict[str, str]:

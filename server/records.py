@@ -43,11 +43,14 @@ def format_time(moment: datetime) -> str:
 def merge(old: dict[str, str] | None, new: dict[str, str], now: str) -> dict[str, str]:
     """The record after ``new`` (a validated report entry) is applied to ``old`` at server time ``now``.
 
-    ``first_seen`` is kept and ``last_seen`` advanced; an entry older than the stored one (a late retry) changes
-    nothing else; cached lookups survive; ``stopped_at`` is set the first time the container is seen STOPPED.
+    ``first_seen`` (the first sample time) is kept and ``last_seen`` advanced; an entry older than the stored one
+    (a late retry) changes nothing else; cached lookups survive; ``stopped_at`` is set the first time the
+    container is seen STOPPED.
     """
     if old is None:
-        record = {**new, "first_seen": now, "last_seen": now}
+        # When the agent saw it, not when a report (perhaps delayed by an outage) arrived.
+        first_seen = min(now, new.get("sample_time") or now)
+        record = {**new, "first_seen": first_seen, "last_seen": now}
     elif new.get("sample_time", "") < old.get("sample_time", ""):
         record = {**old, "last_seen": max(now, old.get("last_seen", ""))}
     else:

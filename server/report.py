@@ -8,6 +8,7 @@ import logging
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from server import schema, service
 from server.errors import ApiError
@@ -34,10 +35,19 @@ def authorize() -> None:
 
 
 def body() -> Any:
-    raw = request.get_data(cache=False)
+    if request.content_length is None:
+        # A chunked body: Werkzeug would cut it at the limit without a word, so read one byte more ourselves.
+        limit = current_app.config["MAX_CONTENT_LENGTH"]
+        raw = request.environ["wsgi.input"].read(limit + 1)
+        if len(raw) > limit:
+            raise RequestEntityTooLarge()
+    else:
+        raw = request.get_data(cache=False)
     try:
         return json.loads(raw)
-    except (ValueError, RecursionError):
+    except RecursionError:
+        raise ApiError("the body is nested too deeply") from None
+    except ValueError:
         raise ApiError("the body is not JSON") from None
 
 

@@ -6,10 +6,11 @@ ApiError(400) with the JSON path of the offending value.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from server import ids
@@ -29,6 +30,7 @@ HOST_FIELDS = (
 CONTAINER_TEXT_FIELDS = ("docker_name", "image", "image_id", "task_name", "created_at", "started_at")
 EVENT_KINDS = ("appeared", "known_status", "desired_status", "vanished")
 PROTOCOLS = ("tcp", "udp", "sctp")
+CLOCK_SKEW = timedelta(minutes=5)
 EVENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
@@ -87,7 +89,8 @@ def _time(value: Any, path: str) -> str:
         raise _fail(path, f"expected an ISO 8601 time, got {text!r}") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return format_time(moment)
+    # A clock far ahead must not freeze a record (later reports would all look older): no time past now.
+    return format_time(min(moment, datetime.now(UTC) + CLOCK_SKEW))
 
 
 def _port(value: Any, path: str) -> int:
@@ -209,6 +212,11 @@ def map_report(body: Any) -> tuple[list[dict[str, str]], list[dict[str, str]], b
     body = _object(body, "$")
     host_raw = _object(body.get("host", {}), "$.host")
     host = {key: _optional_text(host_raw, key, "$.host") for key in HOST_FIELDS}
+    if host["instance_ip"]:
+        try:
+            ipaddress.ip_address(host["instance_ip"])
+        except ValueError:
+            raise _fail("$.host.instance_ip", f"expected an IP address, got {host['instance_ip']!r}") from None
     if "containers" not in body:
         raise _fail("$.containers", "required")
     containers = _items(body, "containers", lambda raw, path: _container(raw, path, host), required=False)

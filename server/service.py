@@ -100,9 +100,10 @@ def service_all(cluster: str, service: str) -> Response:
     for task_id in running:
         found = by_task.get(task_id)
         if found is None:
-            # Not enriched yet: ECS has just told us the service, so the record learns it now.
+            # Not enriched yet: ECS has just told us the service, so the record learns it now (a name the
+            # record already has came from the task's own group and stays).
             found = store.containers_of_task(task_id)
-            if found:
+            if found and not any(r.get("service_name") for r in found):
                 store.update_task(task_id, {"service_name": service})
                 found = [{**r, "service_name": service} for r in found]
         if found:

@@ -35,7 +35,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from server import records
+from server import aws, records
 from server.lru import LRU
 from server.store import sdb_items as items
 from server.store.base import Event, Record, Store, StoreError, StoreUnavailable
@@ -166,7 +166,7 @@ class SimpleDBStore(Store):
     def _new_client(self) -> Any:
         try:
             return boto3.session.Session().client(
-                "sdb", region_name=self.region, endpoint_url=self.endpoint_url, config=self.config
+                "sdb", region_name=aws.region(self.region), endpoint_url=self.endpoint_url, config=self.config
             )
         except BotoCoreError as exc:  # no region, a malformed endpoint: the URL's fault, said at start
             raise ValueError(f"sdb store: {exc} (add ?region=REGION to the store URL)") from exc

@@ -125,3 +125,17 @@ def test_no_imds_means_empty_fields_one_warning_and_a_later_retry(make_agent, cl
     assert agent.host["cluster_name"] == "default"
     assert len([r for r in caplog.records if "no instance metadata" in r.getMessage()]) == 1
     assert ecs.calls.count(("PUT", TOKEN_URL)) == 2
+
+
+def test_answers_without_a_content_type_are_read_as_ascii():
+    service = FakeImds(tokens=False, required=False)
+    instance = {**INSTANCE, "meta-data/local-ipv4": "10.9.9.9"}  # which charset guessing takes for UTF-16
+    for path, value in instance.items():
+
+        def plain(kwargs, value=value):
+            answer = response(200, value.encode())
+            answer.encoding = None  # no Content-Type: requests would guess a charset from a few bytes
+            return answer
+
+        service.route("GET", f"{IMDS}/latest/{path}", plain)
+    assert InstanceMetadata(service, IMDS, (1, 2)).read() == {**EXPECTED, "instance_ip": "10.9.9.9"}

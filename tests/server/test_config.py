@@ -47,6 +47,8 @@ def test_environment_then_overrides():
         ("ECS_ID_MAPPER_NEWRELIC_API_URL", "api.newrelic.com"),
         ("ECS_ID_MAPPER_NEWRELIC_INSTANCE_URL", "https://rpm.newrelic.com/{container_id}"),
         ("ECS_ID_MAPPER_SERVICE_NAMES", "maybe"),
+        ("ECS_ID_MAPPER_TOKEN", "a b"),
+        ("ECS_ID_MAPPER_TOKEN", "tökén"),
     ],
 )
 def test_bad_value_names_the_variable(variable, value):

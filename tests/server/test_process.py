@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import requests
 
@@ -13,7 +15,12 @@ pytestmark = pytest.mark.slow
 
 
 def test_report_then_query_across_two_servers_on_one_file(tmp_path):
-    env = {"ECS_ID_MAPPER_STORE": f"sqlite:///{tmp_path}/shared.sqlite3", "ECS_ID_MAPPER_TOKEN": TOKEN}
+    env = {
+        "ECS_ID_MAPPER_STORE": f"sqlite:///{tmp_path}/shared.sqlite3",
+        "ECS_ID_MAPPER_TOKEN": TOKEN,
+        "ECS_ID_MAPPER_SERVICE_NAMES": "false",
+        "ECS_ID_MAPPER_MAX_BODY_BYTES": "100000",
+    }
     with ServerProcess(env, tmp_path / "one.log") as one, ServerProcess(env, tmp_path / "two.log") as two:
         body = samples.map_report(samples.container(), events=[samples.event("e-1")])
         response = requests.post(f"{one.url}/report/map", json=body, headers=AUTH, timeout=10)
@@ -29,4 +36,17 @@ def test_report_then_query_across_two_servers_on_one_file(tmp_path):
 
         bad = requests.post(f"{two.url}/report/map", data=b"\x00garbage", headers=AUTH, timeout=10)
         assert (bad.status_code, bad.json()["error"]) == (400, "bad_request")
+        long_id = requests.get(f"{two.url}/query/container_id/{'a' * 5000}", timeout=10)
+        assert (long_id.status_code, long_id.json()["error"]) == (400, "bad_request")
+
+        # Chunked bodies (no Content-Length) are held to the same limit: 413, not a silently cut body.
+        big = json.dumps(samples.map_report(*[samples.container()] * 200)).encode()
+        assert len(big) > 100_000
+        chunked = requests.post(f"{one.url}/report/map", data=iter([big[:50_000], big[50_000:]]), headers=AUTH,
+                                timeout=10)  # fmt: skip
+        assert (chunked.status_code, chunked.json()["error"]) == (413, "request_entity_too_large")
+        small = json.dumps(samples.map_report(samples.container(known_status="STOPPED"))).encode()
+        accepted = requests.post(f"{one.url}/report/map", data=iter([small[:100], small[100:]]), headers=AUTH,
+                                 timeout=10)  # fmt: skip
+        assert accepted.json() == {"containers": 1, "events": 0}
     assert "Traceback" not in one.log() + two.log()

@@ -86,7 +86,7 @@ def test_every_backend_implements_the_whole_interface(backend):
 
 def test_a_new_record_is_returned_as_stored(store):
     created = store.upsert_containers([record(1)], at(1))
-    assert created == [{**record(1), "first_seen": at(1), "last_seen": at(1)}]
+    assert created == [{**record(1), "first_seen": at(0), "last_seen": at(1)}]
     assert store.get_container(cid(1)) == created[0]
 
 
@@ -104,10 +104,11 @@ def test_only_new_records_are_returned(store):
 
 
 def test_first_seen_is_kept_and_last_seen_advanced(store):
+    """first_seen is when the agent first saw the container (its first sample), not when the report arrived."""
     store.upsert_containers([record(1)], at(1))
     store.upsert_containers([record(1, sample=60)], at(61))
     stored = store.get_container(cid(1))
-    assert (stored["first_seen"], stored["last_seen"], stored["sample_time"]) == (at(1), at(61), at(60))
+    assert (stored["first_seen"], stored["last_seen"], stored["sample_time"]) == (at(0), at(61), at(60))
 
 
 def test_last_seen_of_an_unchanged_record_moves_within_the_backends_resolution(store):
@@ -148,7 +149,7 @@ def test_identity_and_cached_fields_survive_later_reports(store):
     store.upsert_containers([record(1, task=OTHER_TASK, sample=5, newrelic_url="x", first_seen="x")], at(6))
     stored = store.get_container(cid(1))
     assert (stored["task_id"], stored["newrelic_url"], stored["service_name"]) == (TASK, "https://rpm.example/1", "api")
-    assert stored["first_seen"] == at(1)
+    assert stored["first_seen"] == at(0)  # the first sample time
 
 
 def test_one_container_twice_in_a_batch_is_merged_in_order(store):

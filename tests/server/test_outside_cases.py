@@ -1,0 +1,90 @@
+"""Cases met from outside: odd values that must end in a clear 4xx (or a sane record), never a 500."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from server import config, create_app
+from server.config import ConfigError
+from server.ecs import EcsClient
+from server.records import format_time
+from server.store.sdb import SimpleDBStore
+from tests.server import samples
+from tests.server.conftest import AUTH
+from tests.server.samples import API_ID
+
+
+@pytest.mark.parametrize("ip", ["10..0.1", ".", "x" * 70, "10.0.0.1; rm -rf", "999.1.1.1"])
+def test_instance_ip_must_be_an_address(client, ip):
+    response = client.post("/report/map", json=samples.map_report(samples.container(), host={"instance_ip": ip}),
+                           headers=AUTH)  # fmt: skip
+    assert response.status_code == 400
+    assert "instance_ip" in response.get_json()["message"]
+
+
+@pytest.mark.parametrize("host_name", [".", "a..b", "x" * 70])
+def test_a_link_that_is_no_url_is_404_not_500(settings, host_name):
+    settings["graylog_url"] = "https://{host_name}/search"
+    client = create_app(settings).test_client()
+    body = samples.map_report(samples.container(), host={**samples.HOST, "host_name": host_name})
+    assert client.post("/report/map", json=body, headers=AUTH).status_code == 200
+    for suffix in ("graylog?redir=true", "graylog"):
+        response = client.get(f"/query/container_id/{API_ID}/{suffix}")
+        assert response.status_code == 404
+        assert "ECS_ID_MAPPER_GRAYLOG_URL" in response.get_json()["message"]
+    assert "graylog" not in client.get(f"/query/container_id/{API_ID}/urls").get_json()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("ECS_ID_MAPPER_HEALTH_INTERVAL", "nan"),
+        ("ECS_ID_MAPPER_HEALTH_INTERVAL", "inf"),
+        ("ECS_ID_MAPPER_CADVISOR_URL", "http://x/{container_id!r}"),
+        ("ECS_ID_MAPPER_CADVISOR_URL", "http://x/{short_id:>30}"),
+    ],
+)
+def test_more_bad_values_name_the_variable(variable, value):
+    with pytest.raises(ConfigError, match=variable):
+        config.load(environ={variable: value})
+
+
+def test_a_clock_far_ahead_does_not_freeze_the_record(client, report):
+    report(samples.container(known_status="PENDING", sample_time="9999-12-31T23:59:59.999999999Z"))
+    report(samples.container(known_status="RUNNING", sample_time="2999-01-01T00:00:00Z"))
+    time.sleep(0.01)  # the clamp is 'now + 5 min' at millisecond resolution: let now move on
+    report(samples.container(known_status="STOPPED", sample_time=format_time(datetime.now(UTC) + timedelta(minutes=6))))
+    body = client.get(f"/query/container_id/{API_ID}/_all").get_json()
+    assert body["known_status"] == "STOPPED"
+    assert body["sample_time"] < "2100"
+    assert body["first_seen"] <= body["stopped_at"]
+
+
+def test_first_seen_is_the_first_sample_time(client, report):
+    report(samples.container(sample_time="2026-11-25T15:00:00Z"))
+    assert client.get(f"/query/container_id/{API_ID}/_all").get_json()["first_seen"] == "2026-11-25T15:00:00.000Z"
+
+
+def test_deep_nesting_is_named(client):
+    raw = '{"containers": [], "x": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    response = client.post("/report/map", data=raw, headers={**AUTH, "Content-Type": "application/json"})
+    assert response.status_code == 400
+    assert "nested too deeply" in response.get_json()["message"]
+
+
+@pytest.mark.parametrize("path", ["/query/container_id//_all", "/query/task_id//containers", "/query//"])
+def test_empty_path_parts_are_json_404(client, path):
+    response = client.get(path)
+    assert response.status_code == 404
+    assert response.get_json()["error"] == "not_found"
+
+
+def test_aws_region_alone_is_enough(monkeypatch):
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    monkeypatch.setenv("AWS_REGION", "eu-central-1")
+    assert EcsClient().client.meta.region_name == "eu-central-1"
+    store = SimpleDBStore("qa", endpoint_url="http://127.0.0.1:9", max_attempts=1, connect_timeout=0.2)
+    assert store.client.meta.region_name == "eu-central-1"
