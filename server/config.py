@@ -139,11 +139,8 @@ def load(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] 
 
     values: dict[str, Any] = {}
     for name, (variable, raw) in given.items():
-        if not isinstance(raw, str):
-            values[name] = raw
-            continue
         try:
-            values[name] = PARSERS.get(name, str.strip)(raw.strip())
+            values[name] = PARSERS.get(name, str.strip)(str(raw).strip())
         except ValueError as exc:
             raise ConfigError(f"{variable}: {exc}") from None
     return Config(**values)

@@ -17,6 +17,7 @@ from botocore import exceptions as boto_errors
 from botocore.config import Config as BotoConfig
 
 from server import aws
+from server.ids import task_id_of_arn
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,6 @@ DESCRIBE_BATCH = 100
 LIST_PAGE = 100
 
 THROTTLING_CODES = ("ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded")
-NOT_FOUND_CODES = ("ClusterNotFoundException", "ServiceNotFoundException")
 DENIED_CODES = ("AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException")
 
 # Few botocore retries: a request thread waits on this, and throttling is answered from the cache instead.
@@ -57,7 +57,7 @@ class EcsNotFound(EcsError):
 
 def task_id_of(task: str) -> str:
     """The task ID of a task ARN (either form) or of a task ID."""
-    return task.rsplit("/", 1)[-1]
+    return task_id_of_arn(task)
 
 
 class Backoff:

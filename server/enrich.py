@@ -15,11 +15,12 @@ import random
 import threading
 import time
 import weakref
-from collections import OrderedDict, defaultdict, deque
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from server.ecs import DESCRIBE_BATCH, EcsClient, EcsError, EcsNotFound, task_id_of
+from server.lru import LRU
 from server.store import Record, Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,6 @@ class ServiceNames:
         self.max_delay = max_delay
         self.max_attempts = max_attempts
         self.max_pending = max_pending
-        self.remembered = remembered
         self.clock = clock
         self._cond = threading.Condition()
         self._incoming: deque[PendingTask] = deque()
@@ -79,7 +79,7 @@ class ServiceNames:
         self._pending: set[str] = set()  # task IDs queued, waiting to retry or being described
         self._busy = False
         # task ID → service name ("" for none), so that later containers of a task need no call
-        self._known: OrderedDict[str, str] = OrderedDict()
+        self._known: LRU[str, str] = LRU(remembered)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pid = 0
@@ -134,8 +134,9 @@ class ServiceNames:
         asked = 0
         by_cluster: dict[str, list[PendingTask]] = defaultdict(list)
         for task in due:
-            if task.task_id in self._known:
-                self._write(task, self._known[task.task_id])
+            known = self._known.get(task.task_id)
+            if known is not None:
+                self._write(task, known)
             else:
                 by_cluster[task.cluster].append(task)
         for cluster, tasks in by_cluster.items():
@@ -207,11 +208,7 @@ class ServiceNames:
             heapq.heappush(self._retries, (self.clock() + delay, next(self._seq), task))
 
     def _remember(self, task_id: str, name: str) -> None:
-        with self._cond:
-            self._known[task_id] = name
-            self._known.move_to_end(task_id)
-            while len(self._known) > self.remembered:
-                self._known.popitem(last=False)
+        self._known.put(task_id, name)
 
     # The thread.
 

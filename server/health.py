@@ -27,16 +27,20 @@ class HealthCheck:
 
     def problem(self) -> str | None:
         """None when the store answered at the last check, else what went wrong."""
-        with self._lock:
-            now = self.clock()
-            if self._checked_at is None or now - self._checked_at >= self.interval:
+        due = self._checked_at is None or self.clock() - self._checked_at >= self.interval
+        # One probe asks the store; probes arriving meanwhile answer from the last check instead of queueing
+        # behind a slow store (all but the very first, which has nothing to answer from).
+        if due and self._lock.acquire(blocking=self._checked_at is None):
+            try:
                 try:
                     self.store.ping()
                     self._problem = None
                 except StoreError as exc:
                     self._problem = str(exc)
-                self._checked_at = now
-            return self._problem
+                self._checked_at = self.clock()
+            finally:
+                self._lock.release()
+        return self._problem
 
 
 @bp.get("/health")

@@ -10,6 +10,7 @@ from contextlib import suppress
 from flask import Blueprint, Response, current_app, jsonify, redirect, request
 
 from server import ids, links
+from server.config import parse_bool
 from server.errors import ApiError
 from server.records import public
 from server.store import Record
@@ -18,8 +19,6 @@ bp = Blueprint("query", __name__, url_prefix="/query")
 
 LINK_NAMES = "cadvisor, graylog, newrelic"
 AMBIGUOUS_SHOWN = 10
-TRUE = ("true", "1", "yes")
-FALSE = ("false", "0", "no", "")
 
 
 def state():
@@ -30,11 +29,16 @@ def text(*lines: str) -> Response:
     return Response("".join(f"{line}\n" for line in lines), mimetype="text/plain")
 
 
+def flag(name: str) -> bool:
+    """A true/false query parameter (absent is false); 400 for anything else."""
+    try:
+        return parse_bool(request.args.get(name, ""))
+    except ValueError as exc:
+        raise ApiError(f"{name}: {exc}") from None
+
+
 def wants_redirect() -> bool:
-    value = request.args.get("redir", "").strip().lower()
-    if value not in TRUE + FALSE:
-        raise ApiError(f"redir={value!r}: expected true or false")
-    return value in TRUE
+    return flag("redir")
 
 
 def container_record(raw_id: str) -> Record:
@@ -112,8 +116,9 @@ def configured_links(record: Record) -> dict[str, str]:
 
 
 def link_answer(name: str, record: Record) -> Response:
+    redirecting = wants_redirect()  # a bad flag is a 400 before any outside lookup
     url = link_url(name, record, lookup=True)
-    return redirect(url, 302) if wants_redirect() else text(url)
+    return redirect(url, 302) if redirecting else text(url)
 
 
 def full_record(record: Record) -> dict:

@@ -41,7 +41,11 @@ def _fail(path: str, problem: str) -> ApiError:
 def _text(value: Any, path: str) -> str:
     if not isinstance(value, str):
         raise _fail(path, f"expected a string, got {type(value).__name__}")
-    if len(value.encode("utf-8", "surrogatepass")) > MAX_BYTES:
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise _fail(path, "is not valid Unicode (a lone surrogate)") from None
+    if size > MAX_BYTES:
         raise _fail(path, f"longer than {MAX_BYTES} bytes")
     if "\x00" in value:
         raise _fail(path, "contains a NUL character")
@@ -89,8 +93,11 @@ def _time(value: Any, path: str) -> str:
         raise _fail(path, f"expected an ISO 8601 time, got {text!r}") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    # A clock far ahead must not freeze a record (later reports would all look older): no time past now.
-    return format_time(min(moment, datetime.now(UTC) + CLOCK_SKEW))
+    try:
+        # A clock far ahead must not freeze a record (later reports would all look older): no time past now.
+        return format_time(min(moment, datetime.now(UTC) + CLOCK_SKEW))
+    except OverflowError:  # year 1 with a positive offset is before datetime's first UTC moment
+        raise _fail(path, f"time out of range: {text!r}") from None
 
 
 def _port(value: Any, path: str) -> int:
@@ -217,9 +224,7 @@ def map_report(body: Any) -> tuple[list[dict[str, str]], list[dict[str, str]], b
             ipaddress.ip_address(host["instance_ip"])
         except ValueError:
             raise _fail("$.host.instance_ip", f"expected an IP address, got {host['instance_ip']!r}") from None
-    if "containers" not in body:
-        raise _fail("$.containers", "required")
-    containers = _items(body, "containers", lambda raw, path: _container(raw, path, host), required=False)
+    containers = _items(body, "containers", lambda raw, path: _container(raw, path, host), required=True)
     events = _items(body, "events", _event, required=False)
     full = body.get("full", False)
     if not isinstance(full, bool):

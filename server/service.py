@@ -9,14 +9,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, request
+from flask import Blueprint, Flask, Response, current_app, jsonify, redirect
 
 from server import newrelic
 from server.ecs import EcsClient, EcsError, EcsUnavailable, task_id_of
 from server.enrich import ServiceNames
 from server.errors import ApiError, error_response
 from server.newrelic import NewRelicClient, NewRelicError
-from server.query import FALSE, TRUE, full_record, state, text, wants_redirect
+from server.query import flag, full_record, state, text, wants_redirect
 from server.store import Record
 
 bp = Blueprint("service", __name__, url_prefix="/query/service")
@@ -78,18 +78,11 @@ def ecs_name(value: str, what: str) -> str:
     return value
 
 
-def flag(name: str) -> bool:
-    value = request.args.get(name, "").strip().lower()
-    if value not in TRUE + FALSE:
-        raise ApiError(f"{name}={value!r}: expected true or false")
-    return value in TRUE
-
-
 @bp.get("/<cluster>/<service>/_all")
 def service_all(cluster: str, service: str) -> Response:
     cluster, service = ecs_name(cluster, "cluster"), ecs_name(service, "service")
     include_stopped = flag("include_stopped")
-    running = [task_id_of(arn).lower() for arn in upstreams().ecs.service_tasks(cluster, service)]
+    running = [task_id_of(arn) for arn in upstreams().ecs.service_tasks(cluster, service)]
     store = state().store
 
     by_task: dict[str, list[Record]] = {}
@@ -123,5 +116,6 @@ def service_all(cluster: str, service: str) -> Response:
 @bp.get("/<cluster>/<service>/newrelic")
 def service_newrelic(cluster: str, service: str) -> Response:
     ecs_name(cluster, "cluster")
+    redirecting = wants_redirect()  # a bad flag is a 400 before any outside lookup
     url = upstreams().newrelic.application_url(ecs_name(service, "service"))
-    return redirect(url, 302) if wants_redirect() else text(url)
+    return redirect(url, 302) if redirecting else text(url)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import threading
+
 from server.health import HealthCheck
 from server.store import Store, StoreUnavailable
 
@@ -68,3 +70,28 @@ def test_queries_answer_503_when_the_store_fails(app, client, monkeypatch):
     response = client.get("/query/container_id/" + "a" * 64)
     assert response.status_code == 503
     assert "disk on fire" not in response.get_json()["message"]
+
+
+def test_probes_do_not_queue_behind_a_slow_check():
+    store, clock = FlakyStore(), Clock()
+    check = HealthCheck(store, interval=5, clock=clock)
+    assert check.problem() is None
+    clock.now += 10
+    entered, release = threading.Event(), threading.Event()
+
+    def slow_ping():
+        entered.set()
+        release.wait(10)
+
+    store.ping = slow_ping
+    slow = threading.Thread(target=check.problem)
+    slow.start()
+    assert entered.wait(10)
+    answered: list[str | None] = []
+    probe = threading.Thread(target=lambda: answered.append(check.problem()))
+    probe.start()
+    probe.join(2)
+    assert answered == [None]  # answered from the last check while the slow one still runs
+    release.set()
+    slow.join()
+    probe.join()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from server import create_app
+from server.config import ConfigError
 from server.ecs import EcsClient
 from server.records import format_time
 from server.store.sdb import SimpleDBStore
@@ -73,3 +75,35 @@ def test_aws_region_alone_is_enough(monkeypatch):
     assert EcsClient().client.meta.region_name == "eu-central-1"
     store = SimpleDBStore("qa", endpoint_url="http://127.0.0.1:9", max_attempts=1, connect_timeout=0.2)
     assert store.client.meta.region_name == "eu-central-1"
+
+
+@pytest.mark.parametrize(
+    ("path", "raw"),
+    [
+        ("/report/map", '{"host": {"cluster_name": "\\ud800"}, "containers": []}'),
+        ("/report/map", json.dumps({"containers": [samples.container(name="x")]}).replace('"x"', '"\\udfff"')),
+        ("/report/map", json.dumps({"containers": [samples.container(sample_time="0001-01-01T00:00:00+05:00")]})),
+        ("/report/event", json.dumps({"events": [samples.event("e", timestamp="0001-01-01T00:00:00+01:00")]})),
+    ],
+)
+def test_lone_surrogates_and_unrepresentable_times_are_400(app, client, path, raw):
+    response = client.post(path, data=raw, headers={**AUTH, "Content-Type": "application/json"})
+    assert response.status_code == 400, response.get_json()
+    assert app.extensions["ecs_id_mapper"].store.find_containers(API_ID[:12], 10) == []
+
+
+def test_a_bad_redir_flag_is_400_before_any_lookup(client, report):
+    report(samples.container())
+    for route in (f"/query/container_id/{API_ID}/newrelic", f"/query/task_id/{samples.TASK_LONG}/newrelic",
+                  "/query/service/default/api/newrelic"):  # fmt: skip
+        response = client.get(f"{route}?redir=maybe")
+        assert response.status_code == 400
+        assert "redir" in response.get_json()["message"]
+
+
+def test_overrides_that_are_not_strings_are_checked_too(settings):
+    with pytest.raises(ConfigError, match="ECS_ID_MAPPER_WORKERS"):
+        create_app({**settings, "workers": 0})
+    client = create_app({**settings, "token": 12345, "allow_anonymous_reports": False}).test_client()
+    response = client.post("/report/event", json={"events": []}, headers={"Authorization": "Bearer 12345"})
+    assert response.status_code == 200

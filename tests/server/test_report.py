@@ -26,10 +26,14 @@ class TestAuth:
         assert response.status_code == 401
         assert response.get_json()["error"] == "unauthorized"
 
-    @pytest.mark.parametrize("header", ["Bearer wrong", "Bearer s3cret-token-and-more", "Basic s3cret-token"])
-    def test_wrong_token_is_rejected(self, client, header):
-        response = client.post("/report/event", json={"events": []}, headers={"Authorization": header})
-        assert response.status_code in (401, 403)
+    @pytest.mark.parametrize(
+        ("header", "status"),
+        [("Bearer wrong", 403), ("Bearer s3cret-token-and-more", 403), ("Basic s3cret-token", 401), ("Bearer ", 401)],
+    )
+    def test_wrong_token_is_rejected(self, client, header, status):
+        body = samples.map_report(samples.container(), events=[samples.event("e-1")])
+        response = client.post("/report/map", json=body, headers={"Authorization": header})
+        assert response.status_code == status
         assert client.get(f"/query/container_id/{API_ID}").status_code == 404
 
     def test_bearer_scheme_any_case(self, client):
