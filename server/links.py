@@ -6,6 +6,8 @@ from configuration, so a link can never point anywhere the operator did not choo
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import string
 from urllib.parse import quote
 
@@ -14,6 +16,9 @@ from werkzeug.urls import iri_to_uri
 from server.records import FIELDS
 
 PLACEHOLDERS = (*FIELDS, "short_id")
+
+#: What may stand in a URL's host part: dot-separated labels of letters, digits and inner hyphens.
+HOST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?")
 
 #: link name → the variable that configures its template
 LINKS = {"cadvisor": "ECS_ID_MAPPER_CADVISOR_URL", "graylog": "ECS_ID_MAPPER_GRAYLOG_URL"}
@@ -56,16 +61,38 @@ def validate_template(template: str, known: tuple[str, ...] = PLACEHOLDERS) -> s
 
 
 def render(template: str, record: dict[str, str]) -> str:
-    """The link for one record; raises MissingValue naming an empty field the template needs."""
+    """The link for one record; raises MissingValue naming an empty field the template needs, InvalidLink when
+    a value cannot stand where the template puts it (a host part that is no host)."""
     values = {**record, "short_id": record.get("container_id", "")[:12]}
-    quoted = {}
+    in_host = set(placeholders(_authority(template)))
+    rendered = {}
     for name in placeholders(template):
         if not values.get(name):
             raise MissingValue(name)
-        quoted[name] = quote(values[name], safe="")
-    url = template.format_map(quoted)
+        rendered[name] = _host(name, values[name]) if name in in_host else quote(values[name], safe="")
+    url = template.format_map(rendered)
     try:
-        iri_to_uri(url)  # what a redirect does to it: fails on a host part that is not a host name
+        iri_to_uri(url)  # what a redirect does to it: fails on a host name no DNS could hold
     except (UnicodeError, ValueError) as exc:
         raise InvalidLink(str(exc)) from None
     return url
+
+
+def _authority(template: str) -> str:
+    """The host[:port] part of a URL template (validated to start with a scheme)."""
+    return re.split(r"[/?#]", template.partition("://")[2], maxsplit=1)[0]
+
+
+def _host(name: str, value: str) -> str:
+    """A value placed in the host part: a host name or an IP address (IPv6 in brackets), never quoted."""
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        if HOST_NAME.fullmatch(value):
+            return value
+        raise InvalidLink(f"{name} {value!r} is not a host name") from None
+    if address.version == 6:
+        if "%" in value:
+            raise InvalidLink(f"{name} {value!r} is a link-local address with a zone: no other host can reach it")
+        return f"[{value}]"
+    return value

@@ -48,8 +48,9 @@ def merge(old: dict[str, str] | None, new: dict[str, str], now: str) -> dict[str
     container is seen STOPPED.
     """
     if old is None:
-        # When the agent saw it, not when a report (perhaps delayed by an outage) arrived.
-        first_seen = min(now, new.get("sample_time") or now)
+        # When the agent saw it, not when a report (perhaps delayed by an outage) arrived; a report carrying
+        # the container's earlier events says so in ``first_seen`` (see ``with_first_seen``).
+        first_seen = min(now, new.get("sample_time") or now, new.get("first_seen") or now)
         record = {**new, "first_seen": first_seen, "last_seen": now}
     elif new.get("sample_time", "") < old.get("sample_time", ""):
         record = {**old, "last_seen": max(now, old.get("last_seen", ""))}
@@ -59,6 +60,22 @@ def merge(old: dict[str, str] | None, new: dict[str, str], now: str) -> dict[str
     if record.get("known_status") == "STOPPED" and not record.get("stopped_at"):
         record["stopped_at"] = record.get("sample_time") or now
     return record
+
+
+def with_first_seen(containers: list[dict[str, str]], events: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Report entries, each with the time of its earliest event in the same report as a ``first_seen`` hint.
+
+    An agent that waited out an outage sends the latest state with every event since: the state's
+    ``sample_time`` is then later than the moment the container first appeared. ``merge`` uses the hint for new
+    records only.
+    """
+    earliest: dict[str, str] = {}
+    for event in events:
+        cid = event["container_id"]
+        earliest[cid] = min(earliest.get(cid, event["timestamp"]), event["timestamp"])
+    return [
+        {**c, "first_seen": earliest[c["container_id"]]} if c["container_id"] in earliest else c for c in containers
+    ]
 
 
 def public(record: dict[str, str]) -> dict[str, object]:

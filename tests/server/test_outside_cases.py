@@ -107,3 +107,34 @@ def test_overrides_that_are_not_strings_are_checked_too(settings):
     client = create_app({**settings, "token": 12345, "allow_anonymous_reports": False}).test_client()
     response = client.post("/report/event", json={"events": []}, headers={"Authorization": "Bearer 12345"})
     assert response.status_code == 200
+
+
+def test_an_ipv6_instance_gets_a_bracketed_host(client, report):
+    report(samples.container(), host={**samples.HOST, "instance_ip": "2001:db8::1"})
+    response = client.get(f"/query/container_id/{API_ID}/cadvisor?redir=true")
+    assert (response.status_code, response.headers["Location"]) == (302, f"http://[2001:db8::1]:8080/docker/{API_ID}")
+
+
+@pytest.mark.parametrize("host_name", ["a b", "evil.com/", "h:99", "x@y", "..", "-x"])
+def test_a_value_that_is_no_host_name_in_the_host_part_is_404(settings, host_name):
+    settings["cadvisor_url"] = "http://{host_name}:8080/docker/{container_id}"
+    client = create_app(settings).test_client()
+    body = samples.map_report(samples.container(), host={**samples.HOST, "host_name": host_name})
+    assert client.post("/report/map", json=body, headers=AUTH).status_code == 200
+    response = client.get(f"/query/container_id/{API_ID}/cadvisor?redir=true")
+    assert response.status_code == 404
+    assert "host_name" in response.get_json()["message"]
+
+
+def test_first_seen_is_the_earliest_event_a_delayed_report_carries(client, report):
+    appeared = samples.event("e-1", event="appeared", timestamp="2026-11-25T14:59:00Z", **{"from": ""})
+    running = samples.event("e-2", timestamp="2026-11-25T14:59:30Z")
+    report(samples.container(sample_time="2026-11-25T15:00:00Z"), events=[running, appeared])
+    body = client.get(f"/query/container_id/{API_ID}/_all").get_json()
+    assert (body["first_seen"], body["sample_time"]) == ("2026-11-25T14:59:00.000Z", "2026-11-25T15:00:00.000Z")
+    # a later report's events never move it
+    report(
+        samples.container(sample_time="2026-11-25T15:01:00Z"),
+        events=[samples.event("e-0", timestamp="2020-01-01T00:00:00Z")],
+    )
+    assert client.get(f"/query/container_id/{API_ID}/_all").get_json()["first_seen"] == "2026-11-25T14:59:00.000Z"
