@@ -17,7 +17,6 @@ from server.store import Record
 
 bp = Blueprint("query", __name__, url_prefix="/query")
 
-LINK_NAMES = "cadvisor, graylog, newrelic"
 AMBIGUOUS_SHOWN = 10
 
 
