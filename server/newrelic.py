@@ -10,13 +10,12 @@ import logging
 import string
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 from urllib.parse import quote
 
 import requests
 
-if TYPE_CHECKING:
-    from server.config import Config
+from server.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -105,11 +104,9 @@ class RestV2Client(NewRelicClient):
         self,
         api_key: str,
         account_id: str,
-        api_url: str = "https://api.newrelic.com",
-        instance_url_template: str = (
-            "https://rpm.newrelic.com/accounts/{account_id}/applications/{application_id}/instances/{instance_id}"
-        ),
-        application_url_template: str = "https://rpm.newrelic.com/accounts/{account_id}/applications/{application_id}",
+        api_url: str = Config.newrelic_api_url,
+        instance_url_template: str = Config.newrelic_instance_url,
+        application_url_template: str = Config.newrelic_application_url,
         session: requests.Session | None = None,
         timeout: float | tuple[float, float] = TIMEOUT,
     ):
