@@ -1,4 +1,5 @@
-"""Stores, chosen by URL: ``sqlite:///PATH`` (the embedded default) or ``sdb://PREFIX?region=…``."""
+"""Stores, chosen by URL: ``sqlite:///PATH`` (the embedded default), ``dynamodb://TABLE?region=…`` or
+``sdb://PREFIX?region=…``."""
 
 from __future__ import annotations
 
@@ -8,14 +9,16 @@ from server.store.base import Event, Record, Store, StoreError, StoreUnavailable
 
 __all__ = ["Event", "Record", "Store", "StoreError", "StoreUnavailable", "open_store", "validate_url"]
 
-SCHEMES = ("sqlite", "sdb")
+SCHEMES = ("sqlite", "sdb", "dynamodb")
 
 
 def validate_url(url: str) -> None:
     """Raise ValueError saying what is wrong with a store URL, without opening anything."""
     scheme, _, rest = url.partition("://")
     if scheme not in SCHEMES or not rest:
-        raise ValueError(f"expected sqlite:///PATH or sdb://PREFIX?region=REGION, got {url!r}")
+        raise ValueError(
+            f"expected sqlite:///PATH, dynamodb://TABLE?region=REGION or sdb://PREFIX?region=REGION, got {url!r}"
+        )
     if scheme == "sqlite" and not rest.startswith("/"):
         raise ValueError(f"expected sqlite:///PATH (three slashes; four for an absolute path), got {url!r}")
     if scheme == "sqlite" and rest[1:] in ("", ":memory:"):
@@ -30,8 +33,14 @@ def open_store(url: str) -> Store:
         from server.store.sqlite import SQLiteStore
 
         return SQLiteStore(rest[1:])
+    parts = urlsplit(url)
+    options = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+    if "retention_days" in options or "clock" in options:
+        raise ValueError("retention is not a store URL option: set ECS_ID_MAPPER_RETENTION_DAYS")
+    if scheme == "dynamodb":
+        from server.store.dynamodb import DynamoDBStore
+
+        return DynamoDBStore(parts.netloc + parts.path, **options)
     from server.store.sdb import SimpleDBStore
 
-    parts = urlsplit(url)
-    options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
     return SimpleDBStore(parts.netloc + parts.path, **options)

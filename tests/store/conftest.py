@@ -1,4 +1,5 @@
-"""Stores for the contract suite: SQLite, SimpleDB through moto in-process, SimpleDB through moto's HTTP server.
+"""Stores for the contract suite: SQLite; SimpleDB and DynamoDB, each through moto in-process and through moto's
+HTTP server.
 
 The clean environment (no real AWS variables, fake credentials) comes from the autouse fixture in
 ``tests/conftest.py``. Every SimpleDB store made here checks each PutAttributes against SimpleDB's limits and,
@@ -15,25 +16,27 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from botocore.retries.standard import ExponentialBackoff
 from moto import mock_aws
 from moto.sdb.models import sdb_backends
 from moto.sdb.responses import SimpleDBResponse
 from moto.server import ThreadedMotoServer
 
 from server.store.base import Store
+from server.store.dynamodb import DynamoDBStore
 from server.store.sdb import SimpleDBStore
 from server.store.sqlite import SQLiteStore
 
 REGION = "us-west-2"  # moto does not intercept SimpleDB in us-east-1
-BACKENDS = ("sqlite", "sdb-mock", "sdb-server")
+BACKENDS = ("sqlite", "sdb-mock", "sdb-server", "dynamodb-mock", "dynamodb-server")
 
 
 class Requests:
-    """Counts the SimpleDB requests one client makes, by operation, through botocore's event hooks."""
+    """Counts the requests one client makes, by operation, through botocore's event hooks."""
 
-    def __init__(self, client: Any):
+    def __init__(self, client: Any, service: str = "sdb"):
         self.counts: Counter[str] = Counter()
-        client.meta.events.register("before-call.sdb", self._count)
+        client.meta.events.register(f"before-call.{service}", self._count)
 
     def _count(self, model: Any, **_: Any) -> None:
         self.counts[model.name] += 1
@@ -123,6 +126,22 @@ def watched(store: SimpleDBStore) -> SimpleDBStore:
     return store
 
 
+@pytest.fixture
+def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """botocore retries at once instead of after its exponential backoff."""
+    monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda self, context: 0)
+
+
+class RawBody:
+    """A canned HTTP body for an ``AWSResponse`` returned from a ``before-send`` hook."""
+
+    def __init__(self, body: bytes):
+        self.body = body
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self.body
+
+
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[str]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -164,6 +183,38 @@ def sdb_server(moto_server: str) -> Iterator[Callable[..., SimpleDBStore]]:
         store.close()
 
 
+@pytest.fixture
+def dynamodb_mock() -> Iterator[Callable[..., DynamoDBStore]]:
+    """Makes DynamoDB stores on moto in-process; each call with no table name creates a fresh table."""
+    made: list[DynamoDBStore] = []
+    with mock_aws():
+
+        def make(table: str | None = None, **options: Any) -> DynamoDBStore:
+            options.setdefault("create", True)
+            made.append(DynamoDBStore(table or f"t{uuid.uuid4().hex[:12]}", region=REGION, **options))
+            return made[-1]
+
+        yield make
+        for store in made:
+            store.close()
+
+
+@pytest.fixture
+def dynamodb_server(moto_server: str) -> Iterator[Callable[..., DynamoDBStore]]:
+    """Makes DynamoDB stores that reach moto's HTTP server on loopback through ``endpoint_url``."""
+    made: list[DynamoDBStore] = []
+
+    def make(table: str | None = None, **options: Any) -> DynamoDBStore:
+        options.setdefault("create", True)
+        table = table or f"t{uuid.uuid4().hex[:12]}"
+        made.append(DynamoDBStore(table, region=REGION, endpoint_url=moto_server, **options))
+        return made[-1]
+
+    yield make
+    for store in made:
+        store.close()
+
+
 @pytest.fixture(params=BACKENDS)
 def make_store(request: pytest.FixtureRequest, tmp_path) -> Callable[[], Store]:
     """Makes stores of one backend; two calls in one test give two handles on the same data."""
@@ -177,9 +228,9 @@ def make_store(request: pytest.FixtureRequest, tmp_path) -> Callable[[], Store]:
 
         request.addfinalizer(lambda: [s.close() for s in opened])
         return make_sqlite
-    factory = request.getfixturevalue("sdb_mock" if request.param == "sdb-mock" else "sdb_server")
-    prefix = f"t{uuid.uuid4().hex[:12]}"
-    return lambda: factory(prefix)
+    factory = request.getfixturevalue(request.param.replace("-", "_"))
+    name = f"t{uuid.uuid4().hex[:12]}"
+    return lambda: factory(name)
 
 
 @pytest.fixture

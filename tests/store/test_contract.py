@@ -10,6 +10,7 @@ import pytest
 
 from server.records import format_time
 from server.store.base import Store
+from server.store.dynamodb import DynamoDBStore
 from server.store.sdb import SimpleDBStore
 from server.store.sqlite import SQLiteStore
 
@@ -69,7 +70,7 @@ def resolution(store: Store) -> float:
 # --- the interface -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("backend", [SQLiteStore, SimpleDBStore])
+@pytest.mark.parametrize("backend", [SQLiteStore, SimpleDBStore, DynamoDBStore])
 def test_every_backend_implements_the_whole_interface(backend):
     assert not inspect.isabstract(backend)
     for name in Store.__abstractmethods__ | {"close"}:
