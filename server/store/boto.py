@@ -1,17 +1,22 @@
-"""What the stores on AWS (SimpleDB, DynamoDB) share: their URL options, a fork-safe pool, when a write is worth it."""
+"""What the stores on AWS (SimpleDB, DynamoDB) share: URL options, clients, a fork-safe pool, and upserts by
+read, merge and conditional write."""
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Sequence
+from abc import abstractmethod
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import datetime
 from typing import Any, TypeVar
 
+import boto3
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError
 
-from server.store.base import Record
+from server import aws, records
+from server.store.base import Record, Store, StoreUnavailable
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -82,3 +87,85 @@ def worth_writing(stored: Record, new: Record, last_seen_resolution: float) -> b
     except (KeyError, ValueError):
         return True
     return age.total_seconds() >= last_seen_resolution
+
+
+def new_client(service: str, region: str | None, endpoint_url: str | None, config: Config) -> Any:
+    """A boto3 client; a missing region or a malformed endpoint is the store URL's fault, said as ValueError."""
+    try:
+        return boto3.session.Session().client(
+            service, region_name=aws.region(region), endpoint_url=endpoint_url, config=config
+        )
+    except BotoCoreError as exc:
+        raise ValueError(f"{service} store: {exc} (add ?region=REGION to the store URL)") from exc
+
+
+class MergingStore(Store):
+    """Upserts for stores whose writes are conditional on what was read: read (or remember), merge, write; a
+    writer that lost a race reads again and merges again, ``MERGE_TRIES`` times, then fails with 503.
+
+    A backend supplies ``_known`` (records as remembered, else read), ``_load`` (records as read now) and
+    ``_save`` (conditional writes; the IDs that lost). Their values are held copies with a ``record``
+    attribute, None for a container not stored yet.
+    """
+
+    #: Merges of one report tried against a record that keeps changing under it before the report fails (503).
+    MERGE_TRIES = 5
+    last_seen_resolution: float = 0.0
+
+    @abstractmethod
+    def _ready_to_use(self) -> None: ...
+
+    @abstractmethod
+    def _known(self, container_ids: list[str]) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def _load(self, container_ids: list[str]) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def _save(self, changes: list[tuple[Any, Record]]) -> set[str]: ...
+
+    def upsert_containers(self, records_: Iterable[Record], now: str) -> list[Record]:
+        self._ready_to_use()
+        reports: dict[str, list[Record]] = {}
+        for entry in records_:
+            reports.setdefault(entry["container_id"], []).append(entry)
+        if not reports:
+            return []
+        created: list[Record] = []
+        known = self._known(list(reports))
+        for attempt in range(self.MERGE_TRIES):
+            if attempt:  # another writer changed these since they were read (or remembered): read them again
+                known = self._load(list(reports))
+            changes, first = self._merged(reports, known, now)
+            lost = self._save(changes)
+            created += [record for cid, record in first.items() if cid not in lost]
+            if not lost:
+                return created
+            reports = {cid: entries for cid, entries in reports.items() if cid in lost}
+        raise StoreUnavailable("records kept changing under this report; try again")
+
+    def _merged(
+        self, reports: dict[str, list[Record]], known: dict[str, Any], now: str
+    ) -> tuple[list[tuple[Any, Record]], dict[str, Record]]:
+        """The records worth writing after merging each container's entries, and the new ones as first merged."""
+        changes: list[tuple[Any, Record]] = []
+        first: dict[str, Record] = {}
+        for cid, entries in reports.items():
+            held = known[cid]
+            record = held.record
+            for entry in entries:
+                record = records.merge(record, entry, now)
+                if held.record is None and cid not in first:
+                    first[cid] = record
+            assert record is not None
+            if held.record is None or worth_writing(held.record, record, self.last_seen_resolution):
+                changes.append((held, record))
+        return changes, first
+
+    def _set_fields(self, load: Callable[[], Iterable[Any]], fields: Record) -> None:
+        """Set ``fields`` on the records ``load`` reads, reading again those another writer changed meanwhile."""
+        for _ in range(self.MERGE_TRIES):
+            changes = [(held, {**held.record, **fields}) for held in load() if held.record]
+            if not self._save([(held, new) for held, new in changes if new != held.record]):
+                return
+        raise StoreUnavailable(f"records kept changing while setting {sorted(fields)}; try again")

@@ -33,14 +33,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 
-from server import aws, records
 from server.config import parse_bool
 from server.lru import LRU
-from server.store.base import Event, Record, Store, StoreError, StoreUnavailable
-from server.store.boto import Pool, client_config, number, worth_writing
+from server.store.base import Event, Record, StoreError, StoreUnavailable
+from server.store.boto import MergingStore, Pool, client_config, new_client, number
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +48,6 @@ TTL_ATTRIBUTE = "expires_at"
 #: (attribute, key type) of the table and of each index; every key attribute is a string.
 TABLE_KEYS = (("pk", "HASH"), ("sk", "RANGE"))
 INDEXES = {"by_task": (("task", "HASH"), ("sk", "RANGE")), "by_service": (("svc", "HASH"), ("task", "RANGE"))}
-#: Merges of one report tried against a record that keeps changing under it before the report fails (503).
-MERGE_TRIES = 5
 #: DynamoDB's most keys per BatchGetItem, and rounds for the keys it leaves unprocessed under load.
 BATCH_KEYS = 100
 BATCH_ROUNDS = 5
@@ -96,7 +92,7 @@ def epoch(moment: str) -> int:
     return int(datetime.fromisoformat(moment).timestamp())
 
 
-class DynamoDBStore(Store):
+class DynamoDBStore(MergingStore):
     kind = "dynamodb"
 
     def __init__(
@@ -154,12 +150,7 @@ class DynamoDBStore(Store):
     # --- plumbing ------------------------------------------------------------------------------------------
 
     def _new_client(self) -> Any:
-        try:
-            return boto3.session.Session().client(
-                "dynamodb", region_name=aws.region(self.region), endpoint_url=self.endpoint_url, config=self.config
-            )
-        except BotoCoreError as exc:  # no region, a malformed endpoint: the URL's fault, said at start
-            raise ValueError(f"dynamodb store: {exc} (add ?region=REGION to the store URL)") from exc
+        return new_client("dynamodb", self.region, self.endpoint_url, self.config)
 
     def _forked(self) -> None:
         # A client made before gunicorn forked is not safe to use in the worker.
@@ -375,53 +366,7 @@ class DynamoDBStore(Store):
         landed = self._pool.map(lambda change: self._write(*change), changes)
         return {new["container_id"] for (_, new), ok in zip(changes, landed, strict=True) if not ok}
 
-    def _set_fields(self, load: Callable[[], Iterable[Held]], fields: Record) -> None:
-        """Set ``fields`` on the records ``load`` reads, reading again those another writer changed meanwhile."""
-        for _ in range(MERGE_TRIES):
-            changes = [(held, {**held.record, **fields}) for held in load() if held.record]
-            if not self._save([(held, new) for held, new in changes if new != held.record]):
-                return
-        raise StoreUnavailable(f"records kept changing while setting {sorted(fields)}; try again")
-
-    def _merged(
-        self, reports: dict[str, list[Record]], known: dict[str, Held], now: str
-    ) -> tuple[list[tuple[Held, Record]], dict[str, Record]]:
-        """The records worth writing after merging each container's entries, and the new ones as first merged."""
-        changes: list[tuple[Held, Record]] = []
-        first: dict[str, Record] = {}
-        for cid, entries in reports.items():
-            held = known[cid]
-            record = held.record
-            for entry in entries:
-                record = records.merge(record, entry, now)
-                if held.record is None and cid not in first:
-                    first[cid] = record
-            assert record is not None
-            if held.record is None or worth_writing(held.record, record, self.last_seen_resolution):
-                changes.append((held, record))
-        return changes, first
-
     # --- the interface -------------------------------------------------------------------------------------
-
-    def upsert_containers(self, records_: Iterable[Record], now: str) -> list[Record]:
-        self._ready_to_use()
-        reports: dict[str, list[Record]] = {}
-        for entry in records_:
-            reports.setdefault(entry["container_id"], []).append(entry)
-        if not reports:
-            return []
-        created: list[Record] = []
-        known = self._known(list(reports))
-        for attempt in range(MERGE_TRIES):
-            if attempt:  # another writer changed these since they were read (or remembered): read them again
-                known = self._load(reports)
-            changes, first = self._merged(reports, known, now)
-            lost = self._save(changes)
-            created += [record for cid, record in first.items() if cid not in lost]
-            if not lost:
-                return created
-            reports = {cid: entries for cid, entries in reports.items() if cid in lost}
-        raise StoreUnavailable("records kept changing under this report; try again")
 
     def add_events(self, events: Iterable[Event]) -> int:
         self._ready_to_use()

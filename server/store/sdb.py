@@ -28,17 +28,14 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, TypeVar
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from server import aws, records
 from server.lru import LRU
 from server.store import sdb_items as items
-from server.store.base import Event, Record, Store, StoreError, StoreUnavailable
+from server.store.base import Event, Record, StoreError, StoreUnavailable
+from server.store.boto import MergingStore, client_config, new_client, number
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +48,6 @@ DOMAINS = ("containers", "indexes", "events")
 CONFLICTS = frozenset({"ConditionalCheckFailed", "AttributeDoesNotExist"})
 #: SimpleDB's answers to a put that would take an item past 256 name-value pairs.
 CROWDED = frozenset({"NumberItemAttributesExceeded", "NumberSubmittedAttributesExceeded"})
-#: Merges of one report tried against a record that keeps changing under it before the report fails (503).
-MERGE_TRIES = 5
 
 
 class Refused(StoreUnavailable):
@@ -95,17 +90,7 @@ class Held:
         return str(int(self.revision or 0) + 1)
 
 
-def _number(name: str, value: object, kind: type) -> Any:
-    try:
-        number = kind(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"sdb store option {name}={value!r} is not a number") from None
-    if number < 0:
-        raise ValueError(f"sdb store option {name}={value!r} must not be negative")
-    return number
-
-
-class SimpleDBStore(Store):
+class SimpleDBStore(MergingStore):
     kind = "sdb"
 
     def __init__(
@@ -138,16 +123,11 @@ class SimpleDBStore(Store):
                 raise ValueError(f"sdb store prefix {prefix!r} makes an invalid domain name {domain!r}")
         self.region = region or None
         self.endpoint_url = endpoint_url or None
-        self.max_workers = max(1, _number("max_workers", max_workers, int))
-        self.last_seen_resolution = _number("last_seen_resolution", last_seen_resolution, float)
-        self.config = Config(
-            retries={"mode": "standard", "total_max_attempts": max(1, _number("max_attempts", max_attempts, int))},
-            connect_timeout=_number("connect_timeout", connect_timeout, float),
-            read_timeout=_number("read_timeout", read_timeout, float),
-            max_pool_connections=self.max_workers,
-        )
+        self.max_workers = max(1, number("sdb", "max_workers", max_workers, int))
+        self.last_seen_resolution = number("sdb", "last_seen_resolution", last_seen_resolution, float)
+        self.config = client_config("sdb", max_attempts, connect_timeout, read_timeout, self.max_workers)
         self._lock = threading.Lock()
-        self._cache: LRU[str, Held] = LRU(_number("cache_size", cache_size, int))
+        self._cache: LRU[str, Held] = LRU(number("sdb", "cache_size", cache_size, int))
         # What blind puts learnt of a family's shard 0: "counted" (holds the count 1), "crowded" (full, or more
         # shards: entries for it go by reading).
         self._families_seen: LRU[tuple[str, str], str] = LRU(4096)
@@ -164,12 +144,7 @@ class SimpleDBStore(Store):
     # --- plumbing ------------------------------------------------------------------------------------------
 
     def _new_client(self) -> Any:
-        try:
-            return boto3.session.Session().client(
-                "sdb", region_name=aws.region(self.region), endpoint_url=self.endpoint_url, config=self.config
-            )
-        except BotoCoreError as exc:  # no region, a malformed endpoint: the URL's fault, said at start
-            raise ValueError(f"sdb store: {exc} (add ?region=REGION to the store URL)") from exc
+        return new_client("sdb", self.region, self.endpoint_url, self.config)
 
     def _forked(self) -> None:
         # A client or a thread pool made before gunicorn forked is not safe to use in the worker.
@@ -431,65 +406,7 @@ class SimpleDBStore(Store):
         self._puts([("containers", name, {items.SLOTS: str(count)}) for name, count in grown.items()])
         return lost
 
-    def _set_fields(self, load: Callable[[], Iterable[Held]], fields: Record) -> None:
-        """Set ``fields`` on the records ``load`` reads, reading again those another writer changed meanwhile."""
-        for _ in range(MERGE_TRIES):
-            changes = [(held, {**held.record, **fields}) for held in load() if held.record]
-            if not self._save([(held, new) for held, new in changes if new != held.record]):
-                return
-        raise StoreUnavailable(f"records kept changing while setting {sorted(fields)}; try again")
-
-    def _worth_writing(self, stored: Record, new: Record) -> bool:
-        if new == stored:
-            return False
-        if {**new, "last_seen": ""} != {**stored, "last_seen": ""}:
-            return True
-        # Only last_seen moved: keep the stored one while it is recent enough (a resync then writes nothing).
-        try:
-            age = _parse(new["last_seen"]) - _parse(stored["last_seen"])
-        except (KeyError, ValueError):
-            return True
-        return age.total_seconds() >= self.last_seen_resolution
-
     # --- the interface -------------------------------------------------------------------------------------
-
-    def upsert_containers(self, records_: Iterable[Record], now: str) -> list[Record]:
-        self._ready_to_use()
-        reports: dict[str, list[Record]] = {}
-        for entry in records_:
-            reports.setdefault(entry["container_id"], []).append(entry)
-        if not reports:
-            return []
-        created: list[Record] = []
-        known = self._known(list(reports))
-        for attempt in range(MERGE_TRIES):
-            if attempt:  # another writer changed these since they were read (or remembered): read them again
-                known = self._load(list(reports))
-            changes, first = self._merged(reports, known, now)
-            lost = self._save(changes)
-            created += [record for cid, record in first.items() if cid not in lost]
-            if not lost:
-                return created
-            reports = {cid: entries for cid, entries in reports.items() if cid in lost}
-        raise StoreUnavailable("records kept changing under this report; try again")
-
-    def _merged(
-        self, reports: dict[str, list[Record]], known: dict[str, Held], now: str
-    ) -> tuple[list[tuple[Held, Record]], dict[str, Record]]:
-        """The records worth writing after merging each container's entries, and the new ones as first merged."""
-        changes: list[tuple[Held, Record]] = []
-        first: dict[str, Record] = {}
-        for cid, entries in reports.items():
-            held = known[cid]
-            record = held.record
-            for entry in entries:
-                record = records.merge(record, entry, now)
-                if held.record is None and cid not in first:
-                    first[cid] = record
-            assert record is not None
-            if held.record is None or self._worth_writing(held.record, record):
-                changes.append((held, record))
-        return changes, first
 
     def add_events(self, events: Iterable[Event]) -> int:
         self._ready_to_use()
@@ -590,7 +507,3 @@ class SimpleDBStore(Store):
             self._pool.shutdown(wait=True)
             self._pool = None
         self.client.close()
-
-
-def _parse(moment: str) -> datetime:
-    return datetime.fromisoformat(moment)

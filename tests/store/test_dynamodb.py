@@ -13,7 +13,7 @@ from moto import mock_aws
 
 from server import create_app, records
 from server.store import StoreUnavailable, open_store
-from server.store.dynamodb import MERGE_TRIES, DynamoDBStore, StoreMissing, encode, record_key
+from server.store.dynamodb import DynamoDBStore, StoreMissing, encode, record_key
 from tests.store.conftest import REGION, RawBody, Requests
 from tests.store.test_contract import TASK, at, cid, event, record
 from tests.support import ROOT, free_port
@@ -250,7 +250,7 @@ def test_a_record_that_keeps_changing_fails_the_report_after_bounded_tries(dynam
     store.upsert_containers([record(1)], at(0))
     original = store.get_container(cid(1))
     with Stubber(store.client) as stub:
-        for attempt in range(MERGE_TRIES):
+        for attempt in range(DynamoDBStore.MERGE_TRIES):
             if attempt:
                 stub.add_response("get_item", stored(original, attempt + 5))
             stub.add_client_error("put_item", **CONFLICT)
