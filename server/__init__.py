@@ -13,6 +13,7 @@ from server import config as config_module
 from server.config import Config
 from server.health import HealthCheck
 from server.lru import LRU
+from server.retention import Pruner
 from server.store import Store, open_store
 
 __all__ = ["AppState", "create_app"]
@@ -27,6 +28,8 @@ class AppState:
     health: HealthCheck
     #: full container ID → task ID; a container never changes task, so this never goes stale.
     task_of_container: LRU[str, str] = field(default_factory=lambda: LRU(50_000))
+    #: Removes expired containers in the background, where the store does not expire them itself.
+    pruner: Pruner | None = None
 
 
 def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
@@ -41,8 +44,12 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = cfg.max_body_bytes
     app.json.sort_keys = False
     app.url_map.merge_slashes = False  # '/query/container_id//_all' is a missing ID (404), not a redirect
-    store = open_store(cfg.store)
-    app.extensions["ecs_id_mapper"] = AppState(cfg, store, HealthCheck(store, cfg.health_interval))
+    store = open_store(cfg.store, cfg.retention_days)
+    state = AppState(cfg, store, HealthCheck(store, cfg.health_interval))
+    app.extensions["ecs_id_mapper"] = state
+    if store.retention and not store.expires_itself:
+        state.pruner = Pruner(store)
+        state.pruner.start()
 
     errors.register(app)
     app.register_blueprint(query.bp)

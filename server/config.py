@@ -43,6 +43,7 @@ class Config:
     timeout: int = 30
     max_body_bytes: int = 4 * 1024 * 1024
     health_interval: float = 5.0
+    retention_days: float = 30.0
     log_level: str = "INFO"
 
 
@@ -69,6 +70,13 @@ def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
         return value
 
     return parse
+
+
+def _not_negative(text: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"must be 0 or more, got {text!r}")
+    return value
 
 
 def _bind(text: str) -> str:
@@ -119,6 +127,7 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "timeout": _positive(int),
     "max_body_bytes": _positive(int),
     "health_interval": _positive(float),
+    "retention_days": _not_negative,
     "log_level": _log_level,
 }
 

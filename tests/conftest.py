@@ -27,6 +27,7 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     # and stopped before this environment is undone.
     monkeypatch.setenv("AWS_ENDPOINT_URL_ECS", "http://127.0.0.1:9")
     yield
-    enrich = sys.modules.get("server.enrich")
-    if enrich is not None:
-        enrich.stop_all()
+    for name in ("server.enrich", "server.retention"):
+        module = sys.modules.get(name)
+        if module is not None:
+            module.stop_all()

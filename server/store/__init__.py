@@ -25,14 +25,14 @@ def validate_url(url: str) -> None:
         raise ValueError("sqlite needs a file path shared by every worker, not an in-memory database")
 
 
-def open_store(url: str) -> Store:
-    """Open the store a URL names."""
+def open_store(url: str, retention_days: float = 0) -> Store:
+    """Open the store a URL names; ``retention_days`` (0: keep everything) as ``Store.prune`` says."""
     validate_url(url)
     scheme, _, rest = url.partition("://")
     if scheme == "sqlite":
         from server.store.sqlite import SQLiteStore
 
-        return SQLiteStore(rest[1:])
+        return SQLiteStore(rest[1:], retention_days=retention_days)
     parts = urlsplit(url)
     options = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
     if "retention_days" in options or "clock" in options:
@@ -40,7 +40,7 @@ def open_store(url: str) -> Store:
     if scheme == "dynamodb":
         from server.store.dynamodb import DynamoDBStore
 
-        return DynamoDBStore(parts.netloc + parts.path, **options)
+        return DynamoDBStore(parts.netloc + parts.path, retention_days=retention_days, **options)
     from server.store.sdb import SimpleDBStore
 
-    return SimpleDBStore(parts.netloc + parts.path, **options)
+    return SimpleDBStore(parts.netloc + parts.path, retention_days=retention_days, **options)

@@ -51,7 +51,6 @@ INDEXES = {"by_task": (("task", "HASH"), ("sk", "RANGE")), "by_service": (("svc"
 #: DynamoDB's most keys per BatchGetItem, and rounds for the keys it leaves unprocessed under load.
 BATCH_KEYS = 100
 BATCH_ROUNDS = 5
-DAY = 86_400
 
 
 @dataclass(frozen=True)
@@ -94,6 +93,7 @@ def epoch(moment: str) -> int:
 
 class DynamoDBStore(MergingStore):
     kind = "dynamodb"
+    expires_itself = True  # TTL on expires_at
 
     def __init__(
         self,
@@ -109,7 +109,7 @@ class DynamoDBStore(MergingStore):
         last_seen_resolution: float | str = 300.0,
         cache_size: int | str = 10_000,
         retention_days: float = 0,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
         **unknown: str,
     ):
         """Open the store in ``table``; with ``create`` true, create the table when it is missing.
@@ -132,8 +132,7 @@ class DynamoDBStore(MergingStore):
         self.create = create if isinstance(create, bool) else _flag("create", create)
         workers = max(1, number("dynamodb", "max_workers", max_workers, int))
         self.last_seen_resolution = number("dynamodb", "last_seen_resolution", last_seen_resolution, float)
-        self.retention = number("dynamodb", "retention_days", retention_days, float) * DAY
-        self.clock = clock
+        self.keep_for(retention_days, clock)
         self.config = client_config("dynamodb", max_attempts, connect_timeout, read_timeout, workers)
         self._cache: LRU[str, Held] = LRU(number("dynamodb", "cache_size", cache_size, int))
         self._pool = Pool(workers, "dynamodb")
@@ -247,9 +246,6 @@ class DynamoDBStore(MergingStore):
         self._forked()
         self._ensure_table()
 
-    def _now(self) -> float:
-        return self.clock()
-
     def _expires(self, moment: str) -> dict[str, dict[str, str]]:
         if not self.retention:
             return {}
@@ -258,7 +254,7 @@ class DynamoDBStore(MergingStore):
     def _live(self, item: dict[str, Any]) -> bool:
         """Whether an item has not expired (TTL deletes it some time later, up to about two days)."""
         expires = item.get(TTL_ATTRIBUTE)
-        return expires is None or not self.retention or float(expires["N"]) > self._now()
+        return expires is None or not self.retention or float(expires["N"]) > self.clock()
 
     def _pages(self, **params: Any) -> Iterator[dict[str, Any]]:
         while True:
@@ -392,7 +388,7 @@ class DynamoDBStore(MergingStore):
                 TableName=self.table,
                 Item=item,
                 ConditionExpression=f"attribute_not_exists(pk) OR {TTL_ATTRIBUTE} < :now",
-                ExpressionAttributeValues={":now": {"N": str(int(self._now()))}},
+                ExpressionAttributeValues={":now": {"N": str(int(self.clock()))}},
             )
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":

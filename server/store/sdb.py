@@ -105,6 +105,8 @@ class SimpleDBStore(MergingStore):
         max_attempts: int | str = 3,
         last_seen_resolution: float | str = 300.0,
         cache_size: int | str = 10_000,
+        retention_days: float = 0,
+        clock: Callable[[], float] | None = None,
         **unknown: str,
     ):
         """Open the store whose domains start with ``prefix``; create the missing ones.
@@ -114,9 +116,11 @@ class SimpleDBStore(MergingStore):
         retried with botocore's standard mode. ``last_seen_resolution`` (seconds): an otherwise unchanged record is
         rewritten only when its ``last_seen`` is older than this, so that a resync costs reads only.
         ``cache_size``: records this process remembers to merge the next report against without a read (0: none).
+        ``retention_days``: see ``Store.prune`` (0: keep everything).
         """
         if unknown:
             raise ValueError(f"unknown sdb store option(s): {', '.join(sorted(unknown))}")
+        self.keep_for(retention_days, clock)
         self.domains = {name: f"{prefix}.{name}" for name in DOMAINS}
         for domain in self.domains.values():
             if not re.fullmatch(r"[A-Za-z0-9_.-]{3,255}", domain):
@@ -498,6 +502,76 @@ class SimpleDBStore(MergingStore):
         self._ready_to_use()
         return self._events(task_id)
 
+    # --- retention -----------------------------------------------------------------------------------------
+
+    def prune(self, limit: int) -> int:
+        """Expired records are found by one consistent ``Select`` on the plain ``last_seen`` attribute of record
+        items; each is read again and deleted on a condition on its revision, so a report that lands meanwhile
+        keeps it. A task whose last record went takes its task index, its event log and its service entry along.
+        """
+        if not self.retention:
+            return 0
+        self._ready_to_use()
+        cutoff = self.cutoff()
+        query = (
+            f"select itemName() from `{self.domains['containers']}` where {items.LAST_SEEN} < "
+            f"{_quoted(cutoff)} limit {max(1, min(limit, 2500))}"
+        )
+        answer = self._call("select", SelectExpression=query, ConsistentRead=True)
+        names = [item["Name"] for item in answer.get("Items", [])]
+        gone = [record for record in self._parallel(lambda n: self._delete_expired(n, cutoff), names) if record]
+        tasks = {r.get("task_id", ""): r for r in gone}
+        self._parallel(lambda task: self._forget_task(*task), list(tasks.items()))
+        return len(gone)
+
+    def _delete_expired(self, item: str, cutoff: str) -> Record | None:
+        """Delete the record in ``item`` if it is still expired; the record deleted, or None."""
+        attrs = self._get("containers", item)
+        record = items.record_from(attrs)
+        if record is None or record.get("last_seen", "") >= cutoff:
+            return None
+        revision = attrs.get(items.REVISION)
+        expected = (
+            {"Name": items.REVISION, "Value": revision} if revision else {"Name": items.REVISION, "Exists": False}
+        )
+        # Slot 0 keeps its slot count: the other slots of the bucket stay where readers look for them.
+        # (botocore's model wants each pair's value, though SimpleDB would take names alone)
+        names = [{"Name": name, "Value": value} for name, value in attrs.items() if name != items.SLOTS]
+        try:
+            self._call(
+                "delete_attributes",
+                DomainName=self.domains["containers"],
+                ItemName=item,
+                Attributes=names,
+                Expected=expected,
+            )
+        except Refused:
+            return None  # written since it was read: reported again, so not expired
+        self._cache.drop(record["container_id"])
+        return record
+
+    def _forget_task(self, task_id: str, record: Record) -> None:
+        """Once no record of a task is left, delete its index and event log and its entry in its service."""
+        if any(held.record for held in self._of_tasks([task_id])):
+            return
+        for domain in ("indexes", "events"):
+            family = self._families(domain, [items.task_family(task_id)])[items.task_family(task_id)]
+            for shard in range(len(family.shards)):
+                self._call(
+                    "delete_attributes", DomainName=self.domains[domain], ItemName=items.shard_item(family.name, shard)
+                )
+        if record.get("service_name"):
+            name = items.service_family(record.get("cluster_name", ""), record["service_name"])
+            family = self._families("indexes", [name])[name]
+            for shard, attrs in enumerate(family.shards):
+                if items.key(task_id) in attrs:
+                    self._call(
+                        "delete_attributes",
+                        DomainName=self.domains["indexes"],
+                        ItemName=items.shard_item(name, shard),
+                        Attributes=[{"Name": items.key(task_id), "Value": attrs[items.key(task_id)]}],
+                    )
+
     def ping(self) -> None:
         self._ready_to_use()
         self._get("containers", "!ping")
@@ -507,3 +581,8 @@ class SimpleDBStore(MergingStore):
             self._pool.shutdown(wait=True)
             self._pool = None
         self.client.close()
+
+
+def _quoted(value: str) -> str:
+    """A SimpleDB Select string literal: single quotes, an inner quote doubled."""
+    return "'" + value.replace("'", "''") + "'"

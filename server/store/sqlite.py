@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_by_container ON events (container_id, timestamp, seq);
 CREATE INDEX IF NOT EXISTS events_by_task ON events (task_id, timestamp, seq);
+CREATE INDEX IF NOT EXISTS events_by_time ON events (timestamp);
 """
 
 # Columns copied out of the record so that lookups are index scans.
@@ -49,12 +50,15 @@ INDEXED = ("task_id", "container_name", "cluster_name", "service_name", "last_se
 class SQLiteStore(Store):
     kind = "sqlite"
 
-    def __init__(self, path: str, timeout: float = 10.0):
+    def __init__(
+        self, path: str, timeout: float = 10.0, retention_days: float = 0, clock: Callable[[], float] | None = None
+    ):
         if path in ("", ":memory:"):
             raise ValueError("needs a file path: an in-memory database is not shared between threads")
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.timeout = timeout
+        self.keep_for(retention_days, clock)
         self._local = threading.local()
         with self._errors():
             conn = self._connection()
@@ -174,6 +178,25 @@ class SQLiteStore(Store):
 
     def events_of_task(self, task_id: str) -> list[Event]:
         return self._events("task_id", task_id)
+
+    def prune(self, limit: int) -> int:
+        # One short transaction per call: requests wait at most for this batch, never for the whole prune.
+        if not self.retention:
+            return 0
+        cutoff = self.cutoff()
+        with self._write() as conn:
+            gone = conn.execute(
+                "SELECT container_id FROM containers WHERE last_seen < ? LIMIT ?", (cutoff, limit)
+            ).fetchall()
+            conn.executemany("DELETE FROM containers WHERE container_id = ?", gone)
+            conn.executemany("DELETE FROM events WHERE container_id = ?", gone)
+            # Events as old whose container is not on record (reported alone, or its record already gone).
+            conn.execute(
+                "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE timestamp < ?"
+                " AND container_id NOT IN (SELECT container_id FROM containers) LIMIT ?)",
+                (cutoff, limit),
+            )
+        return len(gone)
 
     def ping(self) -> None:
         self._query("SELECT 1 FROM containers LIMIT 1")
