@@ -12,7 +12,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from server import schema, service
 from server.errors import ApiError
-from server.records import utc_now, with_first_seen
+from server.records import utc_now, with_event_times
 
 bp = Blueprint("report", __name__, url_prefix="/report")
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def body() -> Any:
 def report_map() -> Response:
     containers, events, full = schema.map_report(body())
     store = current_app.extensions["ecs_id_mapper"].store
-    created = store.upsert_containers(with_first_seen(containers, events), utc_now())
+    created = store.upsert_containers(with_event_times(containers, events), utc_now())
     service.submit_new_records(created)
     new_events = store.add_events(events) if events else 0
     log.debug(

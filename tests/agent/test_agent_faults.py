@@ -195,11 +195,11 @@ def test_restart_with_a_spool_loses_and_doubles_nothing(make_agent, script, repo
     script.report()
     second.poll_once()
 
-    assert reports.events == [
+    assert reports.events == [  # each container's events in order, sent together with its record
         (A, "appeared", "", "PENDING"),
-        (B, "appeared", "", "RUNNING"),
         (A, "known_status", "PENDING", "RUNNING"),
         (A, "known_status", "RUNNING", "STOPPED"),
+        (B, "appeared", "", "RUNNING"),
         (B, "vanished", "RUNNING", ""),
     ]
     assert reports.bodies[0]["full"] is True

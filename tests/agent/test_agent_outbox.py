@@ -25,8 +25,8 @@ def test_latest_state_wins_and_events_keep_their_order():
     body = json.loads(outbox.take(HOST).body)
     assert body["host"] == HOST
     assert [(c["container_id"], c["known_status"]) for c in body["containers"]] == [
-        (container_id(2), "RUNNING"),
         (container_id(1), "RUNNING"),
+        (container_id(2), "RUNNING"),
     ]
     assert [e["event_id"] for e in body["events"]] == ["e1", "e2", "e3"]
     assert body["full"] is False
@@ -69,7 +69,7 @@ def test_a_batch_stays_under_the_body_limit():
     batch = outbox.take(HOST)
     assert len(batch.body) <= MAX_BODY_BYTES
     assert 0 < len(batch.containers) < 400
-    assert json.loads(batch.body)["containers"][0]["container_id"] == container_id(0)
+    assert json.loads(batch.body)["containers"][0]["container_id"] == container_id(1)  # with its event
 
 
 def test_a_full_snapshot_of_nothing_is_still_a_report():
