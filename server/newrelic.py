@@ -16,6 +16,7 @@ from urllib.parse import quote
 import requests
 
 from server.config import Config
+from server.errors import ApiError
 
 log = logging.getLogger(__name__)
 
@@ -27,15 +28,10 @@ TIMEOUT = (3.05, 10.0)
 MAX_PAGES = 10
 
 
-class NewRelicError(Exception):
-    """New Relic answered badly or not at all; the API maps this to 502."""
+class NewRelicError(ApiError):
+    """New Relic answered badly or not at all; 502."""
 
     status = 502
-
-    def __init__(self, message: str, **extra: Any):
-        super().__init__(message)
-        self.message = message
-        self.extra = extra
 
 
 class NewRelicNotConfigured(NewRelicError):

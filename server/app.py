@@ -1,0 +1,60 @@
+"""The app factory: the one place that builds the collaborators and assembles the routes around them."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+from flask.json.provider import DefaultJSONProvider
+
+from server import config as config_module
+from server import errors, health, query, report, service
+from server.config import Config
+from server.ecs import EcsClient
+from server.newrelic import NewRelicClient
+from server.newrelic import from_config as newrelic_from_config
+from server.service_names import ServiceNames
+from server.state import EXTENSION, AppState
+from server.store import open_store
+from server.store.health import HealthCheck
+
+
+def create_app(
+    config: Config | Mapping[str, Any] | None = None,
+    *,
+    ecs: EcsClient | None = None,
+    newrelic: NewRelicClient | None = None,
+) -> Flask:
+    """The app, configured from defaults, then ``ECS_ID_MAPPER_*`` variables, then ``config``.
+
+    ``ecs`` and ``newrelic`` replace the clients the configuration would give (tests pass fakes).
+    ``state(app).close()`` stops the background worker and closes the store.
+    """
+    cfg = config if isinstance(config, Config) else config_module.load(config)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = cfg.max_body_bytes
+    json_provider = DefaultJSONProvider(app)
+    json_provider.sort_keys = False
+    app.json = json_provider
+    app.url_map.merge_slashes = False  # '/query/container_id//_all' is a missing ID (404), not a redirect
+
+    store = open_store(cfg.store)
+    ecs = ecs or EcsClient()  # makes its boto3 client on first use, never here
+    app.extensions[EXTENSION] = AppState(
+        config=cfg,
+        store=store,
+        ecs=ecs,
+        newrelic=newrelic or newrelic_from_config(cfg),
+        service_names=ServiceNames(ecs, store),
+        health=HealthCheck(store, cfg.health_interval),
+    )
+
+    errors.register(app)
+    for module in (query, service, report, health):
+        app.register_blueprint(module.bp)
+    return app
