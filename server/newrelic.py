@@ -128,7 +128,7 @@ class RestV2Client(NewRelicClient):
         hosts = [h for h in hosts if str(h.get("host", "")).lower() == host] or hosts
         if not hosts:
             raise NewRelicNotFound(f"New Relic application {application.get('name')!r} has no host {host}")
-        instance_ids = {
+        instance_ids: set[Any] = {
             i for h in hosts for i in _links(h).get("application_instances") or [] if isinstance(i, int | str)
         }
         if len(instance_ids) != 1:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from contextlib import suppress
 
 from flask import Blueprint, Response, jsonify, request
+from werkzeug.wrappers import Response as BaseResponse
 
 from server import ids, links
 from server.errors import ApiError
@@ -95,7 +96,7 @@ def configured_links(record: Record) -> dict[str, str]:
     return urls
 
 
-def link_answer(name: str, record: Record) -> Response:
+def link_answer(name: str, record: Record) -> BaseResponse:
     redirecting = wants_redirect()  # a bad flag is a 400 before any outside lookup
     return url_answer(link_url(name, record, lookup=True), redirecting)
 
@@ -125,7 +126,7 @@ def container_all(container_id: str) -> Response:
 
 
 @bp.get("/container_id/<container_id>/<any(cadvisor, graylog, newrelic):link>")
-def container_link(container_id: str, link: str) -> Response:
+def container_link(container_id: str, link: str) -> BaseResponse:
     return link_answer(link, container_record(container_id))
 
 
@@ -160,7 +161,7 @@ def task_containers(task_id: str) -> Response:
 
 
 @bp.get("/task_id/<task_id>/<any(cadvisor, graylog, newrelic):link>")
-def task_link(task_id: str, link: str) -> Response:
+def task_link(task_id: str, link: str) -> BaseResponse:
     record, _ = task_container(task_id)
     return link_answer(link, record)
 

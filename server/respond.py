@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Response, redirect, request
+from werkzeug.wrappers import Response as BaseResponse
 
 from server.config import parse_bool
 from server.errors import ApiError
@@ -27,6 +28,6 @@ def wants_redirect() -> bool:
     return flag("redir")
 
 
-def url_answer(url: str, redirecting: bool) -> Response:
+def url_answer(url: str, redirecting: bool) -> BaseResponse:
     """A redirect to ``url`` (302), or ``url`` as text."""
     return redirect(url, 302) if redirecting else text(url)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from flask import Blueprint, Response, jsonify
+from werkzeug.wrappers import Response as BaseResponse
 
 from server.ecs import task_id_of
 from server.errors import ApiError
@@ -61,7 +62,7 @@ def service_all(cluster: str, service: str) -> Response:
 
 
 @bp.get("/<cluster>/<service>/newrelic")
-def service_newrelic(cluster: str, service: str) -> Response:
+def service_newrelic(cluster: str, service: str) -> BaseResponse:
     ecs_name(cluster, "cluster")
     redirecting = wants_redirect()
     return url_answer(state().newrelic.application_url(ecs_name(service, "service")), redirecting)
