@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pytest
 import requests
 
 from tests.agent.fakes import INSTANCE, container, container_id, long_arn, task, tasks
-from tests.agent.test_agent_e2e import EcsHost, eventually
+from tests.agent.test_agent_e2e import eventually
 from tests.deploy.dockerfile import Dockerfile, ignored
 from tests.support import ROOT, free_port, wait_for
 
@@ -158,16 +157,6 @@ def test_server_image_command_answers_health_and_its_healthcheck_agrees(server_i
     assert server.stop() == 0
     dead = subprocess.run([sys.executable, *SERVER.healthcheck[1:]], env=probe_env, capture_output=True, timeout=30)
     assert dead.returncode != 0
-
-
-@pytest.fixture
-def ecs_host() -> Iterator[EcsHost]:
-    host = EcsHost()
-    thread = threading.Thread(target=host.serve_forever, daemon=True)
-    thread.start()
-    yield host
-    host.shutdown()
-    host.server_close()
 
 
 @pytest.mark.slow
