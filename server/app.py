@@ -13,8 +13,14 @@ from server import config as config_module
 from server import errors, health, query, report, service
 from server.config import Config
 from server.ecs import EcsClient
-from server.newrelic import NewRelicClient
-from server.newrelic import from_config as newrelic_from_config
+from server.nerdgraph import NerdGraphClient
+from server.newrelic import (
+    ACCOUNT_ID_VARIABLE,
+    API_KEY_VARIABLE,
+    NewRelicClient,
+    RestV2Client,
+    UnconfiguredClient,
+)
 from server.service_names import ServiceNames
 from server.state import EXTENSION, AppState
 from server.store import open_store
@@ -49,7 +55,7 @@ def create_app(
         config=cfg,
         store=store,
         ecs=ecs,
-        newrelic=newrelic or newrelic_from_config(cfg),
+        newrelic=newrelic or newrelic_client(cfg),
         service_names=ServiceNames(ecs, store),
         health=HealthCheck(store, cfg.health_interval),
     )
@@ -58,3 +64,26 @@ def create_app(
     for module in (query, service, report, health):
         app.register_blueprint(module.bp)
     return app
+
+
+def newrelic_client(config: Config) -> NewRelicClient:
+    """The client ``newrelic_api`` names; UnconfiguredClient when the API key or account ID is missing."""
+    missing = [
+        variable
+        for variable, value in (
+            (API_KEY_VARIABLE, config.newrelic_api_key),
+            (ACCOUNT_ID_VARIABLE, config.newrelic_account_id),
+        )
+        if not value
+    ]
+    if missing:
+        return UnconfiguredClient(missing)
+    if config.newrelic_api == "nerdgraph":
+        return NerdGraphClient(config.newrelic_api_key, config.newrelic_account_id, config.newrelic_api_url)
+    return RestV2Client(
+        api_key=config.newrelic_api_key,
+        account_id=config.newrelic_account_id,
+        api_url=config.newrelic_api_url,
+        instance_url_template=config.newrelic_instance_url,
+        application_url_template=config.newrelic_application_url,
+    )

@@ -214,31 +214,6 @@ class RestV2Client(NewRelicClient):
         return template.format_map(quoted)
 
 
-def from_config(config: Config) -> NewRelicClient:
-    """The client ``newrelic_api`` names; UnconfiguredClient when the API key or account ID is missing."""
-    missing = [
-        variable
-        for variable, value in (
-            (API_KEY_VARIABLE, config.newrelic_api_key),
-            (ACCOUNT_ID_VARIABLE, config.newrelic_account_id),
-        )
-        if not value
-    ]
-    if missing:
-        return UnconfiguredClient(missing)
-    if config.newrelic_api == "nerdgraph":
-        from server.nerdgraph import NerdGraphClient  # it builds on this module
-
-        return NerdGraphClient(config.newrelic_api_key, config.newrelic_account_id, config.newrelic_api_url)
-    return RestV2Client(
-        api_key=config.newrelic_api_key,
-        account_id=config.newrelic_account_id,
-        api_url=config.newrelic_api_url,
-        instance_url_template=config.newrelic_instance_url,
-        application_url_template=config.newrelic_application_url,
-    )
-
-
 def send(
     session: requests.Session,
     method: str,
