@@ -69,3 +69,10 @@ def test_an_idle_keep_alive_connection_outlives_gunicorns_default(tmp_path):
         connection.close()
     assert answers[0] == answers[1]
     assert answers[0][0] == 200
+
+
+def test_gunicorn_serves_the_app_factory(tmp_path):
+    env = {"ECS_ID_MAPPER_STORE": f"sqlite:///{tmp_path}/mapper.sqlite3", "ECS_ID_MAPPER_TOKEN": TOKEN}
+    command = ["-m", "gunicorn", "--bind", "{bind}", "--workers", "1", "server:create_app()"]
+    with ServerProcess(env, tmp_path / "gunicorn.log", command=command) as server:
+        assert requests.get(f"{server.url}/health", timeout=10).json() == {"status": "ok", "store": "sqlite"}
