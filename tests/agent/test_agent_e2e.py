@@ -6,14 +6,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from simhost import SimHostServer, SimulatedHost
+from simhost import SimHostServer
 
 try:
     import server  # noqa: F401 - only to know whether the server is in this checkout
@@ -24,12 +24,6 @@ except ImportError:  # pragma: no cover - an agent-only checkout
 pytestmark = pytest.mark.slow
 
 TOKEN = "e2e-token"
-
-
-@pytest.fixture
-def ecs_host() -> Iterator[SimHostServer]:
-    with SimHostServer(SimulatedHost(seed=5)) as sim:
-        yield sim
 
 
 def eventually(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
