@@ -31,6 +31,7 @@ class Config:
     cadvisor_url: str = "http://{instance_ip}:8080/docker/{container_id}"
     graylog_url: str = ""
     service_names: bool = True
+    newrelic_api: str = "nerdgraph"
     newrelic_api_key: str = ""
     newrelic_account_id: str = ""
     newrelic_api_url: str = "https://api.newrelic.com"
@@ -41,6 +42,9 @@ class Config:
     workers: int = 2
     threads: int = 4
     timeout: int = 30
+    #: Seconds an idle keep-alive connection stays open: longer than a load balancer's idle timeout (an ALB's is
+    #: 60 s by default), so that the balancer, never gunicorn, closes a connection it may be sending on.
+    keepalive: int = 75
     max_body_bytes: int = 4 * 1024 * 1024
     health_interval: float = 5.0
     retention_days: float = 30.0
@@ -48,6 +52,7 @@ class Config:
 
 
 NEWRELIC_PLACEHOLDERS = ("account_id", "application_id", "instance_id")
+NEWRELIC_APIS = ("nerdgraph", "rest")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 TRUE = ("1", "true", "yes", "on")
 FALSE = ("0", "false", "no", "off", "")
@@ -99,6 +104,21 @@ def _token(text: str) -> str:
     return text
 
 
+def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text.lower() not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, got {text!r}")
+        return text.lower()
+
+    return parse
+
+
+def _account_id(text: str) -> str:
+    if text and not (text.isascii() and text.isdigit()):
+        raise ValueError(f"expected a numeric New Relic account ID, got {text!r}")
+    return text
+
+
 def _log_level(text: str) -> str:
     if text.upper() not in LOG_LEVELS:
         raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}, got {text!r}")
@@ -119,12 +139,15 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "service_names": parse_bool,
     "cadvisor_url": links.validate_template,
     "graylog_url": links.validate_template,
+    "newrelic_api": _choice(NEWRELIC_APIS),
+    "newrelic_account_id": _account_id,
     "newrelic_api_url": _url,
     "newrelic_instance_url": lambda text: links.validate_template(text, NEWRELIC_PLACEHOLDERS),
     "newrelic_application_url": lambda text: links.validate_template(text, NEWRELIC_PLACEHOLDERS),
     "workers": _positive(int),
     "threads": _positive(int),
     "timeout": _positive(int),
+    "keepalive": _positive(int),
     "max_body_bytes": _positive(int),
     "health_interval": _positive(float),
     "retention_days": _not_negative,

@@ -11,7 +11,6 @@ import logging
 import random
 import threading
 import time
-import weakref
 
 from server.store import Store, StoreError
 
@@ -21,14 +20,6 @@ log = logging.getLogger(__name__)
 INTERVAL = 600.0
 BATCH = 200
 BATCHES = 10
-
-_RUNNING: weakref.WeakSet[Pruner] = weakref.WeakSet()
-
-
-def stop_all(timeout: float = 5.0) -> None:
-    """Stop every pruner of this process (tests build many apps)."""
-    for pruner in list(_RUNNING):
-        pruner.stop(timeout)
 
 
 class Pruner:
@@ -56,11 +47,11 @@ class Pruner:
             log.info("retention: removed %d expired containers and their events", removed)
         return removed
 
-    def start(self) -> None:
+    def start(self) -> Pruner:
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="retention", daemon=True)
             self._thread.start()
-            _RUNNING.add(self)
+        return self
 
     def _run(self) -> None:
         # Workers started together spread their first prune over the interval.

@@ -103,8 +103,8 @@ class MergingStore(Store):
     """Upserts for stores whose writes are conditional on what was read: read (or remember), merge, write; a
     writer that lost a race reads again and merges again, ``MERGE_TRIES`` times, then fails with 503.
 
-    A backend supplies ``_known`` (records as remembered, else read), ``_load`` (records as read now) and
-    ``_save`` (conditional writes; the IDs that lost). Their values are held copies with a ``record``
+    A backend supplies ``_cached_or_read_held`` (records as remembered, else read), ``_read_held`` (records as
+    read now) and ``_save`` (conditional writes; the IDs that lost). Their values are held copies with a ``record``
     attribute, None for a container not stored yet.
     """
 
@@ -116,10 +116,10 @@ class MergingStore(Store):
     def _ready_to_use(self) -> None: ...
 
     @abstractmethod
-    def _known(self, container_ids: list[str]) -> dict[str, Any]: ...
+    def _cached_or_read_held(self, container_ids: list[str]) -> dict[str, Any]: ...
 
     @abstractmethod
-    def _load(self, container_ids: list[str]) -> dict[str, Any]: ...
+    def _read_held(self, container_ids: list[str]) -> dict[str, Any]: ...
 
     @abstractmethod
     def _save(self, changes: list[tuple[Any, Record]]) -> set[str]: ...
@@ -132,10 +132,10 @@ class MergingStore(Store):
         if not reports:
             return []
         created: list[Record] = []
-        known = self._known(list(reports))
+        known = self._cached_or_read_held(list(reports))
         for attempt in range(self.MERGE_TRIES):
             if attempt:  # another writer changed these since they were read (or remembered): read them again
-                known = self._load(list(reports))
+                known = self._read_held(list(reports))
             changes, first = self._merged(reports, known, now)
             lost = self._save(changes)
             created += [record for cid, record in first.items() if cid not in lost]

@@ -266,7 +266,7 @@ class DynamoDBStore(MergingStore):
 
     # --- reading records -----------------------------------------------------------------------------------
 
-    def _held(self, item: dict[str, Any] | None) -> Held:
+    def _held_of(self, item: dict[str, Any] | None) -> Held:
         if item is None:
             return Held(None)
         version = int(item["v"]["N"])
@@ -292,20 +292,20 @@ class DynamoDBStore(MergingStore):
             time.sleep(0.05 * 2**round_)  # DynamoDB left keys over under load: back off before asking again
         raise StoreUnavailable(f"DynamoDB left keys unread after {BATCH_ROUNDS} rounds; try again")
 
-    def _load(self, container_ids: Iterable[str]) -> dict[str, Held]:
+    def _read_held(self, container_ids: Iterable[str]) -> dict[str, Held]:
         """Each container's record as stored now (Held(None) when there is none), remembered for the next report."""
         wanted = list(dict.fromkeys(container_ids))
-        found = {item["sk"]["S"]: self._held(item) for item in self._get_items([record_key(c) for c in wanted])}
+        found = {item["sk"]["S"]: self._held_of(item) for item in self._get_items([record_key(c) for c in wanted])}
         held = {c: found.get(c, Held(None)) for c in wanted}
         for container_id, copy in held.items():
             if copy.record is not None:
                 self._cache.put(container_id, copy)
         return held
 
-    def _known(self, container_ids: list[str]) -> dict[str, Held]:
+    def _cached_or_read_held(self, container_ids: list[str]) -> dict[str, Held]:
         """Records as this process last saw them where it remembers them, else as read now."""
         hits = {c: held for c in container_ids if (held := self._cache.get(c)) is not None}
-        return {**hits, **self._load([c for c in container_ids if c not in hits])}
+        return {**hits, **self._read_held([c for c in container_ids if c not in hits])}
 
     def _records_at(self, index: str, condition: str, values: dict[str, Any]) -> list[Held]:
         """The live records an index query names, each read strongly consistent from the table."""
@@ -313,7 +313,7 @@ class DynamoDBStore(MergingStore):
             {"pk": item["pk"], "sk": item["sk"]}
             for item in self._pages(IndexName=index, KeyConditionExpression=condition, ExpressionAttributeValues=values)
         ]
-        return [held for held in (self._held(item) for item in self._get_items(keys)) if held.record is not None]
+        return [held for held in (self._held_of(item) for item in self._get_items(keys)) if held.record is not None]
 
     def _of_task(self, task_id: str) -> list[Held]:
         if not task_id:
@@ -400,7 +400,7 @@ class DynamoDBStore(MergingStore):
 
     def get_container(self, container_id: str) -> Record | None:
         self._ready_to_use()
-        return self._load([container_id])[container_id].record
+        return self._read_held([container_id])[container_id].record
 
     def find_containers(self, prefix: str, limit: int) -> list[Record]:
         self._ready_to_use()
@@ -434,7 +434,7 @@ class DynamoDBStore(MergingStore):
 
     def update_container(self, container_id: str, fields: Record) -> None:
         self._ready_to_use()
-        self._set_fields(lambda: self._load([container_id]).values(), fields)
+        self._set_fields(lambda: self._read_held([container_id]).values(), fields)
 
     def update_task(self, task_id: str, fields: Record) -> None:
         self._ready_to_use()

@@ -15,7 +15,9 @@ Because of that, each process may remember (a bounded LRU) the records it last r
 report against that copy without reading: a stale copy only costs a refused write and a re-read. Entries that
 hardly ever fill an item (a container in its task's index: ECS allows 10 per task) are put into shard 0
 without reading the family first; only when SimpleDB refuses the put (item full, or the family has more
-shards) is the family read.
+shards) is the family read. Helpers named ``_read_*`` always read SimpleDB; ``_cached_or_read_held``, on the
+write path only, is the one that consults the cache, so lookups answer the same on every replica. Details and
+request costs: docs/simpledb.md.
 """
 
 from __future__ import annotations
@@ -231,7 +233,7 @@ class SimpleDBStore(MergingStore):
 
     # --- reading buckets and families ----------------------------------------------------------------------
 
-    def _buckets(self, names: Iterable[str]) -> dict[str, list[dict[str, str]]]:
+    def _read_buckets(self, names: Iterable[str]) -> dict[str, list[dict[str, str]]]:
         """The slot items of each bucket, slot 0 first (two rounds: slot 0, then slots it says exist)."""
         names = list(dict.fromkeys(names))
         first = self._parallel(lambda b: self._get("containers", b), names)
@@ -243,11 +245,12 @@ class SimpleDBStore(MergingStore):
             slots[name].append(attrs)
         return slots
 
-    def _records(self, container_ids: Iterable[str]) -> dict[str, Held]:
-        """Stored records by container ID, read now (and remembered for the next report)."""
-        return self._held(self._buckets(items.bucket(c) for c in container_ids), set(container_ids))
+    def _read_records(self, container_ids: Iterable[str]) -> dict[str, Held]:
+        """Stored records by container ID, read now (and remembered for the next report); absent ones left out."""
+        return self._remember_found(self._read_buckets(items.bucket(c) for c in container_ids), set(container_ids))
 
-    def _held(self, buckets: dict[str, list[dict[str, str]]], wanted: set[str]) -> dict[str, Held]:
+    def _remember_found(self, buckets: dict[str, list[dict[str, str]]], wanted: set[str]) -> dict[str, Held]:
+        """The records of ``wanted`` containers in buckets just read, put in the cache for the next report."""
         found = {}
         for name, slot_attrs in buckets.items():
             for slot, attrs in enumerate(slot_attrs):
@@ -258,10 +261,10 @@ class SimpleDBStore(MergingStore):
             self._cache.put(container_id, held)
         return found
 
-    def _load(self, container_ids: list[str]) -> dict[str, Held]:
-        """Each container's record as stored now, or for a new one the free slot of its bucket it will take."""
-        buckets = self._buckets(items.bucket(c) for c in container_ids)
-        found = self._held(buckets, set(container_ids))
+    def _read_held(self, container_ids: list[str]) -> dict[str, Held]:
+        """Each container's record as read now, or for a new one the free slot of its bucket it will take."""
+        buckets = self._read_buckets(items.bucket(c) for c in container_ids)
+        found = self._remember_found(buckets, set(container_ids))
         # Slot 0 is filled first and never emptied: an empty slot 0 means an empty bucket.
         free = {name: len(slots) if items.RECORD_COUNT in slots[0] else 0 for name, slots in buckets.items()}
         for container_id in container_ids:
@@ -279,12 +282,15 @@ class SimpleDBStore(MergingStore):
             slot += 1
         return slot
 
-    def _known(self, container_ids: list[str]) -> dict[str, Held]:
-        """Records as this process last saw them where it remembers them, else as read now."""
-        hits = {c: held for c in container_ids if (held := self._cache.get(c)) is not None}
-        return {**hits, **self._load([c for c in container_ids if c not in hits])}
+    def _cached_or_read_held(self, container_ids: list[str]) -> dict[str, Held]:
+        """Like ``_read_held``, but a record this process remembers is taken from its cache without a read.
 
-    def _families(self, domain: str, names: Iterable[str]) -> dict[str, items.Family]:
+        Only writes use it: a stale copy costs a refused conditional put, after which ``_read_held`` reads.
+        """
+        hits = {c: held for c in container_ids if (held := self._cache.get(c)) is not None}
+        return {**hits, **self._read_held([c for c in container_ids if c not in hits])}
+
+    def _read_families(self, domain: str, names: Iterable[str]) -> dict[str, items.Family]:
         names = list(dict.fromkeys(names))
         first = self._parallel(lambda f: self._get(domain, f), names)
         families = {n: items.Family(n, [a]) for n, a in zip(names, first, strict=True)}
@@ -306,7 +312,7 @@ class SimpleDBStore(MergingStore):
         additions = {name: new for name, new in additions.items() if new}
         if not additions:
             return
-        families = read if read is not None else self._families(domain, additions)
+        families = read if read is not None else self._read_families(domain, additions)
         writes, counts = [], []
         for name, new in additions.items():
             by_item, count = families[name].plan(new)
@@ -423,7 +429,7 @@ class SimpleDBStore(MergingStore):
             return 0
         # Events are not put blind: SimpleDB takes one condition per put, and both the event's key (so that a
         # resend is not doubled or renumbered) and the shard count (so that shard 0 stays shardable) need one.
-        logs = self._families("events", by_task)
+        logs = self._read_families("events", by_task)
         additions: dict[str, dict[str, str]] = {}
         for name, batch in by_task.items():
             held = logs[name].entries
@@ -435,26 +441,26 @@ class SimpleDBStore(MergingStore):
 
     def get_container(self, container_id: str) -> Record | None:
         self._ready_to_use()
-        found = self._records([container_id])
+        found = self._read_records([container_id])
         return found[container_id].record if container_id in found else None
 
     def find_containers(self, prefix: str, limit: int) -> list[Record]:
         if not items.is_hex_prefix(prefix):
             raise ValueError(f"expected 12 to 64 lowercase hex digits, got {prefix!r}")
         self._ready_to_use()
-        (slot_attrs,) = self._buckets([prefix[:12]]).values()
+        (slot_attrs,) = self._read_buckets([prefix[:12]]).values()
         found = [r for r in map(items.record_from, slot_attrs) if r and r.get("container_id", "").startswith(prefix)]
         return sorted(found, key=lambda r: r["container_id"])[:limit]
 
     def _task_members(self, task_ids: Iterable[str]) -> dict[str, list[str]]:
         names = {t: items.task_family(t) for t in task_ids}
-        families = self._families("indexes", names.values())
+        families = self._read_families("indexes", names.values())
         return {t: [json.loads(v) for v in families[n].entries.values()] for t, n in names.items()}
 
     def _of_tasks(self, task_ids: Iterable[str]) -> list[Held]:
         members = self._task_members(task_ids)
         wanted = {cid: task for task, cids in members.items() for cid in cids}
-        found = self._records(wanted)
+        found = self._read_records(wanted)
         # An index entry whose record was never written (a report that failed part-way) is skipped.
         return [found[c] for c in wanted if c in found and (found[c].record or {}).get("task_id", "") == wanted[c]]
 
@@ -469,7 +475,7 @@ class SimpleDBStore(MergingStore):
     def containers_of_service(self, cluster_name: str, service_name: str) -> list[Record]:
         self._ready_to_use()
         family = items.service_family(cluster_name, service_name)
-        tasks = [json.loads(v) for v in self._families("indexes", [family])[family].entries.values()]
+        tasks = [json.loads(v) for v in self._read_families("indexes", [family])[family].entries.values()]
         found = [
             record
             for record in self._records_of_tasks(tasks)
@@ -479,7 +485,7 @@ class SimpleDBStore(MergingStore):
 
     def update_container(self, container_id: str, fields: Record) -> None:
         self._ready_to_use()
-        self._set_fields(lambda: self._records([container_id]).values(), fields)
+        self._set_fields(lambda: self._read_records([container_id]).values(), fields)
 
     def update_task(self, task_id: str, fields: Record) -> None:
         self._ready_to_use()
@@ -487,7 +493,7 @@ class SimpleDBStore(MergingStore):
 
     def _events(self, task_id: str) -> list[Event]:
         name = items.task_family(task_id)
-        entries = [json.loads(text) for text in self._families("events", [name])[name].entries.values()]
+        entries = [json.loads(text) for text in self._read_families("events", [name])[name].entries.values()]
         entries.sort(key=lambda e: (e[1].get("timestamp") or "", e[0], e[1].get("event_id", "")))
         return [event for _, event in entries]
 
@@ -555,14 +561,14 @@ class SimpleDBStore(MergingStore):
         if any(held.record for held in self._of_tasks([task_id])):
             return
         for domain in ("indexes", "events"):
-            family = self._families(domain, [items.task_family(task_id)])[items.task_family(task_id)]
+            family = self._read_families(domain, [items.task_family(task_id)])[items.task_family(task_id)]
             for shard in range(len(family.shards)):
                 self._call(
                     "delete_attributes", DomainName=self.domains[domain], ItemName=items.shard_item(family.name, shard)
                 )
         if record.get("service_name"):
             name = items.service_family(record.get("cluster_name", ""), record["service_name"])
-            family = self._families("indexes", [name])[name]
+            family = self._read_families("indexes", [name])[name]
             for shard, attrs in enumerate(family.shards):
                 if items.key(task_id) in attrs:
                     self._call(

@@ -72,8 +72,8 @@ def tasks(*entries: dict) -> dict:
     return {"Tasks": list(entries)}
 
 
-# The report wire format, checked from the README's rules, so that every test sees that the agent never sends
-# what the server would refuse (a refused body is dropped whole).
+# The report wire format, checked from the rules in docs/wire-format.md, so that every test sees that the agent
+# never sends what the server would refuse (a refused body is dropped whole).
 CONTAINER_ID = re.compile(r"[0-9a-f]{64}")
 TASK_ID = re.compile(r"[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 EVENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -92,7 +92,7 @@ def _check_time(value: Any, where: str) -> None:
 
 
 def check_report(body: Any) -> None:
-    """AssertionError unless `body` is a `/report/map` body the README's rules accept."""
+    """AssertionError unless `body` is a `/report/map` body the rules in docs/wire-format.md accept."""
     assert isinstance(body, dict)
     assert isinstance(body["host"], dict)
     for key, value in body["host"].items():
@@ -198,6 +198,7 @@ class FakeSession:
     def __init__(self) -> None:
         self.routes: dict[tuple[str, str], Handler] = {}
         self.calls: list[tuple[str, str]] = []
+        self.closed = 0  # times its pooled connections were dropped
 
     def route(self, method: str, url: str, handler: Handler | requests.Response) -> None:
         self.routes[(method, url)] = handler if callable(handler) else (lambda _kw, r=handler: r)
@@ -218,6 +219,9 @@ class FakeSession:
 
     def post(self, url: str, **kwargs: Any) -> requests.Response:
         return self.request("POST", url, **kwargs)
+
+    def close(self) -> None:
+        self.closed += 1
 
 
 class Script:

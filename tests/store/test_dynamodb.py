@@ -11,7 +11,7 @@ from botocore.awsrequest import AWSResponse
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from server import create_app, records
+from server import records
 from server.store import StoreUnavailable, open_store
 from server.store.dynamodb import DynamoDBStore, StoreMissing, encode, record_key
 from tests.store.conftest import REGION, RawBody, Requests
@@ -299,9 +299,9 @@ def test_throttling_is_retried(dynamodb_server, no_backoff):
     assert store.get_container(cid(1)) is not None
 
 
-def test_throttling_after_the_retries_answers_503_with_retry_after(moto_server, no_backoff, monkeypatch):
+def test_throttling_after_the_retries_answers_503_with_retry_after(moto_server, no_backoff, make_app):
     url = f"dynamodb://t-throttle?region={REGION}&endpoint_url={moto_server}&create=true&max_attempts=2"
-    app = create_app({"store": url, "token": "t", "service_names": False})
+    app = make_app({"store": url, "token": "t", "service_names": False})
     store = app.extensions["ecs_id_mapper"].store
     throttling(store.client, "Query", 2)
     answer = app.test_client().get(f"/query/container_id/{cid(1)[:12]}")

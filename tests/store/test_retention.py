@@ -14,9 +14,9 @@ from datetime import timedelta
 import pytest
 from botocore.stub import Stubber
 
-from server import create_app
 from server.records import format_time
 from server.retention import Pruner
+from server.state import state
 from server.store import StoreUnavailable
 from server.store import sdb_items as items
 from server.store.base import Store
@@ -236,10 +236,9 @@ def test_the_pruner_thread_survives_a_store_that_does_not_answer(caplog):
     assert "prune failed" in caplog.text
 
 
-def test_the_app_prunes_in_the_background_only_where_the_store_needs_it(tmp_path, dynamodb_mock):
+def test_the_app_prunes_in_the_background_only_where_the_store_needs_it(tmp_path, dynamodb_mock, make_app):
     url = f"sqlite:///{tmp_path}/db.sqlite3"
-    assert create_app({"store": url}).extensions["ecs_id_mapper"].pruner is not None
-    assert create_app({"store": url, "retention_days": "0"}).extensions["ecs_id_mapper"].pruner is None
-    table = dynamodb_mock().table
-    dynamo = create_app({"store": f"dynamodb://{table}?region=us-west-2"}).extensions["ecs_id_mapper"]
+    assert state(make_app({"store": url})).pruner is not None
+    assert state(make_app({"store": url, "retention_days": "0"})).pruner is None
+    dynamo = state(make_app({"store": f"dynamodb://{dynamodb_mock().table}?region=us-west-2"}))
     assert (dynamo.pruner, dynamo.store.retention) == (None, 30 * DAY)
