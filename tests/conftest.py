@@ -8,6 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.agent.ecs_host import ecs_host  # noqa: F401 - the simulated ECS host, for tests/agent and tests/deploy
+
 CLEARED_PREFIXES = ("ECS_ID_MAPPER_", "AWS_")
 CLEARED = ("endpoint", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 

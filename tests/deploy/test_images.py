@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.agent.ecs_host import eventually
 from tests.agent.fakes import INSTANCE, container, container_id, long_arn, task, tasks
-from tests.agent.test_agent_e2e import eventually
 from tests.deploy.dockerfile import Dockerfile, ignored
 from tests.support import ROOT, free_port, wait_for
 
