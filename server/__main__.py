@@ -27,6 +27,7 @@ class ServerApplication(BaseApplication):
             "worker_class": "gthread",
             "threads": cfg.threads,
             "timeout": cfg.timeout,
+            "keepalive": cfg.keepalive,
             "limit_request_line": 8190,  # the largest gunicorn allows: long IDs get the app's JSON 400
             "graceful_timeout": 10,
             "accesslog": "-",

@@ -42,6 +42,9 @@ class Config:
     workers: int = 2
     threads: int = 4
     timeout: int = 30
+    #: Seconds an idle keep-alive connection stays open: longer than a load balancer's idle timeout (an ALB's is
+    #: 60 s by default), so that the balancer, never gunicorn, closes a connection it may be sending on.
+    keepalive: int = 75
     max_body_bytes: int = 4 * 1024 * 1024
     health_interval: float = 5.0
     log_level: str = "INFO"
@@ -136,6 +139,7 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "workers": _positive(int),
     "threads": _positive(int),
     "timeout": _positive(int),
+    "keepalive": _positive(int),
     "max_body_bytes": _positive(int),
     "health_interval": _positive(float),
     "log_level": _log_level,

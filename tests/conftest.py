@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.agent.ecs_host import ecs_host  # noqa: F401 - the simulated ECS host, for tests/agent and tests/deploy
+from simhost import SimHostServer, SimulatedHost
 
 CLEARED_PREFIXES = ("ECS_ID_MAPPER_", "AWS_")
 CLEARED = ("endpoint", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
@@ -49,3 +49,10 @@ def make_app():
     yield make
     for app in made:
         state(app).close()
+
+
+@pytest.fixture
+def ecs_host() -> Iterator[SimHostServer]:
+    """A simulated ECS host (introspection API and IMDSv2) on loopback ports, with no tasks until a test starts some."""
+    with SimHostServer(SimulatedHost(seed=5)) as sim:
+        yield sim

@@ -19,6 +19,13 @@ def test_defaults():
     assert cfg.graylog_url == ""
 
 
+def test_gunicorn_keeps_idle_connections_longer_than_a_load_balancer():
+    from server.__main__ import ServerApplication
+
+    assert ServerApplication(config.load(environ={})).cfg.keepalive == 75
+    assert ServerApplication(config.load(environ={"ECS_ID_MAPPER_KEEPALIVE": "5"})).cfg.keepalive == 5
+
+
 def test_environment_then_overrides():
     environ = {"ECS_ID_MAPPER_TOKEN": "from-env", "ECS_ID_MAPPER_ALLOW_ANONYMOUS_REPORTS": "Yes"}
     cfg = config.load({"ECS_ID_MAPPER_WORKERS": "3", "bind": "0.0.0.0:80"}, environ=environ)
@@ -37,6 +44,7 @@ def test_environment_then_overrides():
         ("ECS_ID_MAPPER_STORE", "sqlite:///:memory:"),
         ("ECS_ID_MAPPER_WORKERS", "0"),
         ("ECS_ID_MAPPER_WORKERS", "two"),
+        ("ECS_ID_MAPPER_KEEPALIVE", "0"),
         ("ECS_ID_MAPPER_HEALTH_INTERVAL", "-1"),
         ("ECS_ID_MAPPER_HEALTH_INTERVAL", "nan"),
         ("ECS_ID_MAPPER_HEALTH_INTERVAL", "inf"),

@@ -144,6 +144,20 @@ def test_first_seen_is_the_earliest_event_a_delayed_report_carries(client, repor
     assert client.get(f"/query/container_id/{API_ID}/_all").get_json()["first_seen"] == "2026-11-25T14:59:00.000Z"
 
 
+def test_stopped_at_is_the_stop_event_a_delayed_report_carries(client, report):
+    """A state sampled after the stop (a later change, a resync) does not move stopped_at past the stop itself."""
+    report(samples.container(sample_time="2026-11-25T15:00:00Z"))
+    stopped = samples.event("e-3", **{"from": "RUNNING", "to": "STOPPED"}, timestamp="2026-11-25T15:00:05Z")
+    desired = samples.event(
+        "e-4", event="desired_status", **{"from": "RUNNING", "to": "STOPPED"}, timestamp="2026-11-25T15:00:02Z"
+    )
+    report(
+        samples.container(known_status="STOPPED", desired_status="STOPPED", sample_time="2026-11-25T15:00:20Z"),
+        events=[desired, stopped],
+    )
+    assert client.get(f"/query/container_id/{API_ID}/_all").get_json()["stopped_at"] == "2026-11-25T15:00:05.000Z"
+
+
 class TestEvent:
     def test_each_event_id_once(self, client):
         body = {"events": [samples.event("e-1"), samples.event("e-2")]}
