@@ -30,7 +30,7 @@ def wait_for(url: str, timeout: float = 20.0, process: subprocess.Popen | None =
     while True:
         try:
             return requests.get(url, timeout=2)
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not listening yet, or a worker still booting
             if process is not None and process.poll() is not None:
                 raise RuntimeError(f"process exited with {process.returncode} before {url} answered") from None
             if time.monotonic() > deadline:
@@ -58,7 +58,11 @@ class ServerProcess:
             [sys.executable, *self.command], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
         )
         log.close()
-        wait_for(f"{self.url}/health", process=self.process)
+        try:
+            wait_for(f"{self.url}/health", process=self.process)
+        except BaseException:
+            self.stop()  # never leave a server running behind a failed start
+            raise
         return self
 
     def stop(self) -> None:
