@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from server import links
+from server.flags import parse_bool
 from server.store import validate_url
 
 PREFIX = "ECS_ID_MAPPER_"
@@ -54,17 +55,6 @@ class Config:
 NEWRELIC_PLACEHOLDERS = ("account_id", "application_id", "instance_id")
 NEWRELIC_APIS = ("nerdgraph", "rest")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-TRUE = ("1", "true", "yes", "on")
-FALSE = ("0", "false", "no", "off", "")
-
-
-def parse_bool(text: str) -> bool:
-    value = text.strip().lower()
-    if value in TRUE:
-        return True
-    if value in FALSE:
-        return False
-    raise ValueError(f"expected one of {', '.join(TRUE + FALSE[:-1])}, got {text!r}")
 
 
 def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:

@@ -35,7 +35,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 
-from server.config import parse_bool
+from server.flags import parse_bool
 from server.lru import LRU
 from server.store.base import Event, Record, StoreError, StoreUnavailable
 from server.store.boto import MergingStore, Pool, client_config, new_client, number

@@ -78,6 +78,14 @@ def test_unknown_override_is_refused():
         config.load({"colour": "blue"}, environ={})
 
 
+def test_overrides_that_are_not_strings_are_checked_too(make_app, settings):
+    with pytest.raises(ConfigError, match="ECS_ID_MAPPER_WORKERS"):
+        make_app({**settings, "workers": 0})
+    client = make_app({**settings, "token": 12345, "allow_anonymous_reports": False}).test_client()
+    response = client.post("/report/event", json={"events": []}, headers={"Authorization": "Bearer 12345"})
+    assert response.status_code == 200
+
+
 @pytest.mark.parametrize(
     ("variable", "value"),
     [("ECS_ID_MAPPER_WORKERS", "many"), ("ECS_ID_MAPPER_STORE", "mysql://x"), ("ECS_ID_MAPPER_BIND", ":")],

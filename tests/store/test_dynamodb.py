@@ -15,7 +15,7 @@ from server import records
 from server.store import StoreUnavailable, open_store
 from server.store.dynamodb import DynamoDBStore, StoreMissing, encode, record_key
 from tests.store.conftest import REGION, RawBody, Requests
-from tests.store.test_contract import TASK, at, cid, event, record
+from tests.store.samples import TASK, at, cid, event, record
 from tests.support import ROOT, free_port
 
 # --- configuration and the table ---------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from server.store import StoreUnavailable
 from server.store import sdb_items as items
 from server.store.base import Store
 from tests.store.conftest import moto_items
-from tests.store.test_contract import OTHER_TASK, T0, TASK, at, cid, event, record
+from tests.store.samples import OTHER_TASK, T0, TASK, at, cid, event, record
 
 DAY = 86_400
 MINUTES_A_DAY = 24 * 60

@@ -16,7 +16,7 @@ from server.store import StoreUnavailable, open_store
 from server.store import sdb_items as items
 from server.store.sdb import SimpleDBStore
 from tests.store.conftest import REGION, RawBody, Requests, moto_items
-from tests.store.test_contract import TASK, at, cid, event, record
+from tests.store.samples import TASK, at, cid, event, record
 from tests.support import free_port
 
 # --- configuration -----------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from server.store import StoreUnavailable
 from server.store import sdb_items as items
 from server.store.sdb import SimpleDBStore
 from tests.store.conftest import Requests
-from tests.store.test_contract import TASK, at, cid, event, record
+from tests.store.samples import TASK, at, cid, event, record
 
 CONFLICT = {"service_error_code": "ConditionalCheckFailed", "service_message": "Conditional check failed.",
             "http_status_code": 409}  # fmt: skip

@@ -12,7 +12,7 @@ import requests
 from moto.server import ThreadedMotoServer
 
 from tests.server import samples
-from tests.server.conftest import AUTH, TOKEN
+from tests.server.samples import AUTH, TOKEN
 from tests.store.conftest import REGION
 from tests.support import ServerProcess, free_port
 
