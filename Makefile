@@ -23,6 +23,7 @@ bench: $(VENV)/.dev
 		|| echo "wrk is missing: apt-get install wrk (Debian, Ubuntu) or brew install wrk"
 	$(BIN)/python bench/agent_poll.py
 	$(BIN)/python -m bench.sdb_cost
+	$(BIN)/python -m bench.dynamodb_cost
 	$(BIN)/python -m bench.lookup
 
 $(VENV)/bin/python:
