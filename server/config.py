@@ -31,6 +31,7 @@ class Config:
     cadvisor_url: str = "http://{instance_ip}:8080/docker/{container_id}"
     graylog_url: str = ""
     service_names: bool = True
+    newrelic_api: str = "nerdgraph"
     newrelic_api_key: str = ""
     newrelic_account_id: str = ""
     newrelic_api_url: str = "https://api.newrelic.com"
@@ -47,6 +48,7 @@ class Config:
 
 
 NEWRELIC_PLACEHOLDERS = ("account_id", "application_id", "instance_id")
+NEWRELIC_APIS = ("nerdgraph", "rest")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 TRUE = ("1", "true", "yes", "on")
 FALSE = ("0", "false", "no", "off", "")
@@ -91,6 +93,21 @@ def _token(text: str) -> str:
     return text
 
 
+def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text.lower() not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, got {text!r}")
+        return text.lower()
+
+    return parse
+
+
+def _account_id(text: str) -> str:
+    if text and not (text.isascii() and text.isdigit()):
+        raise ValueError(f"expected a numeric New Relic account ID, got {text!r}")
+    return text
+
+
 def _log_level(text: str) -> str:
     if text.upper() not in LOG_LEVELS:
         raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}, got {text!r}")
@@ -111,6 +128,8 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "service_names": parse_bool,
     "cadvisor_url": links.validate_template,
     "graylog_url": links.validate_template,
+    "newrelic_api": _choice(NEWRELIC_APIS),
+    "newrelic_account_id": _account_id,
     "newrelic_api_url": _url,
     "newrelic_instance_url": lambda text: links.validate_template(text, NEWRELIC_PLACEHOLDERS),
     "newrelic_application_url": lambda text: links.validate_template(text, NEWRELIC_PLACEHOLDERS),

@@ -177,6 +177,7 @@ def test_not_configured_names_the_missing_variables():
 def test_configured_client_uses_the_configured_api_and_templates(nr):
     client = from_config(
         config(
+            newrelic_api="rest",
             newrelic_api_key=KEY,
             newrelic_account_id=ACCOUNT,
             newrelic_api_url=API,

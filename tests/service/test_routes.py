@@ -29,6 +29,7 @@ def settings(tmp_path) -> dict:
         "token": TOKEN,
         "newrelic_api_key": NR_KEY,
         "newrelic_account_id": ACCOUNT,
+        "newrelic_api": "rest",
         "newrelic_api_url": NR_API,
     }
 
