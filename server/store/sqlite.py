@@ -30,6 +30,9 @@ CREATE INDEX IF NOT EXISTS containers_by_task ON containers (task_id, container_
 CREATE INDEX IF NOT EXISTS containers_by_service
     ON containers (cluster_name, service_name, task_id, container_name);
 CREATE INDEX IF NOT EXISTS containers_by_last_seen ON containers (last_seen);
+-- Only the running containers, for service discovery: a small index however long the history grows.
+CREATE INDEX IF NOT EXISTS containers_running ON containers (container_id)
+    WHERE json_extract(record, '$.known_status') = 'RUNNING';
 CREATE TABLE IF NOT EXISTS events (
     seq          INTEGER PRIMARY KEY AUTOINCREMENT,
     event_id     TEXT NOT NULL UNIQUE,
@@ -151,6 +154,11 @@ class SQLiteStore(Store):
             " ORDER BY task_id, container_name, container_id",
             (cluster_name, service_name),
         )
+        return [json.loads(r[0]) for r in rows]
+
+    def running_containers(self) -> list[Record]:
+        # The condition is the partial index's own, so that SQLite reads only the index's rows.
+        rows = self._query("SELECT record FROM containers WHERE json_extract(record, '$.known_status') = 'RUNNING'")
         return [json.loads(r[0]) for r in rows]
 
     def update_container(self, container_id: str, fields: Record) -> None:

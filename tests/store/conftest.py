@@ -3,11 +3,12 @@
 The clean environment (no real AWS variables, fake credentials) comes from the autouse fixture in
 ``tests/conftest.py``. Every SimpleDB store made here checks each PutAttributes against SimpleDB's limits and,
 after the test, that no item holds more than 256 name-value pairs. moto enforces neither, nor conditional
-puts: ``strict_moto`` makes it refuse both as SimpleDB does.
+puts: ``strict_moto`` makes it refuse both as SimpleDB does, and serves the store's one Select, which moto lacks.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 import uuid
 from collections import Counter
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 from moto import mock_aws
+from moto.core.responses import ActionResult
 from moto.sdb.models import sdb_backends
 from moto.sdb.responses import SimpleDBResponse
 from moto.server import ThreadedMotoServer
@@ -104,12 +106,37 @@ def _strict_put_attributes(self: SimpleDBResponse) -> Any:
 _MOTO_PUT_ATTRIBUTES = SimpleDBResponse.put_attributes
 _STRICT_LOCK = threading.Lock()
 
+#: The one Select the store makes; moto serves no Select at all.
+_SELECT = re.compile(r"select \* from `([^`]+)` where (\w+) = '([^']*)' limit (\d+)")
+#: Items per page of the Select below: fewer than asked, as SimpleDB answers when a page passes 1 MB, so that
+#: the contract suite follows NextToken.
+SELECT_PAGE = 3
+
+
+def _select(self: SimpleDBResponse) -> Any:
+    """Select for the store's one query shape (an attribute equal to a value), paged by ``SELECT_PAGE``."""
+    match = _SELECT.fullmatch(self._get_param("SelectExpression"))
+    if not match:
+        return _refusal(400, "InvalidQueryExpression", "only the store's own query shape is emulated")
+    domain_name, attribute, value, limit = match.groups()
+    domain = self.sdb_backend._get_domain(domain_name)
+    with _STRICT_LOCK:
+        hits = [
+            {"Name": name, "Attributes": [{"Name": a["Name"], "Value": a["Value"]} for a in item.attributes]}
+            for name, item in sorted(domain.items.items())
+            if any(a["Name"] == attribute and a["Value"] == value for a in item.attributes)
+        ]
+    start = int(self._get_param("NextToken") or 0)
+    end = start + min(int(limit), SELECT_PAGE)
+    return ActionResult({"Items": hits[start:end], **({"NextToken": str(end)} if end < len(hits) else {})})
+
 
 @pytest.fixture(scope="session", autouse=True)
 def strict_moto() -> Iterator[None]:
     """Every moto SimpleDB in the tests (in-process or HTTP server) checks conditions and item sizes."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(SimpleDBResponse, "put_attributes", _strict_put_attributes)
+        patch.setattr(SimpleDBResponse, "select", _select, raising=False)
         yield
 
 
