@@ -16,9 +16,14 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# The lookup benchmark drives wrk: installed here from Debian's packages when missing and we may.
 bench: $(VENV)/.dev
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& apt-get update -qq && apt-get install -y -qq wrk >/dev/null; } \
+		|| echo "wrk is missing: apt-get install wrk (Debian, Ubuntu) or brew install wrk"
 	$(BIN)/python bench/agent_poll.py
 	$(BIN)/python -m bench.sdb_cost
+	$(BIN)/python -m bench.lookup
 
 $(VENV)/bin/python:
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ needed"; exit 1; }
