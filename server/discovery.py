@@ -1,8 +1,10 @@
-"""Prometheus HTTP service discovery from the record: one target group per running container that publishes a port.
+"""``/sd/prometheus``: Prometheus HTTP service discovery from the record, one target group per running container
+that publishes a port.
 
 The answer is what ``http_sd_configs`` reads: a JSON list of ``{"targets": ["HOST:PORT", …], "labels": {…}}``.
 Labels are named like those of Prometheus's own ECS discovery (``__meta_ecs_*``), so relabelling rules written
-for it keep working. Everything here is pure: the route hands in the running records and the filters.
+for it keep working. The answer is built by pure functions from the running records and the filters; the route
+only reads the store once.
 """
 
 from __future__ import annotations
@@ -14,7 +16,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from flask import Blueprint, Response, jsonify, request
+
+from server.errors import ApiError
+from server.state import state
 from server.store import Record
+
+bp = Blueprint("discovery", __name__, url_prefix="/sd")
 
 #: ECS cluster, service and container names: letters, digits, hyphens and underscores, at most 255.
 ECS_NAME = re.compile(r"[A-Za-z0-9_-]{1,255}")
@@ -40,8 +48,10 @@ LABELS = {
 }
 
 
-class FilterError(ValueError):
-    """A query-string filter is malformed; the message says which and why."""
+class FilterError(ApiError):
+    """A query-string filter is malformed; 400, the message says which and why."""
+
+    status = 400
 
 
 @dataclass(frozen=True)
@@ -175,3 +185,9 @@ def _decoded(text: str | None) -> list[Any]:
     except ValueError:
         return []
     return value if isinstance(value, list) else []
+
+
+@bp.get("/prometheus")
+def prometheus() -> Response:
+    filters = Filters.parse(request.args.to_dict(flat=False))  # a bad filter is a 400 before the store is asked
+    return jsonify(target_groups(state().store.running_containers(), filters))

@@ -12,7 +12,9 @@ import pytest
 import yaml
 
 from server.discovery import FilterError, Filters, labels, target_groups, targets
+from server.state import state
 from tests.relabel import relabel, scraped_targets
+from tests.server import samples
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -298,3 +300,52 @@ def test_relabel_semantics_used_by_the_example():
     assert "y" not in partial  # anchored: "ap" does not match "api"
     mapped = relabel(labels_, [{"regex": "__meta_ecs_(.+)_name", "action": "labelmap", "replacement": "ecs_${1}"}])
     assert mapped["ecs_container"] == "app"
+
+
+# Through the route
+
+
+def test_the_route_answers_json_for_what_agents_reported(client, report):
+    empty = client.get("/sd/prometheus")
+    assert (empty.status_code, empty.mimetype, empty.get_json()) == (200, "application/json", [])
+    awsvpc = [{"network_mode": "awsvpc", "ipv4_addresses": ["10.0.2.5"], "ipv6_addresses": []}]
+    report(
+        samples.container(),
+        samples.container(samples.SIDECAR_ID, "sidecar", ports=[], networks=awsvpc),
+        samples.container(samples.MIGRATE_ID, "migrate", known_status="STOPPED"),
+    )
+
+    answer = client.get("/sd/prometheus")
+
+    assert answer.status_code == 200 and answer.mimetype == "application/json"
+    groups = answer.get_json()
+    jsonschema.validate(groups, HTTP_SD_SCHEMA)
+    assert [(g["targets"], g["labels"]["__meta_ecs_container_id"]) for g in groups] == [
+        (["10.0.1.17:49153"], samples.API_ID)
+    ]
+    assert groups[0]["labels"]["__meta_ecs_cluster"] == "default"
+    assert client.get("/sd/prometheus?port=8000&cluster=default").get_json() == groups
+    assert client.get("/sd/prometheus?port=8001").get_json() == []
+
+
+@pytest.mark.parametrize(
+    "query", ["port=http", "cluster=no%20spaces", "cluster=a&cluster=b", "clusters=default", "port="]
+)
+def test_a_bad_filter_is_a_400_json_error(client, query):
+    answer = client.get(f"/sd/prometheus?{query}")
+
+    assert answer.status_code == 400
+    assert answer.get_json()["error"] == "bad_request"
+    assert answer.get_json()["message"]
+
+
+def test_one_store_query_per_request(app, client, monkeypatch):
+    store = state(app).store
+    calls = []
+    for name in ("running_containers", "get_container", "find_containers", "containers_of_task"):
+        original = getattr(store, name)
+        monkeypatch.setattr(store, name, lambda *a, _o=original, _n=name, **k: calls.append(_n) or _o(*a, **k))
+
+    client.get("/sd/prometheus?service=api")
+
+    assert calls == ["running_containers"]

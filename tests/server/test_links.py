@@ -7,7 +7,11 @@ import re
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+import pytest
+
 from server import config, links
+from tests.server import samples
+from tests.server.conftest import TOKEN
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 TASK_ID = "0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e"
@@ -49,3 +53,64 @@ def test_the_grafana_and_datadog_templates_carry_the_container_id():
     assert links.render(configured["datadog"], RECORD) == (
         f"https://app.datadoghq.com/logs?query=container_id%3A{CONTAINER_ID}"
     )
+
+
+# Through the routes
+
+GRAFANA = "https://grafana.example/explore?task={task_id}&c={short_id}"
+
+
+@pytest.fixture
+def settings(store_url) -> dict:
+    return {"store": store_url, "token": TOKEN, "service_names": False, "link_grafana": GRAFANA,
+            "link_kibana": "https://kibana.example/{image_id}/{container_name}"}  # fmt: skip
+
+
+def test_a_configured_link_answers_on_every_link_route(client, report):
+    report(samples.container())
+    expected = f"https://grafana.example/explore?task={samples.TASK_LONG}&c={samples.API_ID[:12]}"
+
+    by_container = client.get(f"/query/container_id/{samples.API_ID[:12]}/grafana")
+    by_task = client.get(f"/query/task_id/{samples.TASK_LONG}/grafana?redir=true")
+    urls = client.get(f"/query/container_id/{samples.API_ID}/urls").get_json()
+    everything = client.get(f"/query/task_id/{samples.TASK_LONG}/_all").get_json()
+
+    assert (by_container.status_code, by_container.get_data(as_text=True)) == (200, expected + "\n")
+    assert (by_task.status_code, by_task.headers["Location"]) == (302, expected)
+    assert urls["grafana"] == expected and "kibana" in urls
+    assert list(urls) == ["cadvisor", "grafana", "kibana"]
+    assert everything["grafana_url"] == expected
+    containers = client.get(f"/query/task_id/{samples.TASK_LONG}/containers").get_json()
+    assert containers[0]["grafana_url"] == expected
+
+
+def test_a_link_lacking_a_value_is_404_naming_field_and_variable(client, report):
+    report(samples.container(image_id=""))
+
+    answer = client.get(f"/query/container_id/{samples.API_ID}/kibana")
+
+    assert answer.status_code == 404
+    assert answer.get_json()["message"] == "the record has no image_id, which ECS_ID_MAPPER_LINK_KIBANA needs"
+    assert "kibana" not in client.get(f"/query/container_id/{samples.API_ID}/urls").get_json()
+
+
+def test_an_unknown_link_is_404_listing_the_links(client, report):
+    report(samples.container())
+
+    for path in (f"/query/container_id/{samples.API_ID}/datadog", f"/query/task_id/{samples.TASK_LONG}/datadog"):
+        answer = client.get(path)
+        assert answer.status_code == 404
+        assert answer.get_json()["message"] == (
+            "no link is called 'datadog'; the links are: cadvisor, graylog, newrelic, grafana, kibana"
+        )
+
+
+def test_every_fixed_segment_beside_the_links_is_reserved(app):
+    fixed = set()
+    for rule in app.url_map.iter_rules():
+        parts = rule.rule.split("/")
+        if rule.rule.startswith(("/query/container_id/<", "/query/task_id/<")) and len(parts) == 5:
+            if "<" not in parts[4]:
+                fixed.add(parts[4])
+    assert fixed  # the routes were found
+    assert fixed <= set(links.RESERVED)
