@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from server import links
+from server.flags import parse_bool
 from server.store import validate_url
 
 PREFIX = "ECS_ID_MAPPER_"
@@ -44,8 +45,12 @@ class Config:
     workers: int = 2
     threads: int = 4
     timeout: int = 30
+    #: Seconds an idle keep-alive connection stays open: longer than a load balancer's idle timeout (an ALB's is
+    #: 60 s by default), so that the balancer, never gunicorn, closes a connection it may be sending on.
+    keepalive: int = 75
     max_body_bytes: int = 4 * 1024 * 1024
     health_interval: float = 5.0
+    retention_days: float = 30.0
     log_level: str = "INFO"
     #: Links added by ``ECS_ID_MAPPER_LINK_<NAME>=TEMPLATE``: lower-case name → template.
     links: Mapping[str, str] = field(default_factory=dict)
@@ -54,17 +59,6 @@ class Config:
 NEWRELIC_PLACEHOLDERS = ("account_id", "application_id", "instance_id")
 NEWRELIC_APIS = ("nerdgraph", "rest")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-TRUE = ("1", "true", "yes", "on")
-FALSE = ("0", "false", "no", "off", "")
-
-
-def parse_bool(text: str) -> bool:
-    value = text.strip().lower()
-    if value in TRUE:
-        return True
-    if value in FALSE:
-        return False
-    raise ValueError(f"expected one of {', '.join(TRUE + FALSE[:-1])}, got {text!r}")
 
 
 def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -75,6 +69,13 @@ def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
         return value
 
     return parse
+
+
+def _not_negative(text: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"must be 0 or more, got {text!r}")
+    return value
 
 
 def _bind(text: str) -> str:
@@ -140,8 +141,10 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "workers": _positive(int),
     "threads": _positive(int),
     "timeout": _positive(int),
+    "keepalive": _positive(int),
     "max_body_bytes": _positive(int),
     "health_interval": _positive(float),
+    "retention_days": _not_negative,
     "log_level": _log_level,
 }
 

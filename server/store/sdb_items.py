@@ -30,6 +30,8 @@ SLOTS = "!slots"
 REVISION = "!rev"
 RECORD_ID = "container_id"
 RECORD_COUNT = "record.n"
+#: Attribute of a record's slot item: the record's ``last_seen``, plain, so that retention can Select on it.
+LAST_SEEN = "last_seen"
 #: Attribute of a record's slot item repeating the record's ``known_status``, so that a Select can find the
 #: running containers (the record itself is chunked JSON, which no query can look into).
 RECORD_STATUS = "known_status"
@@ -103,6 +105,7 @@ def record_attributes(record: dict[str, str]) -> dict[str, str]:
     attrs = {
         RECORD_ID: dumps(record.get("container_id", "")),
         RECORD_COUNT: str(len(parts)),
+        LAST_SEEN: record.get("last_seen", ""),
         RECORD_STATUS: record.get("known_status", ""),
     }
     attrs.update({f"record.{i}": part for i, part in enumerate(parts)})

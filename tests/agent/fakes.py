@@ -198,6 +198,7 @@ class FakeSession:
     def __init__(self) -> None:
         self.routes: dict[tuple[str, str], Handler] = {}
         self.calls: list[tuple[str, str]] = []
+        self.closed = 0  # times its pooled connections were dropped
 
     def route(self, method: str, url: str, handler: Handler | requests.Response) -> None:
         self.routes[(method, url)] = handler if callable(handler) else (lambda _kw, r=handler: r)
@@ -218,6 +219,9 @@ class FakeSession:
 
     def post(self, url: str, **kwargs: Any) -> requests.Response:
         return self.request("POST", url, **kwargs)
+
+    def close(self) -> None:
+        self.closed += 1
 
 
 class Script:
