@@ -5,10 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
@@ -17,28 +14,13 @@ from simhost import SimHostServer
 
 try:
     import server  # noqa: F401 - only to know whether the server is in this checkout
-    from tests.support import ROOT, ServerProcess
+    from tests.support import ROOT, ServerProcess, eventually
 except ImportError:  # pragma: no cover - an agent-only checkout
     pytest.skip("the server package is not importable", allow_module_level=True)
 
 pytestmark = pytest.mark.slow
 
 TOKEN = "e2e-token"
-
-
-def eventually(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    """The first truthy result of `check`, asked every 0.1 s; fails naming `what` after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = check()
-        except requests.ConnectionError:
-            result = None
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        time.sleep(0.1)
 
 
 def start_agent(server_url: str, ecs_host: SimHostServer, spool: Path, log_path: Path) -> subprocess.Popen:

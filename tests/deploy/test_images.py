@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.agent.test_agent_e2e import eventually
 from tests.deploy.dockerfile import Dockerfile, ignored
-from tests.support import ROOT, free_port, wait_for
+from tests.support import ROOT, eventually, free_port, wait_for
 
 HADOLINT = Path(sys.executable).with_name("hadolint")
 SERVER = Dockerfile.read(ROOT / "Dockerfile.server")

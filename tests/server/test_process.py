@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from tests.server import samples
-from tests.server.conftest import AUTH, TOKEN
+from tests.server.samples import AUTH, TOKEN
 from tests.support import ServerProcess
 
 pytestmark = pytest.mark.slow

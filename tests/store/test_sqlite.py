@@ -6,7 +6,7 @@ import json
 import sqlite3
 
 from server.store.sqlite import RECORD_DICTIONARY, SQLiteStore, decode_record, encode_record
-from tests.store.test_contract import TASK, at, cid, event, record
+from tests.store.samples import TASK, at, cid, event, record
 
 # The layout files had before SCHEMA_VERSION 2: a WITHOUT ROWID table of plain JSON records.
 LAYOUT_1 = """
