@@ -3,10 +3,14 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: run test lint bench clean
+.PHONY: run demo test lint bench clean
 
 run: $(VENV)/.runtime
 	$(BIN)/python -m server
+
+# The server, a simulated ECS host and the agent on this machine; prints curl commands; Ctrl-C cleans up.
+demo: $(VENV)/.runtime
+	$(BIN)/python -m simhost.demo
 
 test: $(VENV)/.dev
 	$(BIN)/ruff check .
