@@ -3,10 +3,11 @@ work: one container's life with its events, an unchanged resync of 50, a service
 
 Runs against moto in-process and counts requests with botocore's event hooks. moto answers ``ConsumedCapacity``
 with fixed numbers, so capacity units are computed here from the items' sizes by DynamoDB's rules: a write is one
-unit per started KB of the larger of the old and the new item, plus one per index entry written (two where its key
-changed); a strongly consistent read one unit per started 4 KB (a GetItem of nothing: one), an eventually
-consistent index query half that; a Query rounds its items' total up, a BatchGetItem each item. Records are as
-the agent reports them (host fields, awsvpc network, one port). ``.venv/bin/python -m bench.dynamodb_cost``.
+unit per started KB of the larger of the old and the new item, plus, for each index, one per started KB of the
+entry put when its keys or the attributes it carries changed (and one more where an entry is deleted); a strongly
+consistent read one unit per started 4 KB (a GetItem of nothing: one), an eventually consistent index query half
+that; a Query rounds its items' total up, a BatchGetItem each item. Records are as the agent reports them (host
+fields, awsvpc network, one port). ``.venv/bin/python -m bench.dynamodb_cost``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from moto import mock_aws
 
 from server.records import format_time
 from server.store.base import Store
-from server.store.dynamodb import INDEXES, DynamoDBStore
+from server.store.dynamodb import INDEXES, PROJECTIONS, DynamoDBStore
 from server.store.sdb import SimpleDBStore
 
 T0 = datetime.fromisoformat("2026-11-25T15:00:00.000Z")
@@ -95,6 +96,22 @@ def item_size(item: dict[str, Any]) -> int:
     return size
 
 
+def index_writes(index: str, old: dict[str, Any], new: dict[str, Any]) -> int:
+    """Write units an index takes when ``old`` becomes ``new``: an entry put (by its size), deleted (1), or both
+    when its key changed; none when neither its keys nor the attributes it carries changed."""
+    keys = [name for name, _ in INDEXES[index]]
+    carried = {*keys, "pk", "sk", *PROJECTIONS.get(index, {}).get("NonKeyAttributes", [])}
+
+    def entry(item: dict[str, Any]) -> dict[str, Any] | None:
+        return {a: v for a, v in item.items() if a in carried} if all(k in item for k in keys) else None
+
+    before, after = entry(old), entry(new)
+    if before == after:
+        return 0
+    deleted = 1 if before is not None and (after is None or any(before[k] != after[k] for k in keys)) else 0
+    return deleted + (math.ceil(item_size(after) / 1024) if after is not None else 0)
+
+
 @dataclass
 class Figures:
     requests: int = 0
@@ -119,12 +136,11 @@ class SimpleDBMeter:
 
 @dataclass
 class DynamoDBMeter:
-    """Requests and capacity units of one DynamoDB client; item sizes as this client wrote them."""
+    """Requests and capacity units of one DynamoDB client; items as this client (or ``items``' owner) wrote them."""
 
     store: DynamoDBStore
     figures: Figures = field(default_factory=Figures)
-    sizes: dict[tuple[str, str], int] = field(default_factory=dict)
-    index_keys: dict[tuple[str, str], dict[str, tuple]] = field(default_factory=dict)
+    items: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         events = self.store.client.meta.events
@@ -140,17 +156,13 @@ class DynamoDBMeter:
         if model.name == "PutItem" and "Error" not in parsed:
             item = params["Item"]
             key = (item["pk"]["S"], item["sk"]["S"])
-            size = item_size(item)
-            self.figures.writes += math.ceil(max(size, self.sizes.get(key, 0)) / 1024)
-            self.sizes[key] = size
-            before = self.index_keys.get(key, {})
-            after = {name: tuple(item[a]["S"] for a, _ in keys) for name, keys in INDEXES.items()
-                     if all(a in item for a, _ in keys)}  # fmt: skip
-            for name in set(before) | set(after):
-                changed = (name in before) + (name in after) if before.get(name) != after.get(name) else 0
-                self.figures.writes += changed
-                self.figures.index_writes += changed
-            self.index_keys[key] = after
+            old = self.items.get(key, {})
+            self.figures.writes += math.ceil(max(item_size(item), item_size(old)) / 1024)
+            for name in INDEXES:
+                units = index_writes(name, old, item)
+                self.figures.writes += units
+                self.figures.index_writes += units
+            self.items[key] = item
         elif model.name == "GetItem":
             found = parsed.get("Item")
             units = math.ceil(item_size(found) / 4096) if found else 1
@@ -269,7 +281,7 @@ def main() -> None:
             measure(resync(dynamo), dynamo_meter)
             + measure(
                 [(cold_step, lambda: fresh_dynamo.upsert_containers(FLEET, at(720 + dynamo.last_seen_resolution)))],
-                DynamoDBMeter(fresh_dynamo, sizes=dynamo_meter.sizes, index_keys=dynamo_meter.index_keys),
+                DynamoDBMeter(fresh_dynamo, items=dynamo_meter.items),
             ),
         )
         table("Lookups", measure(lookups(sdb), sdb_meter), measure(lookups(dynamo), dynamo_meter))
@@ -279,10 +291,12 @@ def main() -> None:
         print(
             "\nTargets: a life <= 8 write units, an unchanged resync on a warm worker 0 writes, a lookup <= 1 read unit"
         )
-        print(f"  life: {life_units.writes:g} WCU; lookups: {', '.join(f'{f.reads:g} RCU' for _, f in get_units)}")
-        sizes = dynamo_meter.sizes
-        records = [size for (pk, _), size in sizes.items() if pk.startswith("C#")]
-        events = [size for (pk, _), size in sizes.items() if pk.startswith("E#")]
+        print(f"  life: {life_units.writes:g} WCU, of which {life_units.index_writes:g} to indexes;"
+              f" lookups: {', '.join(f'{f.reads:g} RCU' for _, f in get_units)}")  # fmt: skip
+        print("  (the 'running' index, for service discovery, carries a running container's record: it takes a")
+        print("  write when the container starts and stops running and with every write of a running record)")
+        records = [item_size(item) for (pk, _), item in dynamo_meter.items.items() if pk.startswith("C#")]
+        events = [item_size(item) for (pk, _), item in dynamo_meter.items.items() if pk.startswith("E#")]
         stored = dynamo.get_container(container(1, "", 0)["container_id"])
         text = len(json.dumps(stored, separators=(",", ":")))
         print(f"  item sizes: a record {max(records)} bytes (its JSON {text} bytes before compression),"
