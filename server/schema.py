@@ -1,4 +1,4 @@
-"""Validation of the agent's report bodies (the wire format in README.md).
+"""Validation of the agent's report bodies (the wire format in docs/wire-format.md).
 
 A body is checked whole before anything is stored, so a rejected report leaves no trace. Each check raises
 ApiError(400) with the JSON path of the offending value.

@@ -1,4 +1,4 @@
-"""Report bodies shaped like the agent's, built from the wire format in README.md."""
+"""Report bodies shaped like the agent's, built from the wire format in docs/wire-format.md."""
 
 from __future__ import annotations
 
