@@ -15,7 +15,9 @@ Because of that, each process may remember (a bounded LRU) the records it last r
 report against that copy without reading: a stale copy only costs a refused write and a re-read. Entries that
 hardly ever fill an item (a container in its task's index: ECS allows 10 per task) are put into shard 0
 without reading the family first; only when SimpleDB refuses the put (item full, or the family has more
-shards) is the family read.
+shards) is the family read. Helpers named ``_read_*`` always read SimpleDB; ``_cached_or_read_slots``, on the
+write path only, is the one that consults the cache, so lookups answer the same on every replica. Details and
+request costs: docs/simpledb.md.
 """
 
 from __future__ import annotations
@@ -252,7 +254,7 @@ class SimpleDBStore(Store):
 
     # --- reading buckets and families ----------------------------------------------------------------------
 
-    def _buckets(self, names: Iterable[str]) -> dict[str, list[dict[str, str]]]:
+    def _read_buckets(self, names: Iterable[str]) -> dict[str, list[dict[str, str]]]:
         """The slot items of each bucket, slot 0 first (two rounds: slot 0, then slots it says exist)."""
         names = list(dict.fromkeys(names))
         first = self._parallel(lambda b: self._get("containers", b), names)
@@ -264,11 +266,12 @@ class SimpleDBStore(Store):
             slots[name].append(attrs)
         return slots
 
-    def _records(self, container_ids: Iterable[str]) -> dict[str, Held]:
-        """Stored records by container ID, read now (and remembered for the next report)."""
-        return self._held(self._buckets(items.bucket(c) for c in container_ids), set(container_ids))
+    def _read_records(self, container_ids: Iterable[str]) -> dict[str, Held]:
+        """Stored records by container ID, read now (and remembered for the next report); absent ones left out."""
+        return self._remember_found(self._read_buckets(items.bucket(c) for c in container_ids), set(container_ids))
 
-    def _held(self, buckets: dict[str, list[dict[str, str]]], wanted: set[str]) -> dict[str, Held]:
+    def _remember_found(self, buckets: dict[str, list[dict[str, str]]], wanted: set[str]) -> dict[str, Held]:
+        """The records of ``wanted`` containers in buckets just read, put in the cache for the next report."""
         found = {}
         for name, slot_attrs in buckets.items():
             for slot, attrs in enumerate(slot_attrs):
@@ -279,10 +282,10 @@ class SimpleDBStore(Store):
             self._cache.put(container_id, held)
         return found
 
-    def _load(self, container_ids: list[str]) -> dict[str, Held]:
-        """Each container's record as stored now, or for a new one the free slot of its bucket it will take."""
-        buckets = self._buckets(items.bucket(c) for c in container_ids)
-        found = self._held(buckets, set(container_ids))
+    def _read_slots(self, container_ids: list[str]) -> dict[str, Held]:
+        """Each container's record as read now, or for a new one the free slot of its bucket it will take."""
+        buckets = self._read_buckets(items.bucket(c) for c in container_ids)
+        found = self._remember_found(buckets, set(container_ids))
         # Slot 0 is filled first and never emptied: an empty slot 0 means an empty bucket.
         free = {name: len(slots) if items.RECORD_COUNT in slots[0] else 0 for name, slots in buckets.items()}
         for container_id in container_ids:
@@ -300,12 +303,15 @@ class SimpleDBStore(Store):
             slot += 1
         return slot
 
-    def _known(self, container_ids: list[str]) -> dict[str, Held]:
-        """Records as this process last saw them where it remembers them, else as read now."""
-        hits = {c: held for c in container_ids if (held := self._cache.get(c)) is not None}
-        return {**hits, **self._load([c for c in container_ids if c not in hits])}
+    def _cached_or_read_slots(self, container_ids: list[str]) -> dict[str, Held]:
+        """Like ``_read_slots``, but a record this process remembers is taken from its cache without a read.
 
-    def _families(self, domain: str, names: Iterable[str]) -> dict[str, items.Family]:
+        Only writes use it: a stale copy costs a refused conditional put, after which ``_read_slots`` reads.
+        """
+        hits = {c: held for c in container_ids if (held := self._cache.get(c)) is not None}
+        return {**hits, **self._read_slots([c for c in container_ids if c not in hits])}
+
+    def _read_families(self, domain: str, names: Iterable[str]) -> dict[str, items.Family]:
         names = list(dict.fromkeys(names))
         first = self._parallel(lambda f: self._get(domain, f), names)
         families = {n: items.Family(n, [a]) for n, a in zip(names, first, strict=True)}
@@ -327,7 +333,7 @@ class SimpleDBStore(Store):
         additions = {name: new for name, new in additions.items() if new}
         if not additions:
             return
-        families = read if read is not None else self._families(domain, additions)
+        families = read if read is not None else self._read_families(domain, additions)
         writes, counts = [], []
         for name, new in additions.items():
             by_item, count = families[name].plan(new)
@@ -461,11 +467,11 @@ class SimpleDBStore(Store):
         if not reports:
             return []
         created: list[Record] = []
-        known = self._known(list(reports))
+        slots = self._cached_or_read_slots(list(reports))
         for attempt in range(MERGE_TRIES):
             if attempt:  # another writer changed these since they were read (or remembered): read them again
-                known = self._load(list(reports))
-            changes, first = self._merged(reports, known, now)
+                slots = self._read_slots(list(reports))
+            changes, first = self._merged(reports, slots, now)
             lost = self._save(changes)
             created += [record for cid, record in first.items() if cid not in lost]
             if not lost:
@@ -474,13 +480,13 @@ class SimpleDBStore(Store):
         raise StoreUnavailable("records kept changing under this report; try again")
 
     def _merged(
-        self, reports: dict[str, list[Record]], known: dict[str, Held], now: str
+        self, reports: dict[str, list[Record]], slots: dict[str, Held], now: str
     ) -> tuple[list[tuple[Held, Record]], dict[str, Record]]:
         """The records worth writing after merging each container's entries, and the new ones as first merged."""
         changes: list[tuple[Held, Record]] = []
         first: dict[str, Record] = {}
         for cid, entries in reports.items():
-            held = known[cid]
+            held = slots[cid]
             record = held.record
             for entry in entries:
                 record = records.merge(record, entry, now)
@@ -502,7 +508,7 @@ class SimpleDBStore(Store):
             return 0
         # Events are not put blind: SimpleDB takes one condition per put, and both the event's key (so that a
         # resend is not doubled or renumbered) and the shard count (so that shard 0 stays shardable) need one.
-        logs = self._families("events", by_task)
+        logs = self._read_families("events", by_task)
         additions: dict[str, dict[str, str]] = {}
         for name, batch in by_task.items():
             held = logs[name].entries
@@ -514,26 +520,26 @@ class SimpleDBStore(Store):
 
     def get_container(self, container_id: str) -> Record | None:
         self._ready_to_use()
-        found = self._records([container_id])
+        found = self._read_records([container_id])
         return found[container_id].record if container_id in found else None
 
     def find_containers(self, prefix: str, limit: int) -> list[Record]:
         if not items.is_hex_prefix(prefix):
             raise ValueError(f"expected 12 to 64 lowercase hex digits, got {prefix!r}")
         self._ready_to_use()
-        (slot_attrs,) = self._buckets([prefix[:12]]).values()
+        (slot_attrs,) = self._read_buckets([prefix[:12]]).values()
         found = [r for r in map(items.record_from, slot_attrs) if r and r.get("container_id", "").startswith(prefix)]
         return sorted(found, key=lambda r: r["container_id"])[:limit]
 
     def _task_members(self, task_ids: Iterable[str]) -> dict[str, list[str]]:
         names = {t: items.task_family(t) for t in task_ids}
-        families = self._families("indexes", names.values())
+        families = self._read_families("indexes", names.values())
         return {t: [json.loads(v) for v in families[n].entries.values()] for t, n in names.items()}
 
     def _of_tasks(self, task_ids: Iterable[str]) -> list[Held]:
         members = self._task_members(task_ids)
         wanted = {cid: task for task, cids in members.items() for cid in cids}
-        found = self._records(wanted)
+        found = self._read_records(wanted)
         # An index entry whose record was never written (a report that failed part-way) is skipped.
         return [found[c] for c in wanted if c in found and (found[c].record or {}).get("task_id", "") == wanted[c]]
 
@@ -548,7 +554,7 @@ class SimpleDBStore(Store):
     def containers_of_service(self, cluster_name: str, service_name: str) -> list[Record]:
         self._ready_to_use()
         family = items.service_family(cluster_name, service_name)
-        tasks = [json.loads(v) for v in self._families("indexes", [family])[family].entries.values()]
+        tasks = [json.loads(v) for v in self._read_families("indexes", [family])[family].entries.values()]
         found = [
             record
             for record in self._records_of_tasks(tasks)
@@ -558,7 +564,7 @@ class SimpleDBStore(Store):
 
     def update_container(self, container_id: str, fields: Record) -> None:
         self._ready_to_use()
-        self._set_fields(lambda: self._records([container_id]).values(), fields)
+        self._set_fields(lambda: self._read_records([container_id]).values(), fields)
 
     def update_task(self, task_id: str, fields: Record) -> None:
         self._ready_to_use()
@@ -566,7 +572,7 @@ class SimpleDBStore(Store):
 
     def _events(self, task_id: str) -> list[Event]:
         name = items.task_family(task_id)
-        entries = [json.loads(text) for text in self._families("events", [name])[name].entries.values()]
+        entries = [json.loads(text) for text in self._read_families("events", [name])[name].entries.values()]
         entries.sort(key=lambda e: (e[1].get("timestamp") or "", e[0], e[1].get("event_id", "")))
         return [event for _, event in entries]
 
