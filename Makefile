@@ -3,10 +3,14 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: run test lint bench clean
+.PHONY: run demo test lint bench clean
 
 run: $(VENV)/.runtime
 	$(BIN)/python -m server
+
+# The server, a simulated ECS host and the agent on this machine; prints curl commands; Ctrl-C cleans up.
+demo: $(VENV)/.runtime
+	$(BIN)/python -m simhost.demo
 
 test: $(VENV)/.dev
 	$(BIN)/ruff check .
@@ -16,9 +20,15 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# The lookup benchmark drives wrk: installed here from Debian's packages when missing and we may.
 bench: $(VENV)/.dev
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& apt-get update -qq && apt-get install -y -qq wrk >/dev/null; } \
+		|| echo "wrk is missing: apt-get install wrk (Debian, Ubuntu) or brew install wrk"
 	$(BIN)/python bench/agent_poll.py
 	$(BIN)/python -m bench.sdb_cost
+	$(BIN)/python -m bench.lookup
+	$(BIN)/python -m bench.sd_prometheus
 
 $(VENV)/bin/python:
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ needed"; exit 1; }

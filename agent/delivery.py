@@ -18,6 +18,9 @@ MAX_ATTEMPTS = 5  # for answers that retrying might fix but probably will not (4
 MAX_REQUESTS_PER_CYCLE = 10  # after an outage, drain this many reports per poll at most
 BAD_BODY = (400, 413, 422)  # the server will never take this body: drop it rather than block what follows
 MIN_BODY_BYTES = 64 * 1024  # the smallest report size to fall back to when the server says 413
+# Servers close idle keep-alive connections on their own schedule (gunicorn after 2 s by default), and a report
+# sent on one at that moment is reset, not retried. Below this idle time, a pooled connection is reused.
+MAX_IDLE_REUSE = 1.0
 
 
 class Delivery:
@@ -31,6 +34,7 @@ class Delivery:
         timeout: tuple[float, float],
         backoff: Backoff,
         clock: Callable[[], float] = time.monotonic,
+        max_idle_reuse: float = MAX_IDLE_REUSE,
     ) -> None:
         self.session = session
         self.url = server_url.rstrip("/") + "/report/map"
@@ -41,6 +45,8 @@ class Delivery:
         self.backoff = backoff
         self.clock = clock
         self.next_attempt = 0.0
+        self.max_idle_reuse = max_idle_reuse
+        self._last_request: float | None = None
         self.max_body = MAX_BODY_BYTES  # lowered when the server's body limit turns out smaller
         self._attempts = 0  # of the batch at the head of the outbox, for answers not worth retrying forever
         self._failing = False
@@ -59,6 +65,8 @@ class Delivery:
 
     def _send(self, outbox: Outbox, batch: Batch, timeout: tuple[float, float]) -> bool:
         """One attempt; False when it failed and the next must wait for the backoff."""
+        if self._last_request is not None and self.clock() - self._last_request >= self.max_idle_reuse:
+            self.session.close()  # drops the pooled connections; the next request opens a new one
         try:
             response = self.session.post(
                 self.url, data=batch.body, headers=self.headers, timeout=timeout, allow_redirects=False
@@ -66,6 +74,8 @@ class Delivery:
         except requests.RequestException as exc:
             self._retry(f"{exc.__class__.__name__}: {exc}")
             return False
+        finally:
+            self._last_request = self.clock()
         code = response.status_code
         if 200 <= code < 300:
             outbox.remove(batch)

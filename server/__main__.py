@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import sys
 
+from flask import Flask
 from gunicorn.app.base import BaseApplication
 
 from server import config as config_module
+from server.app import create_app
 from server.store import StoreError, open_store
 
 
@@ -25,6 +27,7 @@ class ServerApplication(BaseApplication):
             "worker_class": "gthread",
             "threads": cfg.threads,
             "timeout": cfg.timeout,
+            "keepalive": cfg.keepalive,
             "limit_request_line": 8190,  # the largest gunicorn allows: long IDs get the app's JSON 400
             "graceful_timeout": 10,
             "accesslog": "-",
@@ -33,16 +36,15 @@ class ServerApplication(BaseApplication):
         }.items():
             self.cfg.set(name, value)
 
-    def load(self):
-        from server import create_app
-
+    def load(self) -> Flask:
         return create_app(self.settings)
 
 
 def main() -> None:
     try:
         cfg = config_module.load()
-        open_store(cfg.store).close()  # schema and reachability checked once, before any worker starts
+        # Schema and reachability checked once, before any worker starts.
+        open_store(cfg.store, cfg.retention_days).close()
     except config_module.ConfigError as exc:
         sys.exit(f"ecs-id-mapper: {exc}")
     except (StoreError, ValueError, OSError) as exc:

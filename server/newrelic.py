@@ -1,7 +1,7 @@
-"""Links into New Relic: the application instance a container runs, and the application of a service.
+"""Links into New Relic: the application a container runs, and the application of a service.
 
-Routes see only ``NewRelicClient``. The one implementation here uses the REST API v2, which New Relic retires
-on 2027-07-31; a NerdGraph client can replace it behind the same two methods without touching the routes.
+Routes see only ``NewRelicClient``. Two implementations: NerdGraph (``server.nerdgraph``, the default) and the
+REST API v2 here, which New Relic retires on 2027-07-31; ``ECS_ID_MAPPER_NEWRELIC_API`` chooses.
 """
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ import string
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, NoReturn
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import requests
 
 from server.config import Config
+from server.errors import ApiError
 
 log = logging.getLogger(__name__)
 
@@ -27,15 +28,10 @@ TIMEOUT = (3.05, 10.0)
 MAX_PAGES = 10
 
 
-class NewRelicError(Exception):
-    """New Relic answered badly or not at all; the API maps this to 502."""
+class NewRelicError(ApiError):
+    """New Relic answered badly or not at all; 502."""
 
     status = 502
-
-    def __init__(self, message: str, **extra: Any):
-        super().__init__(message)
-        self.message = message
-        self.extra = extra
 
 
 class NewRelicNotConfigured(NewRelicError):
@@ -132,7 +128,7 @@ class RestV2Client(NewRelicClient):
         hosts = [h for h in hosts if str(h.get("host", "")).lower() == host] or hosts
         if not hosts:
             raise NewRelicNotFound(f"New Relic application {application.get('name')!r} has no host {host}")
-        instance_ids = {
+        instance_ids: set[Any] = {
             i for h in hosts for i in _links(h).get("application_instances") or [] if isinstance(i, int | str)
         }
         if len(instance_ids) != 1:
@@ -190,7 +186,7 @@ class RestV2Client(NewRelicClient):
             if url is None:
                 break
             response = self._get(url, query)
-            body = _json(response)
+            body = json_body(response)
             page = body.get(key) if isinstance(body, dict) else None
             if not isinstance(page, list) or not all(isinstance(item, dict) for item in page):
                 raise NewRelicError(f"New Relic answered {path} without a list of {key}")
@@ -201,23 +197,10 @@ class RestV2Client(NewRelicClient):
         return items
 
     def _get(self, url: str, params: Mapping[str, str] | None) -> requests.Response:
-        try:
-            response = self.session.get(
-                url, params=params, headers={"X-Api-Key": self._api_key, "Accept": "application/json"},
-                timeout=self.timeout, allow_redirects=False,
-            )  # fmt: skip
-        except requests.Timeout:
-            raise NewRelicError(f"New Relic did not answer within {_seconds(self.timeout)} s") from None
-        except requests.RequestException as exc:
-            raise NewRelicUnavailable(f"New Relic at {self.api_url} is unreachable ({type(exc).__name__})") from None
-        if response.status_code == 200:
-            return response
-        if response.status_code in (401, 403):
-            raise NewRelicError(f"New Relic refused the API key ({response.status_code}): check {API_KEY_VARIABLE}")
-        if response.status_code == 429:
-            raise NewRelicUnavailable("New Relic is rate-limiting requests; try again shortly")
-        title = self._scrub(_error_title(response))
-        raise NewRelicError(f"New Relic answered {response.status_code}" + (f": {title}" if title else ""))
+        return send(
+            self.session, "GET", url, self._api_key, self.timeout,
+            params=params, headers={"X-Api-Key": self._api_key, "Accept": "application/json"},
+        )  # fmt: skip
 
     def _render(self, template: str, application_id: Any, instance_id: Any = None) -> str:
         values = {"account_id": self.account_id, "application_id": application_id, "instance_id": instance_id}
@@ -230,32 +213,42 @@ class RestV2Client(NewRelicClient):
             quoted[name] = quote(str(values[name]), safe="")
         return template.format_map(quoted)
 
-    def _scrub(self, text: str) -> str:
-        return text.replace(self._api_key, "[api key]") if self._api_key else text
+
+def send(
+    session: requests.Session,
+    method: str,
+    url: str,
+    api_key: str,
+    timeout: float | tuple[float, float],
+    **kwargs: Any,
+) -> requests.Response:
+    """One call to a New Relic API, its trouble raised as NewRelicError: 200 or an error with the right status.
+
+    The key never appears in a message: New Relic's own error text is scrubbed of it.
+    """
+    try:
+        response = session.request(method, url, timeout=timeout, allow_redirects=False, **kwargs)
+    except requests.Timeout:
+        raise NewRelicError(f"New Relic did not answer within {_seconds(timeout)} s") from None
+    except requests.RequestException as exc:
+        host = urlsplit(url).netloc
+        raise NewRelicUnavailable(f"New Relic at {host} is unreachable ({type(exc).__name__})") from None
+    if response.status_code == 200:
+        return response
+    if response.status_code in (401, 403):
+        raise NewRelicError(f"New Relic refused the API key ({response.status_code}): check {API_KEY_VARIABLE}")
+    if response.status_code == 429:
+        raise NewRelicUnavailable("New Relic is rate-limiting requests; try again shortly")
+    title = scrub(_error_title(response), api_key)
+    raise NewRelicError(f"New Relic answered {response.status_code}" + (f": {title}" if title else ""))
 
 
-def from_config(config: Config) -> NewRelicClient:
-    """The client the configuration asks for; UnconfiguredClient when the API key or account ID is missing."""
-    missing = [
-        variable
-        for variable, value in (
-            (API_KEY_VARIABLE, config.newrelic_api_key),
-            (ACCOUNT_ID_VARIABLE, config.newrelic_account_id),
-        )
-        if not value
-    ]
-    if missing:
-        return UnconfiguredClient(missing)
-    return RestV2Client(
-        api_key=config.newrelic_api_key,
-        account_id=config.newrelic_account_id,
-        api_url=config.newrelic_api_url,
-        instance_url_template=config.newrelic_instance_url,
-        application_url_template=config.newrelic_application_url,
-    )
+def scrub(text: str, api_key: str) -> str:
+    """``text`` without the API key in it."""
+    return text.replace(api_key, "[api key]") if api_key else text
 
 
-def _json(response: requests.Response) -> Any:
+def json_body(response: requests.Response) -> Any:
     try:
         return response.json()
     except ValueError:
@@ -268,12 +261,17 @@ def _links(item: dict) -> dict:
 
 
 def _error_title(response: requests.Response) -> str:
+    """What a non-200 answer says: REST's ``error.title`` or GraphQL's first ``errors[].message``."""
     try:
         body = response.json()
     except ValueError:
         return ""
-    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(body, dict):
+        return ""
+    error, errors = body.get("error"), body.get("errors")
     title = error.get("title") if isinstance(error, dict) else None
+    if title is None and isinstance(errors, list) and errors and isinstance(errors[0], dict):
+        title = errors[0].get("message")
     return str(title)[:200] if title else ""
 
 

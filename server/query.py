@@ -7,37 +7,20 @@ from __future__ import annotations
 
 from contextlib import suppress
 
-from flask import Blueprint, Response, current_app, jsonify, redirect, request
+from flask import Blueprint, Response, jsonify, request
+from werkzeug.wrappers import Response as BaseResponse
 
 from server import ids, links
-from server.config import parse_bool
 from server.errors import ApiError
+from server.lookups import store_newrelic_url
 from server.records import public
+from server.respond import text, url_answer, wants_redirect
+from server.state import state
 from server.store import Record
 
 bp = Blueprint("query", __name__, url_prefix="/query")
 
 AMBIGUOUS_SHOWN = 10
-
-
-def state():
-    return current_app.extensions["ecs_id_mapper"]
-
-
-def text(*lines: str) -> Response:
-    return Response("".join(f"{line}\n" for line in lines), mimetype="text/plain")
-
-
-def flag(name: str) -> bool:
-    """A true/false query parameter (absent is false); 400 for anything else."""
-    try:
-        return parse_bool(request.args.get(name, ""))
-    except ValueError as exc:
-        raise ApiError(f"{name}: {exc}") from None
-
-
-def wants_redirect() -> bool:
-    return flag("redir")
 
 
 def container_record(raw_id: str) -> Record:
@@ -80,6 +63,18 @@ def task_container(raw_id: str) -> tuple[Record, list[Record]]:
     raise ApiError(f"task has no container named {name!r}; it has: {names}", 404)
 
 
+def link_names() -> list[str]:
+    """Every link name the routes answer: the built-in ones, then those configured with ECS_ID_MAPPER_LINK_*."""
+    return [*links.LINKS, "newrelic", *state().config.links]
+
+
+def link_name(name: str) -> str:
+    """``name`` if it is a link; 404 listing the links otherwise (before any lookup of the record)."""
+    if name not in link_names():
+        raise ApiError(f"no link is called {name!r}; the links are: {', '.join(link_names())}", 404)
+    return name
+
+
 def link_url(name: str, record: Record, lookup: bool = False) -> str:
     """The rendered link, or 404 saying what to configure or what the record lacks.
 
@@ -88,13 +83,13 @@ def link_url(name: str, record: Record, lookup: bool = False) -> str:
     if name == "newrelic":
         if not record.get("newrelic_url"):
             if lookup:
-                from server.service import newrelic_instance_url  # server.service imports this module
-
-                return newrelic_instance_url(record)
+                app_state = state()
+                return store_newrelic_url(app_state.store, app_state.newrelic, record)
             raise ApiError("no New Relic URL is on record for this container", 404)
         return record["newrelic_url"]
-    variable = links.LINKS[name]
-    template = getattr(state().config, f"{name}_url")
+    config = state().config
+    variable = links.variable(name)
+    template = getattr(config, f"{name}_url") if name in links.LINKS else config.links.get(name, "")
     if not template:
         raise ApiError(f"{name} links are not configured: set {variable}", 404)
     try:
@@ -108,16 +103,15 @@ def link_url(name: str, record: Record, lookup: bool = False) -> str:
 def configured_links(record: Record) -> dict[str, str]:
     """Every link this record has, by name; links not configured or lacking a value are left out."""
     urls = {}
-    for name in ("cadvisor", "graylog", "newrelic"):
+    for name in link_names():
         with suppress(ApiError):
             urls[name] = link_url(name, record)
     return urls
 
 
-def link_answer(name: str, record: Record) -> Response:
+def link_answer(name: str, record: Record) -> BaseResponse:
     redirecting = wants_redirect()  # a bad flag is a 400 before any outside lookup
-    url = link_url(name, record, lookup=True)
-    return redirect(url, 302) if redirecting else text(url)
+    return url_answer(link_url(name, record, lookup=True), redirecting)
 
 
 def full_record(record: Record) -> dict:
@@ -144,9 +138,11 @@ def container_all(container_id: str) -> Response:
     return jsonify(full_record(container_record(container_id)))
 
 
-@bp.get("/container_id/<container_id>/<any(cadvisor, graylog, newrelic):link>")
-def container_link(container_id: str, link: str) -> Response:
-    return link_answer(link, container_record(container_id))
+# Fixed segments (``_all``, ``urls``, ``events``) are matched before this rule; configured link names never
+# take one (``links.RESERVED``).
+@bp.get("/container_id/<container_id>/<link>")
+def container_link(container_id: str, link: str) -> BaseResponse:
+    return link_answer(link_name(link), container_record(container_id))
 
 
 @bp.get("/container_id/<container_id>/urls")
@@ -179,10 +175,11 @@ def task_containers(task_id: str) -> Response:
     return jsonify([full_record(r) for r in task_records(task_id)])
 
 
-@bp.get("/task_id/<task_id>/<any(cadvisor, graylog, newrelic):link>")
-def task_link(task_id: str, link: str) -> Response:
+@bp.get("/task_id/<task_id>/<link>")
+def task_link(task_id: str, link: str) -> BaseResponse:
+    name = link_name(link)
     record, _ = task_container(task_id)
-    return link_answer(link, record)
+    return link_answer(name, record)
 
 
 @bp.get("/task_id/<task_id>/urls")

@@ -2,6 +2,13 @@
 
 Each thread keeps its own connection; every write is one ``BEGIN IMMEDIATE`` transaction, so concurrent
 workers serialise on the file lock instead of overwriting each other's merges.
+
+Layout, chosen from measurements (``bench/lookup.py``): ``containers`` is a rowid table whose record is compact
+JSON compressed with zlib against a preset dictionary of the record's field names, about 500 bytes instead of
+1.4 KiB. Rows that small stay inside their B-tree page; a ``WITHOUT ROWID`` table of 1.4 KiB rows spilled each
+into an overflow page of its own and took ~5 KiB per container. The WAL is held to ``WAL_LIMIT``: once a commit
+leaves it larger, that connection checkpoints in full and truncates it, which waits for the readers of the moment
+instead of starving behind an endless stream of them.
 """
 
 from __future__ import annotations
@@ -9,27 +16,34 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+import zlib
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from server import records
 from server.store.base import Event, Record, Store, StoreUnavailable
 
+#: Bumped when the layout changes; older files are converted when opened.
+SCHEMA_VERSION = 3
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS containers (
-    container_id  TEXT PRIMARY KEY,
+    container_id  TEXT NOT NULL UNIQUE,
     task_id       TEXT NOT NULL,
     container_name TEXT NOT NULL DEFAULT '',
     cluster_name  TEXT NOT NULL DEFAULT '',
     service_name  TEXT NOT NULL DEFAULT '',
     last_seen     TEXT NOT NULL DEFAULT '',
-    record        TEXT NOT NULL
-) WITHOUT ROWID;
+    known_status  TEXT NOT NULL DEFAULT '',
+    record        BLOB NOT NULL
+);
 CREATE INDEX IF NOT EXISTS containers_by_task ON containers (task_id, container_name, container_id);
 CREATE INDEX IF NOT EXISTS containers_by_service
     ON containers (cluster_name, service_name, task_id, container_name);
 CREATE INDEX IF NOT EXISTS containers_by_last_seen ON containers (last_seen);
+-- Only the running containers, for service discovery: a small index however long the history grows.
+CREATE INDEX IF NOT EXISTS containers_running ON containers (container_id) WHERE known_status = 'RUNNING';
 CREATE TABLE IF NOT EXISTS events (
     seq          INTEGER PRIMARY KEY AUTOINCREMENT,
     event_id     TEXT NOT NULL UNIQUE,
@@ -41,25 +55,62 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_by_container ON events (container_id, timestamp, seq);
 CREATE INDEX IF NOT EXISTS events_by_task ON events (task_id, timestamp, seq);
 """
+#: What retention's prune scans; created in files of any layout version.
+RETENTION_INDEX = "CREATE INDEX IF NOT EXISTS events_by_time ON events (timestamp)"
 
 # Columns copied out of the record so that lookups are index scans.
-INDEXED = ("task_id", "container_name", "cluster_name", "service_name", "last_seen")
+INDEXED = ("task_id", "container_name", "cluster_name", "service_name", "last_seen", "known_status")
+
+#: The WAL's largest size between checkpoints (and what SQLite truncates it to when it resets it).
+WAL_LIMIT = 32 * 1024 * 1024
+
+#: What records have in common, so that zlib need not spell it out in each. Stored records can only be read
+#: with the very bytes they were written with (zlib checks its Adler-32): never change this text.
+RECORD_DICTIONARY = (
+    "".join(f'"{name}":"' for name in reversed(records.FIELDS))
+    + '"arn:aws:ecs::container-instance/:task/default/Amazon ECS Agent - v1.(sha256:'
+    + '[{"container_port":,"host_port":,"protocol":"tcp"}][{"network_mode":"awsvpc","ipv4_addresses":["'
+    + '"],"ipv6_addresses":[]}]bridgeip-10-.dkr.ecr..amazonaws.com/T00:00:00.000Z","RUNNING","STOPPED"'
+).encode()
+
+
+def encode_record(record: Record) -> bytes:
+    packer = zlib.compressobj(1, zdict=RECORD_DICTIONARY)
+    return packer.compress(json.dumps(record, separators=(",", ":")).encode()) + packer.flush()
+
+
+def decode_record(stored: bytes | str) -> Record:
+    if isinstance(stored, str):  # written before the layout of SCHEMA_VERSION 2
+        return json.loads(stored)
+    return json.loads(zlib.decompressobj(zdict=RECORD_DICTIONARY).decompress(stored))
 
 
 class SQLiteStore(Store):
     kind = "sqlite"
 
-    def __init__(self, path: str, timeout: float = 10.0):
+    def __init__(
+        self,
+        path: str,
+        timeout: float = 10.0,
+        wal_limit: int = WAL_LIMIT,
+        retention_days: float = 0,
+        clock: Callable[[], float] | None = None,
+    ):
         if path in ("", ":memory:"):
             raise ValueError("needs a file path: an in-memory database is not shared between threads")
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.wal_path = Path(f"{self.path}-wal")
         self.timeout = timeout
+        self.wal_limit = wal_limit
+        self.keep_for(retention_days, clock)
         self._local = threading.local()
         with self._errors():
             conn = self._connection()
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(SCHEMA)
+            with self._write() as conn:
+                self._migrate(conn)
+                conn.execute(RETENTION_INDEX)
 
     def _connection(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -67,8 +118,31 @@ class SQLiteStore(Store):
             conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=OFF")
+            conn.execute(f"PRAGMA journal_size_limit={self.wal_limit}")
             self._local.conn = conn
         return conn
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        """Create the tables, or convert those of an older layout (one transaction: all or nothing)."""
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version >= SCHEMA_VERSION:
+            return
+        old = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'containers'").fetchone()
+        if old:
+            conn.execute("ALTER TABLE containers RENAME TO containers_v1")
+            for (index,) in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'containers_v1' AND sql IS NOT NULL"
+            ).fetchall():
+                conn.execute(f"DROP INDEX {index}")
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        if old:
+            for (stored,) in conn.execute("SELECT record FROM containers_v1").fetchall():
+                SQLiteStore._insert(conn, decode_record(stored))
+            conn.execute("DROP TABLE containers_v1")
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
@@ -88,33 +162,67 @@ class SQLiteStore(Store):
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+            self._bound_wal(conn)
+
+    def _bound_wal(self, conn: sqlite3.Connection) -> None:
+        # SQLite's own checkpoint after a commit is PASSIVE: with readers always somewhere in the WAL it never
+        # reaches the end, and the WAL never restarts from its beginning. A TRUNCATE checkpoint waits (busy
+        # timeout) for the readers of this moment to finish, copies everything back and empties the file.
+        try:
+            size = self.wal_path.stat().st_size
+        except FileNotFoundError:
+            return
+        if size > self.wal_limit:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
     def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
         with self._errors():
             return self._connection().execute(sql, args).fetchall()
 
     @staticmethod
-    def _put(conn: sqlite3.Connection, record: Record) -> None:
+    def _insert(conn: sqlite3.Connection, record: Record) -> None:
         conn.execute(
-            "INSERT OR REPLACE INTO containers (container_id, task_id, container_name, cluster_name,"
-            " service_name, last_seen, record) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (record["container_id"], *(record.get(name, "") for name in INDEXED), json.dumps(record)),
+            f"INSERT INTO containers (container_id, {', '.join(INDEXED)}, record)"
+            f" VALUES (?, {', '.join('?' for _ in INDEXED)}, ?)",
+            (record["container_id"], *(record.get(name, "") for name in INDEXED), encode_record(record)),
+        )
+
+    @staticmethod
+    def _update(conn: sqlite3.Connection, record: Record) -> None:
+        conn.execute(
+            f"UPDATE containers SET {', '.join(f'{name} = ?' for name in INDEXED)}, record = ? WHERE container_id = ?",
+            (*(record.get(name, "") for name in INDEXED), encode_record(record), record["container_id"]),
         )
 
     def upsert_containers(self, records_: Iterable[Record], now: str) -> list[Record]:
+        entries = list(records_)
         created = []
         with self._write() as conn:
-            for new in records_:
-                row = conn.execute(
-                    "SELECT record FROM containers WHERE container_id = ?", (new["container_id"],)
-                ).fetchone()
-                old = json.loads(row[0]) if row else None
+            stored = self._records_by_id(conn, {new["container_id"] for new in entries})
+            for new in entries:
+                old = stored.get(new["container_id"])
                 merged = records.merge(old, new, now)
-                if merged != old:
-                    self._put(conn, merged)
                 if old is None:
+                    self._insert(conn, merged)
                     created.append(merged)
+                elif merged != old:
+                    self._update(conn, merged)
+                stored[new["container_id"]] = merged
         return created
+
+    @staticmethod
+    def _records_by_id(conn: sqlite3.Connection, ids: set[str]) -> dict[str, Record]:
+        found: dict[str, Record] = {}
+        listed = sorted(ids)
+        for start in range(0, len(listed), 500):  # SQLite allows 32,766 parameters; keep statements small
+            chunk = listed[start : start + 500]
+            rows = conn.execute(
+                f"SELECT record FROM containers WHERE container_id IN ({','.join('?' * len(chunk))})", chunk
+            ).fetchall()
+            for (stored,) in rows:
+                record = decode_record(stored)
+                found[record["container_id"]] = record
+        return found
 
     def add_events(self, events: Iterable[Event]) -> int:
         with self._write() as conn:
@@ -128,22 +236,22 @@ class SQLiteStore(Store):
 
     def get_container(self, container_id: str) -> Record | None:
         rows = self._query("SELECT record FROM containers WHERE container_id = ?", (container_id,))
-        return json.loads(rows[0][0]) if rows else None
+        return decode_record(rows[0][0]) if rows else None
 
     def find_containers(self, prefix: str, limit: int) -> list[Record]:
-        # 'g' sorts after every hex digit: the prefix becomes a range scan on the primary key.
+        # 'g' sorts after every hex digit: the prefix becomes a range scan on the container ID's index.
         rows = self._query(
             "SELECT record FROM containers WHERE container_id >= ? AND container_id < ? ORDER BY container_id LIMIT ?",
             (prefix, prefix + "g", limit),
         )
-        return [json.loads(r[0]) for r in rows]
+        return [decode_record(r[0]) for r in rows]
 
     def containers_of_task(self, task_id: str) -> list[Record]:
         rows = self._query(
             "SELECT record FROM containers WHERE task_id = ? ORDER BY container_name, container_id",
             (task_id,),
         )
-        return [json.loads(r[0]) for r in rows]
+        return [decode_record(r[0]) for r in rows]
 
     def containers_of_service(self, cluster_name: str, service_name: str) -> list[Record]:
         rows = self._query(
@@ -151,19 +259,24 @@ class SQLiteStore(Store):
             " ORDER BY task_id, container_name, container_id",
             (cluster_name, service_name),
         )
-        return [json.loads(r[0]) for r in rows]
+        return [decode_record(r[0]) for r in rows]
+
+    def running_containers(self) -> list[Record]:
+        # The condition is the partial index's own, so that SQLite reads only the index's rows.
+        rows = self._query("SELECT record FROM containers WHERE known_status = 'RUNNING'")
+        return [decode_record(r[0]) for r in rows]
 
     def update_container(self, container_id: str, fields: Record) -> None:
         with self._write() as conn:
             row = conn.execute("SELECT record FROM containers WHERE container_id = ?", (container_id,)).fetchone()
             if row:
-                self._put(conn, {**json.loads(row[0]), **fields})
+                self._update(conn, {**decode_record(row[0]), **fields})
 
     def update_task(self, task_id: str, fields: Record) -> None:
         with self._write() as conn:
             rows = conn.execute("SELECT record FROM containers WHERE task_id = ?", (task_id,)).fetchall()
             for (row,) in rows:
-                self._put(conn, {**json.loads(row), **fields})
+                self._update(conn, {**decode_record(row), **fields})
 
     def _events(self, column: str, value: str) -> list[Event]:
         rows = self._query(f"SELECT event FROM events WHERE {column} = ? ORDER BY timestamp, seq", (value,))
@@ -174,6 +287,25 @@ class SQLiteStore(Store):
 
     def events_of_task(self, task_id: str) -> list[Event]:
         return self._events("task_id", task_id)
+
+    def prune(self, limit: int) -> int:
+        # One short transaction per call: requests wait at most for this batch, never for the whole prune.
+        if not self.retention:
+            return 0
+        cutoff = self.cutoff()
+        with self._write() as conn:
+            gone = conn.execute(
+                "SELECT container_id FROM containers WHERE last_seen < ? LIMIT ?", (cutoff, limit)
+            ).fetchall()
+            conn.executemany("DELETE FROM containers WHERE container_id = ?", gone)
+            conn.executemany("DELETE FROM events WHERE container_id = ?", gone)
+            # Events as old whose container is not on record (reported alone, or its record already gone).
+            conn.execute(
+                "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE timestamp < ?"
+                " AND container_id NOT IN (SELECT container_id FROM containers) LIMIT ?)",
+                (cutoff, limit),
+            )
+        return len(gone)
 
     def ping(self) -> None:
         self._query("SELECT 1 FROM containers LIMIT 1")

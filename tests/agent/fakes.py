@@ -155,6 +155,7 @@ class FakeSession:
     def __init__(self) -> None:
         self.routes: dict[tuple[str, str], Handler] = {}
         self.calls: list[tuple[str, str]] = []
+        self.closed = 0  # times its pooled connections were dropped
 
     def route(self, method: str, url: str, handler: Handler | requests.Response) -> None:
         self.routes[(method, url)] = handler if callable(handler) else (lambda _kw, r=handler: r)
@@ -175,6 +176,9 @@ class FakeSession:
 
     def post(self, url: str, **kwargs: Any) -> requests.Response:
         return self.request("POST", url, **kwargs)
+
+    def close(self) -> None:
+        self.closed += 1
 
 
 class Script:

@@ -2,11 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from server import create_app
 from tests.server import samples
-
-TOKEN = "s3cret-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
+from tests.server.samples import AUTH, TOKEN
 
 
 @pytest.fixture
@@ -21,10 +18,8 @@ def settings(store_url) -> dict:
 
 
 @pytest.fixture
-def app(settings):
-    app = create_app(settings)
-    yield app
-    app.extensions["ecs_id_mapper"].store.close()
+def app(make_app, settings):
+    return make_app(settings)
 
 
 @pytest.fixture

@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import threading
 
-from server.health import HealthCheck
+from server.state import state
 from server.store import Store, StoreUnavailable
+from server.store.health import HealthCheck
+from tests.clock import Clock
 
 
 class FlakyStore:
@@ -17,14 +19,6 @@ class FlakyStore:
         self.pings += 1
         if not self.up:
             raise StoreUnavailable("down")
-
-
-class Clock:
-    def __init__(self):
-        self.now = 100.0
-
-    def __call__(self):
-        return self.now
 
 
 def test_store_is_asked_at_most_once_per_interval():
@@ -49,7 +43,7 @@ def test_health_route_ok(client):
 
 
 def test_health_route_503_when_the_store_fails(app, client, monkeypatch):
-    store: Store = app.extensions["ecs_id_mapper"].store
+    store: Store = state(app).store
 
     def down():
         raise StoreUnavailable("disk on fire")
@@ -61,7 +55,7 @@ def test_health_route_503_when_the_store_fails(app, client, monkeypatch):
 
 
 def test_queries_answer_503_when_the_store_fails(app, client, monkeypatch):
-    store = app.extensions["ecs_id_mapper"].store
+    store = state(app).store
 
     def down(*args):
         raise StoreUnavailable("disk on fire")

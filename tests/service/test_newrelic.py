@@ -6,10 +6,9 @@ import logging
 
 import pytest
 import requests
-import responses
 from responses import matchers
 
-from server.config import Config, load
+from server.app import newrelic_client
 from server.newrelic import (
     NewRelicAmbiguous,
     NewRelicError,
@@ -18,8 +17,8 @@ from server.newrelic import (
     NewRelicUnavailable,
     RestV2Client,
     UnconfiguredClient,
-    from_config,
 )
+from tests.service.helpers import config
 
 API = "http://127.0.0.1:9"
 KEY = "NRAK-SECRETKEY0123456789"
@@ -32,12 +31,6 @@ INSTANCE_URL = f"https://rpm.newrelic.com/accounts/{ACCOUNT}/applications/41/ins
 @pytest.fixture
 def newrelic() -> RestV2Client:
     return RestV2Client(KEY, ACCOUNT, API, timeout=0.5)
-
-
-@pytest.fixture
-def nr():
-    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
-        yield mock
 
 
 def get(nr, path: str, body: object, params: dict | None = None, status: int = 200) -> None:
@@ -164,19 +157,20 @@ def test_trouble_upstream(newrelic, nr, caplog, answer, error, status, message):
 
 
 def test_not_configured_names_the_missing_variables():
-    client = from_config(config(newrelic_account_id=ACCOUNT))
+    client = newrelic_client(config(newrelic_account_id=ACCOUNT))
 
     assert isinstance(client, UnconfiguredClient)
     with pytest.raises(NewRelicNotConfigured, match=r"set ECS_ID_MAPPER_NEWRELIC_API_KEY$") as caught:
         client.instance_url(SHORT_ID)
     assert caught.value.status == 404
     with pytest.raises(NewRelicNotConfigured, match="API_KEY and ECS_ID_MAPPER_NEWRELIC_ACCOUNT_ID"):
-        from_config(config()).application_url("web")
+        newrelic_client(config()).application_url("web")
 
 
 def test_configured_client_uses_the_configured_api_and_templates(nr):
-    client = from_config(
+    client = newrelic_client(
         config(
+            newrelic_api="rest",
             newrelic_api_key=KEY,
             newrelic_account_id=ACCOUNT,
             newrelic_api_url=API,
@@ -186,7 +180,3 @@ def test_configured_client_uses_the_configured_api_and_templates(nr):
     get(nr, "/v2/applications.json", {"applications": [{"id": 41, "name": "web"}]})
 
     assert client.application_url("web") == f"https://one.eu.newrelic.com/apps/41?account={ACCOUNT}"
-
-
-def config(**values: str) -> Config:
-    return load(values, environ={})

@@ -1,0 +1,149 @@
+"""What only the SQLite store has: its on-disk layout, the conversion of older files, the bounded WAL."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from server.store.sqlite import RECORD_DICTIONARY, SCHEMA_VERSION, SQLiteStore, decode_record, encode_record
+from tests.store.samples import TASK, at, cid, event, record
+
+# The layout files had before SCHEMA_VERSION 2: a WITHOUT ROWID table of plain JSON records.
+LAYOUT_1 = """
+CREATE TABLE containers (
+    container_id TEXT PRIMARY KEY, task_id TEXT NOT NULL, container_name TEXT NOT NULL DEFAULT '',
+    cluster_name TEXT NOT NULL DEFAULT '', service_name TEXT NOT NULL DEFAULT '',
+    last_seen TEXT NOT NULL DEFAULT '', record TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX containers_by_task ON containers (task_id, container_name, container_id);
+CREATE INDEX containers_by_service ON containers (cluster_name, service_name, task_id, container_name);
+CREATE INDEX containers_by_last_seen ON containers (last_seen);
+CREATE TABLE events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE, container_id TEXT NOT NULL,
+    task_id TEXT NOT NULL, timestamp TEXT NOT NULL, event TEXT NOT NULL
+);
+CREATE INDEX events_by_container ON events (container_id, timestamp, seq);
+CREATE INDEX events_by_task ON events (task_id, timestamp, seq);
+"""
+
+
+def stored(n: int = 1) -> dict:
+    return {**record(n, service_name="api"), "first_seen": at(0), "last_seen": at(1)}
+
+
+def test_a_file_of_the_older_layout_is_converted_and_keeps_everything(tmp_path):
+    path = tmp_path / "old.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(LAYOUT_1)
+    for n in (1, 2):
+        rec = stored(n)
+        old.execute(
+            "INSERT INTO containers VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (rec["container_id"], TASK, rec["container_name"], "default", "api", rec["last_seen"], json.dumps(rec)),
+        )
+    ev = event("e-1")
+    old.execute(
+        "INSERT INTO events (event_id, container_id, task_id, timestamp, event) VALUES (?, ?, ?, ?, ?)",
+        (ev["event_id"], ev["container_id"], TASK, ev["timestamp"], json.dumps(ev)),
+    )
+    old.commit()
+    old.close()
+
+    store = SQLiteStore(str(path))
+    assert store.get_container(cid(1)) == stored(1)
+    assert [r["container_id"] for r in store.containers_of_task(TASK)] == [cid(1), cid(2)]
+    assert [r["container_id"] for r in store.containers_of_service("default", "api")] == [cid(1), cid(2)]
+    assert store.events_of_task(TASK) == [ev]
+    store.upsert_containers([record(3)], at(2))
+    assert len(store.containers_of_task(TASK)) == 3
+    assert len(store.running_containers()) == 3
+    store.close()
+
+    check = sqlite3.connect(path)
+    assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    (table,) = check.execute("SELECT sql FROM sqlite_master WHERE name = 'containers'").fetchone()
+    assert "WITHOUT ROWID" not in table
+    assert check.execute("SELECT count(*) FROM sqlite_master WHERE name = 'containers_v1'").fetchone()[0] == 0
+    assert all(isinstance(r, bytes) for (r,) in check.execute("SELECT record FROM containers"))
+    check.close()
+
+
+# The layout of SCHEMA_VERSION 2: compressed records, no known_status column.
+LAYOUT_2 = """
+CREATE TABLE containers (
+    container_id TEXT NOT NULL UNIQUE, task_id TEXT NOT NULL, container_name TEXT NOT NULL DEFAULT '',
+    cluster_name TEXT NOT NULL DEFAULT '', service_name TEXT NOT NULL DEFAULT '',
+    last_seen TEXT NOT NULL DEFAULT '', record BLOB NOT NULL
+);
+CREATE INDEX containers_by_task ON containers (task_id, container_name, container_id);
+CREATE INDEX containers_by_service ON containers (cluster_name, service_name, task_id, container_name);
+CREATE INDEX containers_by_last_seen ON containers (last_seen);
+CREATE TABLE events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE, container_id TEXT NOT NULL,
+    task_id TEXT NOT NULL, timestamp TEXT NOT NULL, event TEXT NOT NULL
+);
+PRAGMA user_version = 2;
+"""
+
+
+def test_a_file_without_the_status_column_learns_which_containers_run(tmp_path):
+    path = tmp_path / "v2.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(LAYOUT_2)
+    for rec in (stored(1), {**stored(2), "known_status": "STOPPED"}):
+        old.execute(
+            "INSERT INTO containers VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (rec["container_id"], TASK, rec["container_name"], "default", "api", rec["last_seen"], encode_record(rec)),
+        )
+    old.commit()
+    old.close()
+
+    store = SQLiteStore(str(path))
+    assert [r["container_id"] for r in store.running_containers()] == [cid(1)]
+    (plan,) = store._query("EXPLAIN QUERY PLAN SELECT record FROM containers WHERE known_status = 'RUNNING'")
+    assert "USING INDEX containers_running" in plan[-1]
+    store.close()
+
+
+def test_opening_a_current_file_again_changes_nothing(tmp_path):
+    path = str(tmp_path / "s.sqlite3")
+    first = SQLiteStore(path)
+    first.upsert_containers([record(1)], at(1))
+    first.close()
+    again = SQLiteStore(path)
+    assert again.get_container(cid(1))["first_seen"] == at(0)
+    again.close()
+
+
+def test_a_record_is_stored_compressed_and_read_back_whole():
+    rec = {**stored(), "image": "registry.example/ünïcode:1", "networks": '[{"network_mode":"awsvpc"}]'}
+    packed = encode_record(rec)
+    assert len(packed) < len(json.dumps(rec)) / 2
+    assert decode_record(packed) == rec
+    assert decode_record(json.dumps(rec)) == rec  # a record written by the older layout
+
+
+def test_the_record_dictionary_is_the_one_stored_records_were_written_with():
+    # Records on disk can only be read with these exact bytes (zlib checks their Adler-32).
+    import zlib
+
+    assert zlib.adler32(RECORD_DICTIONARY) == 0x2F72FECF
+
+
+def test_the_wal_stays_within_its_limit_while_reports_pour_in(tmp_path):
+    limit = 256 * 1024
+    store = SQLiteStore(str(tmp_path / "wal.sqlite3"), wal_limit=limit)
+    reader = SQLiteStore(str(tmp_path / "wal.sqlite3"))
+    wal = tmp_path / "wal.sqlite3-wal"
+    conn = store._connection()
+    assert conn.execute("PRAGMA journal_size_limit").fetchone()[0] == limit
+    largest = 0
+    for batch in range(40):
+        store.upsert_containers([record(batch * 50 + n, name=f"c{n}") for n in range(50)], at(batch))
+        assert reader.get_container(cid(batch * 50)) is not None
+        largest = max(largest, wal.stat().st_size)
+    # SQLite alone would let it grow to its 1,000-page autocheckpoint (about 4 MiB) before starting over.
+    assert largest <= limit
+    assert len(reader.find_containers(cid(0)[:12], 10)) == 1
+    store.close()
+    reader.close()
