@@ -27,6 +27,7 @@ class ServerApplication(BaseApplication):
             "worker_class": "gthread",
             "threads": cfg.threads,
             "timeout": cfg.timeout,
+            "keepalive": cfg.keepalive,
             "limit_request_line": 8190,  # the largest gunicorn allows: long IDs get the app's JSON 400
             "graceful_timeout": 10,
             "accesslog": "-",
@@ -42,7 +43,8 @@ class ServerApplication(BaseApplication):
 def main() -> None:
     try:
         cfg = config_module.load()
-        open_store(cfg.store).close()  # schema and reachability checked once, before any worker starts
+        # Schema and reachability checked once, before any worker starts.
+        open_store(cfg.store, cfg.retention_days).close()
     except config_module.ConfigError as exc:
         sys.exit(f"ecs-id-mapper: {exc}")
     except (StoreError, ValueError, OSError) as exc:

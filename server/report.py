@@ -12,7 +12,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from server import schema
 from server.errors import ApiError
-from server.records import utc_now, with_first_seen
+from server.records import utc_now, with_event_times
 from server.state import state
 
 bp = Blueprint("report", __name__, url_prefix="/report")
@@ -57,7 +57,7 @@ def report_map() -> Response:
     containers, events, full = schema.map_report(body())
     app_state = state()
     store = app_state.store
-    created = store.upsert_containers(with_first_seen(containers, events), utc_now())
+    created = store.upsert_containers(with_event_times(containers, events), utc_now())
     if app_state.config.service_names:
         app_state.service_names.submit(created)  # queued for the worker; returns at once
     new_events = store.add_events(events) if events else 0

@@ -7,9 +7,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+import pytest
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,7 +30,7 @@ def wait_for(url: str, timeout: float = 20.0, process: subprocess.Popen | None =
     while True:
         try:
             return requests.get(url, timeout=2)
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not listening yet, or a worker still booting
             if process is not None and process.poll() is not None:
                 raise RuntimeError(f"process exited with {process.returncode} before {url} answered") from None
             if time.monotonic() > deadline:
@@ -56,7 +58,11 @@ class ServerProcess:
             [sys.executable, *self.command], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
         )
         log.close()
-        wait_for(f"{self.url}/health", process=self.process)
+        try:
+            wait_for(f"{self.url}/health", process=self.process)
+        except BaseException:
+            self.stop()  # never leave a server running behind a failed start
+            raise
         return self
 
     def stop(self) -> None:
@@ -76,3 +82,18 @@ class ServerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def eventually(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
+    """The first truthy result of `check`, asked every 0.1 s; fails naming `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = check()
+        except requests.ConnectionError:
+            result = None
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what}")
+        time.sleep(0.1)
