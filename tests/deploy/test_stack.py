@@ -9,20 +9,24 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore
+import botocore.session
 import pytest
 from moto import mock_aws
 from moto.core.utils import pascal_to_camelcase, remap_nested_keys
 from moto.ecs import models as moto_ecs
 
 from server import create_app
+from server.retention import Pruner
+from server.state import state
 from tests.server import samples
 from tests.service import helpers
-from tests.support import ROOT
+from tests.support import ROOT, eventually
 
 TEMPLATE = ROOT / "deploy" / "cloudformation.yaml"
 CFN_LINT = Path(sys.executable).with_name("cfn-lint")
@@ -80,33 +84,21 @@ def recording_operations() -> Iterator[set[str]]:
         yield called
 
 
-def eventually(check: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        time.sleep(0.05)
-    return result
-
-
-@pytest.fixture
-def server_operations(monkeypatch: pytest.MonkeyPatch) -> set[str]:
-    """The operations the server called while it took reports and answered every kind of query, on the
-    SimpleDB store and the ECS API of moto, with a fresh account (so the store creates its domains)."""
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)  # the server's ECS client's region, where the tasks run
-    with mock_aws():
-        (arn,) = helpers.run_tasks(boto3.client("ecs", region_name=REGION), ["service:web"])
-        with recording_operations() as called:
-            drive(helpers.CLUSTER, arn)
+def server_operations(store_url: str, task_arn: str) -> set[str]:
+    """The operations the server called while it took reports, answered every kind of query and pruned expired
+    containers, on a store and on ECS in moto, with a fresh account (so a SimpleDB store creates its domains)."""
+    with recording_operations() as called:
+        drive(store_url, helpers.CLUSTER, task_arn)
     return set(called)
 
 
-def drive(cluster: str, task_arn: str) -> None:
-    """Reports and every kind of query, as agents and users send them, to an app on a fresh SimpleDB store."""
+def drive(store_url: str, cluster: str, task_arn: str) -> None:
+    """Reports and every kind of query, as agents and users send them, then a retention prune."""
     container_id, task_id = samples.API_ID, task_arn.rsplit("/", 1)[1]
-    # moto serves SimpleDB in-process only in some regions, such as us-west-2.
-    client = create_app({"store": "sdb://mapper?region=us-west-2", "token": TOKEN}).test_client()
-    body = samples.map_report(samples.container(task_arn=task_arn), events=[samples.event("e-1", task_id=task_id)])
+    app = create_app({"store": store_url, "token": TOKEN})
+    client = app.test_client()
+    containers = [samples.container(task_arn=task_arn), samples.container(samples.SIDECAR_ID, "log", task_arn=task_arn)]
+    body = samples.map_report(*containers, events=[samples.event("e-1", task_id=task_id)])
     body["host"]["cluster_name"] = cluster
     assert client.post("/report/map", json=body, headers=AUTH).status_code == 200
     events = {"events": [samples.event("e-2", task_id=task_id)]}
@@ -121,35 +113,54 @@ def drive(cluster: str, task_arn: str) -> None:
         f"/query/task_id/{task_id}/_all",
         f"/query/task_id/{task_id}/events",
         f"/query/service/{cluster}/web/_all?include_stopped=true",
+        "/sd/prometheus",
         "/health",
     ):
         assert client.get(path).status_code == 200, path
+    store = state(app).store
+    if not store.expires_itself:  # DynamoDB's TTL removes expired items; the other stores prune them
+        store.clock = lambda: time.time() + store.retention + 86_400
+        assert Pruner(store).run_once() == 2
+    state(app).close()
 
 
 def operations_named_in_code() -> set[str]:
-    """Every AWS operation the server's source names in a ``_call("operation", ...)``, as ``service:Name``."""
-    names: set[str] = set()
+    """The AWS operations the server's source calls, as IAM actions: each module's ``client.METHOD(...)`` and
+    ``_call("METHOD", ...)``, in the service of the client the module makes (``new_client("sdb", ...)``)."""
+    methods = client_methods()
+    found: set[str] = set()
     for path in (ROOT / "server").rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if (
-                isinstance(node, ast.Call)
-                and isinstance(node.func, ast.Attribute)
-                and node.func.attr == "_call"
-                and node.args
-                and isinstance(node.args[0], ast.Constant)
-            ):
-                names.add(node.args[0].value)
-    return names
-
-
-def as_actions(method: str) -> set[str]:
-    """The IAM actions a boto3 method name stands for, in the services the server uses."""
-    found = set()
-    for prefix in ("sdb", "ecs", "dynamodb"):
-        mapping = boto3.client(prefix, region_name=REGION).meta.method_to_api_mapping
-        if method in mapping:
-            found.add(f"{prefix}:{mapping[method]}")
+        calls = [node for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Call)]
+        services = {
+            call.args[0].value
+            for call in calls
+            if ast.unparse(call.func).endswith("client") and call.args and isinstance(call.args[0], ast.Constant)
+        } & set(methods)
+        for call in calls:
+            if not isinstance(call.func, ast.Attribute):
+                continue
+            if call.func.attr == "_call" and call.args and isinstance(call.args[0], ast.Constant):
+                method = call.args[0].value
+            elif ast.unparse(call.func.value).endswith("client"):
+                method = call.func.attr
+            else:
+                continue
+            found |= {methods[service][method] for service in services if method in methods[service]}
     return found
+
+
+def client_methods() -> dict[str, dict[str, str]]:
+    """For each service the server uses, its boto3 methods → IAM actions (``"select"`` → ``"sdb:Select"``)."""
+    session = botocore.session.get_session()
+    methods = {}
+    for service in ("sdb", "ecs", "dynamodb"):
+        model = session.get_service_model(service)
+        methods[service] = {botocore.xform_name(op): f"{model.signing_name}:{op}" for op in model.operation_names}
+    return methods
+
+
+#: What the server calls only when its store URL says create=true, which the stack's own table makes unneeded.
+CREATING_A_TABLE = {"dynamodb:CreateTable", "dynamodb:UpdateTimeToLive"}
 
 
 # The stack in moto -----------------------------------------------------------------------------------------------
@@ -196,8 +207,9 @@ def moto_ecs_takes_every_property(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def deployed(moto_ecs_takes_every_property) -> Iterator[dict[str, Any]]:
-    """The stack created in moto's CloudFormation in an account that has the VPC, cluster and secret it needs."""
+def account(moto_ecs_takes_every_property) -> Iterator[dict[str, str]]:
+    """A moto account with what the stack needs: a VPC with two subnets, the cluster (running one task of service
+    ``web``), the token as a secret. Its stack parameters, but the store's."""
     with mock_aws():
         ec2 = boto3.client("ec2", region_name=REGION)
         vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
@@ -205,35 +217,45 @@ def deployed(moto_ecs_takes_every_property) -> Iterator[dict[str, Any]]:
             ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{n}.0/24", AvailabilityZone=f"{REGION}{zone}")["Subnet"]
             for n, zone in ((1, "a"), (2, "b"))
         ]
-        boto3.client("ecs", region_name=REGION).create_cluster(clusterName=helpers.CLUSTER)
+        (task_arn,) = helpers.run_tasks(boto3.client("ecs", region_name=REGION), ["service:web"])
         secret = boto3.client("secretsmanager", region_name=REGION).create_secret(
             Name="ecs-id-mapper/token", SecretString=TOKEN
         )["ARN"]
-        parameters = {
+        yield {
             "ClusterName": helpers.CLUSTER,
             "VpcId": vpc,
             "Subnets": ",".join(s["SubnetId"] for s in subnets),
             "ClientCidr": "10.0.0.0/16",
             "ServerImage": "123456789012.dkr.ecr.eu-central-1.amazonaws.com/ecs-id-mapper-server:1.0",
             "AgentImage": "123456789012.dkr.ecr.eu-central-1.amazonaws.com/ecs-id-mapper-agent:1.0",
-            "StoreUrl": f"sdb://mapper?region={REGION}",
             "TokenArn": secret,
+            "task_arn": task_arn,
         }
-        cloudformation = boto3.client("cloudformation", region_name=REGION)
-        cloudformation.create_stack(
-            StackName=STACK,
-            TemplateBody=TEMPLATE.read_text(),
-            Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
-            Capabilities=["CAPABILITY_IAM"],
-        )
-        (stack,) = cloudformation.describe_stacks(StackName=STACK)["Stacks"]
-        assert stack["StackStatus"] == "CREATE_COMPLETE", stack.get("StackStatusReason")
-        resources = cloudformation.list_stack_resources(StackName=STACK)["StackResourceSummaries"]
-        yield {
-            "parameters": parameters,
-            "outputs": {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]},
-            "resources": {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in resources},
-        }
+
+
+def deploy(account: dict[str, str], **parameters: str) -> dict[str, Any]:
+    """The stack created in moto's CloudFormation: its parameters, outputs and resources' physical IDs."""
+    parameters = {k: v for k, v in account.items() if k[0].isupper()} | parameters
+    cloudformation = boto3.client("cloudformation", region_name=REGION)
+    cloudformation.create_stack(
+        StackName=STACK,
+        TemplateBody=TEMPLATE.read_text(),
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+        Capabilities=["CAPABILITY_IAM"],
+    )
+    (stack,) = cloudformation.describe_stacks(StackName=STACK)["Stacks"]
+    assert stack["StackStatus"] == "CREATE_COMPLETE", stack.get("StackStatusReason")
+    resources = cloudformation.list_stack_resources(StackName=STACK)["StackResourceSummaries"]
+    return {
+        "parameters": parameters,
+        "outputs": {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]},
+        "resources": {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in resources},
+    }
+
+
+@pytest.fixture
+def deployed(account) -> dict[str, Any]:
+    return deploy(account, StoreUrl=f"dynamodb://mapper?region={REGION}", CreateTable="true")
 
 
 def task_definition(family: str) -> dict:
@@ -311,16 +333,34 @@ def test_ecs_reads_only_the_one_token_secret(deployed):
     assert not any(a.startswith(("sdb:", "ecs:", "dynamodb:")) for a in actions(statements))
 
 
-def test_the_server_task_role_holds_exactly_what_the_server_calls(deployed, server_operations):
+@pytest.mark.parametrize(
+    ("store_url", "server_store_url"),
+    [
+        (f"dynamodb://mapper?region={REGION}", f"dynamodb://mapper?region={REGION}"),
+        # moto serves SimpleDB in-process only in some regions, such as us-west-2.
+        (f"sdb://mapper?region={REGION}", "sdb://mapper?region=us-west-2"),
+    ],
+    ids=["dynamodb", "sdb"],
+)
+def test_the_server_task_role_holds_exactly_what_the_server_calls(account, store_url, server_store_url, monkeypatch):
+    deploy(account, StoreUrl=store_url, CreateTable="true")
+    # On DynamoDB the server runs on the table the stack made, so this also proves the server accepts it.
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)  # the server's ECS client's region, where the tasks run
+    called = server_operations(server_store_url, account["task_arn"])
+    prefix = store_url.partition(":")[0]
+    assert {action.partition(":")[0] for action in called} == {prefix, "ecs"}
+
     named = operations_named_in_code()
-    assert {"get_attributes", "put_attributes", "describe_tasks"} <= named
-    for method in named:  # the recording saw every operation the code names: it is the whole set
-        assert as_actions(method) & server_operations, f"server/ calls {method}; the recording never saw it"
+    assert {"sdb:Select", "dynamodb:BatchGetItem", "ecs:DescribeTasks"} <= named
+    # The recording saw every operation of this store (and of ECS) the code names: it is the whole set.
+    assert {a for a in named if a.startswith((f"{prefix}:", "ecs:"))} - CREATING_A_TABLE == called
 
     role = task_definition(f"{STACK}-server")["taskRoleArn"].rsplit("/", 1)[1]
     statements = role_policy(role)
-    assert actions(statements) == server_operations
-    domains = next(s for s in statements if "sdb:PutAttributes" in actions([s]))
-    assert domains["Resource"].endswith(":domain/mapper.*")
+    assert actions(statements) == called
+    for statement in statements:
+        if any(a.startswith(f"{prefix}:") for a in actions([statement]) - {"sdb:ListDomains"}):  # it takes no resource
+            resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            assert all(r.endswith((":domain/mapper.*", ":table/mapper", ":table/mapper/index/*")) for r in resources)
     ecs = next(s for s in statements if "ecs:DescribeTasks" in actions([s]))
     assert ecs["Condition"]["ArnEquals"]["ecs:cluster"].endswith(f":cluster/{helpers.CLUSTER}")
