@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
 import sys
+import tempfile
+from pathlib import Path
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
 from server import config as config_module
-from server.app import create_app
 from server.store import StoreError, open_store
+
+# Read by prometheus-client when first imported: set here before anything imports server.metrics.
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class ServerApplication(BaseApplication):
@@ -33,11 +40,37 @@ class ServerApplication(BaseApplication):
             "accesslog": "-",
             "control_socket_disable": True,  # several servers may share a host; nothing uses it
             "loglevel": cfg.log_level.lower(),
+            "child_exit": forget_worker_metrics,
         }.items():
             self.cfg.set(name, value)
 
     def load(self) -> Flask:
+        from server.app import create_app
+
         return create_app(self.settings)
+
+
+def prepare_metrics_dir() -> None:
+    """Give the workers an empty directory for their metric files: ``PROMETHEUS_MULTIPROC_DIR`` when set (its
+    files from an earlier run removed, or counts would carry over), else a fresh one removed at exit."""
+    given = os.environ.get(MULTIPROC_DIR)
+    if given:
+        path = Path(given)
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):
+            stale.unlink()
+        return
+    path = tempfile.mkdtemp(prefix="ecs-id-mapper-metrics-")
+    os.environ[MULTIPROC_DIR] = path
+    master = os.getpid()
+    atexit.register(lambda: os.getpid() == master and shutil.rmtree(path, ignore_errors=True))
+
+
+def forget_worker_metrics(server: object, worker: object) -> None:
+    """gunicorn's child_exit hook: drop a dead worker's live-gauge files (its counters stay in the sums)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
 
 
 def main() -> None:
@@ -49,6 +82,10 @@ def main() -> None:
         sys.exit(f"ecs-id-mapper: {exc}")
     except (StoreError, ValueError, OSError) as exc:
         sys.exit(f"ecs-id-mapper: ECS_ID_MAPPER_STORE: {exc}")
+    try:
+        prepare_metrics_dir()
+    except OSError as exc:
+        sys.exit(f"ecs-id-mapper: {MULTIPROC_DIR}: {exc}")
     ServerApplication(cfg).run()
 
 

@@ -10,7 +10,7 @@ from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
 from server import config as config_module
-from server import discovery, errors, health, query, report, service
+from server import discovery, errors, health, metrics, query, report, service
 from server.config import Config
 from server.ecs import EcsClient
 from server.nerdgraph import NerdGraphClient
@@ -50,7 +50,7 @@ def create_app(
     app.json = json_provider
     app.url_map.merge_slashes = False  # '/query/container_id//_all' is a missing ID (404), not a redirect
 
-    store = open_store(cfg.store, cfg.retention_days)
+    store = metrics.MeteredStore(open_store(cfg.store, cfg.retention_days))
     ecs = ecs or EcsClient()  # makes its boto3 client on first use, never here
     app.extensions[EXTENSION] = AppState(
         config=cfg,
@@ -63,6 +63,7 @@ def create_app(
     )
 
     errors.register(app)
+    metrics.instrument(app)
     for module in (query, service, report, health, discovery):
         app.register_blueprint(module.bp)
     return app

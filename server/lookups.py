@@ -3,6 +3,7 @@ place that writes them: the only writes a query may cause, besides the reports' 
 
 from __future__ import annotations
 
+from server.metrics import NEWRELIC_LOOKUPS
 from server.newrelic import NewRelicClient
 from server.store import Record, Store
 
@@ -22,6 +23,11 @@ def store_service_name(store: Store, task_id: str, name: str, records: list[Reco
 
 def store_newrelic_url(store: Store, newrelic: NewRelicClient, record: Record) -> str:
     """The container's New Relic application-instance URL, looked up once and then cached in its record."""
-    url = newrelic.instance_url(record["container_id"][:12])
+    try:
+        url = newrelic.instance_url(record["container_id"][:12])
+    except Exception:
+        NEWRELIC_LOOKUPS.labels("error").inc()
+        raise
+    NEWRELIC_LOOKUPS.labels("ok").inc()
     store.update_container(record["container_id"], {"newrelic_url": url})
     return url

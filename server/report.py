@@ -12,6 +12,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from server import schema
 from server.errors import ApiError
+from server.metrics import EVENTS_STORED
 from server.records import utc_now, with_event_times
 from server.state import state
 
@@ -61,6 +62,7 @@ def report_map() -> Response:
     if app_state.config.service_names:
         app_state.service_names.submit(created)  # queued for the worker; returns at once
     new_events = store.add_events(events) if events else 0
+    EVENTS_STORED.inc(new_events)
     log.debug(
         "map report: %d containers (%d new, full=%s), %d new events", len(containers), len(created), full, new_events
     )
@@ -71,4 +73,5 @@ def report_map() -> Response:
 def report_event() -> Response:
     events = schema.event_report(body())
     new_events = state().store.add_events(events)
+    EVENTS_STORED.inc(new_events)
     return jsonify({"containers": 0, "events": new_events})

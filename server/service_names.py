@@ -21,6 +21,7 @@ from server.backoff import Backoff
 from server.ecs import DESCRIBE_BATCH, EcsClient, EcsError, EcsNotFound, task_id_of
 from server.lookups import store_service_name
 from server.lru import LRU
+from server.metrics import SERVICE_NAME_LOOKUPS
 from server.store import Record, Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -140,11 +141,13 @@ class ServiceNames:
             described, failures = self.ecs.describe_tasks(cluster, [t.task for t in batch])
         except EcsNotFound as exc:
             log.info("no service names for %d task(s) of cluster %s: %s", len(batch), cluster, exc)
+            SERVICE_NAME_LOOKUPS.labels("missing").inc(len(batch))
             for task in batch:
                 self._done(task)
             return
         except EcsError as exc:
             self._warn_once("DescribeTasks failed for %d task(s) of cluster %s: %s", len(batch), cluster, exc)
+            SERVICE_NAME_LOOKUPS.labels("error").inc(len(batch))
             for task in batch:
                 self._retry(task)
             return
@@ -155,13 +158,16 @@ class ServiceNames:
             if task.task_id in groups:
                 group = groups[task.task_id]
                 name = group[len(SERVICE_GROUP) :] if group.startswith(SERVICE_GROUP) else ""
+                SERVICE_NAME_LOOKUPS.labels("found").inc()
                 self._remember(task.task_id, name)
                 self._write(task, name)
             elif task.task_id in missing:
                 # ECS forgets stopped tasks after about an hour; asking again will not help.
+                SERVICE_NAME_LOOKUPS.labels("missing").inc()
                 self._remember(task.task_id, "")
                 self._done(task)
             else:
+                SERVICE_NAME_LOOKUPS.labels("error").inc()
                 self._retry(task)
 
     def _warn_once(self, message: str, *args: object) -> None:

@@ -1,0 +1,139 @@
+"""Prometheus metrics: what the server counts and times, and ``GET /metrics`` to read them.
+
+Under gunicorn each worker counts for itself; ``python -m server`` points ``PROMETHEUS_MULTIPROC_DIR`` at a
+directory the workers' values live in, and ``/metrics`` then sums every worker's files. Without it (tests, a
+single process) the process's own registry is served. prometheus-client picks its value class when first
+imported, so that variable must be set before this module is.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from flask import Blueprint, Flask, Response, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+from server.store import Store, StoreError
+
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+REQUESTS = Counter(
+    "ecs_id_mapper_requests", "HTTP requests answered, by route template and status.", ["route", "status"]
+)
+REQUEST_SECONDS = Histogram(
+    "ecs_id_mapper_request_duration_seconds", "Time to answer a request, by route template.", ["route"],
+    buckets=LATENCY_BUCKETS,
+)  # fmt: skip
+STORE_SECONDS = Histogram(
+    "ecs_id_mapper_store_duration_seconds", "Time a store call took, by operation.", ["operation"],
+    buckets=LATENCY_BUCKETS,
+)  # fmt: skip
+STORE_ERRORS = Counter("ecs_id_mapper_store_errors", "Store calls that failed, by operation.", ["operation"])
+REPORTS = Counter(
+    "ecs_id_mapper_reports",
+    "Agent reports, by kind (map, event) and outcome (accepted, rejected).",
+    ["kind", "outcome"],
+)
+EVENTS_STORED = Counter("ecs_id_mapper_events_stored", "Container events stored (new ones; repeats are not counted).")
+SERVICE_NAME_LOOKUPS = Counter(
+    "ecs_id_mapper_service_name_lookups",
+    "Tasks asked of ECS DescribeTasks for their service, by outcome (found, missing, error).",
+    ["outcome"],
+)
+NEWRELIC_LOOKUPS = Counter(
+    "ecs_id_mapper_newrelic_lookups", "New Relic URL lookups, by outcome (ok, error).", ["outcome"]
+)
+
+bp = Blueprint("metrics", __name__)
+
+# Store calls worth timing: every data operation of the Store interface.
+STORE_OPERATIONS = (
+    "upsert_containers",
+    "add_events",
+    "get_container",
+    "find_containers",
+    "containers_of_task",
+    "containers_of_service",
+    "running_containers",
+    "update_container",
+    "update_task",
+    "events_of_container",
+    "events_of_task",
+    "prune",
+    "ping",
+)
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    if os.environ.get(MULTIPROC_DIR):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = REGISTRY
+    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+
+
+def instrument(app: Flask) -> None:
+    """Count and time every request the app answers, and serve ``/metrics``."""
+    app.before_request(_start_timer)
+    app.after_request(_count_request)
+    app.register_blueprint(bp)
+
+
+def _start_timer() -> None:
+    g.metrics_started = time.perf_counter()
+
+
+def _count_request(response: Response) -> Response:
+    rule = request.url_rule
+    route = rule.rule if rule is not None else "unmatched"
+    started = g.get("metrics_started")
+    if started is not None:
+        REQUEST_SECONDS.labels(route).observe(time.perf_counter() - started)
+    REQUESTS.labels(route, str(response.status_code)).inc()
+    if request.blueprint == "report" and rule is not None:
+        kind = rule.rule.rsplit("/", 1)[-1]
+        REPORTS.labels(kind, "accepted" if response.status_code < 400 else "rejected").inc()
+    return response
+
+
+class MeteredStore:
+    """A store whose data operations are timed and whose failures are counted; everything else passes through."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        for operation in STORE_OPERATIONS:
+            setattr(self, operation, _metered(operation, getattr(store, operation)))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+
+def _metered(operation: str, call: Callable[..., Any]) -> Callable[..., Any]:
+    seconds = STORE_SECONDS.labels(operation)
+    errors = STORE_ERRORS.labels(operation)
+
+    def metered(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return call(*args, **kwargs)
+        except StoreError:
+            errors.inc()
+            raise
+        finally:
+            seconds.observe(time.perf_counter() - started)
+
+    return metered
