@@ -16,7 +16,6 @@ from typing import Any
 from flask import Blueprint, Flask, Response, g, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
-    REGISTRY,
     CollectorRegistry,
     Counter,
     Histogram,
@@ -27,33 +26,54 @@ from prometheus_client import (
 from server.store import Store, StoreError
 
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+# The server's own registry, not prometheus-client's global one: importing this module twice (as the import
+# tests do) must not register every metric twice.
+REGISTRY = CollectorRegistry()
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 REQUESTS = Counter(
-    "ecs_id_mapper_requests", "HTTP requests answered, by route template and status.", ["route", "status"]
+    "ecs_id_mapper_requests",
+    "HTTP requests answered, by route template and status.",
+    ["route", "status"],
+    registry=REGISTRY,
 )
 REQUEST_SECONDS = Histogram(
-    "ecs_id_mapper_request_duration_seconds", "Time to answer a request, by route template.", ["route"],
+    "ecs_id_mapper_request_duration_seconds",
+    "Time to answer a request, by route template.",
+    ["route"],
     buckets=LATENCY_BUCKETS,
-)  # fmt: skip
+    registry=REGISTRY,
+)
 STORE_SECONDS = Histogram(
-    "ecs_id_mapper_store_duration_seconds", "Time a store call took, by operation.", ["operation"],
+    "ecs_id_mapper_store_duration_seconds",
+    "Time a store call took, by operation.",
+    ["operation"],
     buckets=LATENCY_BUCKETS,
-)  # fmt: skip
-STORE_ERRORS = Counter("ecs_id_mapper_store_errors", "Store calls that failed, by operation.", ["operation"])
+    registry=REGISTRY,
+)
+STORE_ERRORS = Counter(
+    "ecs_id_mapper_store_errors", "Store calls that failed, by operation.", ["operation"], registry=REGISTRY
+)
 REPORTS = Counter(
     "ecs_id_mapper_reports",
     "Agent reports, by kind (map, event) and outcome (accepted, rejected).",
     ["kind", "outcome"],
+    registry=REGISTRY,
 )
-EVENTS_STORED = Counter("ecs_id_mapper_events_stored", "Container events stored (new ones; repeats are not counted).")
+EVENTS_STORED = Counter(
+    "ecs_id_mapper_events_stored", "Container events stored (new ones; repeats are not counted).", registry=REGISTRY
+)
 SERVICE_NAME_LOOKUPS = Counter(
     "ecs_id_mapper_service_name_lookups",
     "Tasks asked of ECS DescribeTasks for their service, by outcome (found, missing, error).",
     ["outcome"],
+    registry=REGISTRY,
 )
 NEWRELIC_LOOKUPS = Counter(
-    "ecs_id_mapper_newrelic_lookups", "New Relic URL lookups, by outcome (ok, error).", ["outcome"]
+    "ecs_id_mapper_newrelic_lookups",
+    "New Relic URL lookups, by outcome (ok, error).",
+    ["outcome"],
+    registry=REGISTRY,
 )
 
 bp = Blueprint("metrics", __name__)

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from server import metrics
@@ -69,7 +68,7 @@ def test_store_errors_are_counted_by_operation():
             return fail
 
     def errors() -> float:
-        return REGISTRY.get_sample_value("ecs_id_mapper_store_errors_total", {"operation": "ping"}) or 0.0
+        return metrics.REGISTRY.get_sample_value("ecs_id_mapper_store_errors_total", {"operation": "ping"}) or 0.0
 
     store = metrics.MeteredStore(Failing())
     before = errors()
