@@ -11,6 +11,7 @@ import requests
 
 from agent.config import ConfigError, load_config
 from agent.daemon import Agent
+from agent.metrics import serve
 
 
 def main() -> int:
@@ -30,7 +31,14 @@ def main() -> int:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     with requests.Session() as session:
-        Agent(config, session).run(stop)
+        agent = Agent(config, session)
+        if config.metrics_address:
+            try:
+                serve(agent, config.metrics_address)
+            except OSError as exc:
+                print(f"ecs-id-mapper-agent: ECS_ID_MAPPER_METRICS_PORT: {exc}", file=sys.stderr)
+                return 2
+        agent.run(stop)
     logging.getLogger("agent").info("stopped")
     return 0
 

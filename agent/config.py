@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from agent.metrics import parse_address
+
 PREFIX = "ECS_ID_MAPPER_"
 LEGACY_SERVER_URL = "endpoint"  # the 2016 agent's variable; deployments still set it
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -29,6 +31,7 @@ class Config:
     resync_interval: float = 600.0
     spool_dir: Path | None = None
     log_level: str = "INFO"
+    metrics_address: tuple[str, int] | None = None
     # Not in the environment: fixed choices that tests and the benchmark may override.
     ecs_timeout: tuple[float, float] = (2.0, 10.0)
     imds_timeout: tuple[float, float] = (1.0, 2.0)
@@ -104,4 +107,11 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
         if level not in LOG_LEVELS:
             raise ConfigError(f"{PREFIX}LOG_LEVEL: expected one of {', '.join(LOG_LEVELS)}, got {get('LOG_LEVEL')!r}")
         settings["log_level"] = level
+    if get("METRICS_PORT"):
+        try:
+            settings["metrics_address"] = parse_address(get("METRICS_PORT"))
+        except ValueError:
+            raise ConfigError(
+                f"{PREFIX}METRICS_PORT: expected PORT or HOST:PORT, got {get('METRICS_PORT')!r}"
+            ) from None
     return Config(**settings)  # type: ignore[arg-type]

@@ -8,6 +8,7 @@ import random
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -65,12 +66,16 @@ class Agent:
         self._instance_warned = False
         self._last_full: float | None = None
         self._ecs_down = False
+        self._started = clock()
+        self.polls = 0
+        self.poll_failures: Counter[str] = Counter()  # by cause, as agent.metrics names them
         if self.spool:
             self._restore(self.spool.load())
 
     def poll_once(self) -> None:
         """One cycle: read the ECS agent, queue what changed since the last read, deliver what is queued."""
         now = self.clock()
+        self.polls += 1
         pending = (len(self.outbox), self.outbox.full)
         queued = False
         if now >= self._instance_due:
@@ -81,13 +86,14 @@ class Agent:
             if not self._ecs_down:
                 log.warning("cannot read the ECS agent (%s): keeping the last known state, retrying each poll", exc)
             self._ecs_down = True
+            self.poll_failures["ecs_agent"] += 1
         else:
             if self._ecs_down:
                 log.info("ECS agent readable again")
             self._ecs_down = False
             queued = self._queue(ecs_host, snapshot, now)
-        if self.outbox.pending() and self.delivery.due():
-            self.delivery.deliver(self.outbox, self.host)
+        if self.outbox.pending() and self.delivery.due() and not self.delivery.deliver(self.outbox, self.host):
+            self.poll_failures["delivery"] += 1
         if self.spool and (queued or (len(self.outbox), self.outbox.full) != pending):
             self._save()
 
@@ -118,6 +124,7 @@ class Agent:
             if not self._instance_warned:
                 log.warning("no instance metadata (%s): instance fields stay empty (expected off EC2)", exc)
             self._instance_warned = True
+            self.poll_failures["instance_metadata"] += 1
             self._instance_due = now + self.config.imds_retry_interval
         else:
             self._instance_due = math.inf
@@ -157,7 +164,13 @@ class Agent:
         try:
             self.poll_once()
         except Exception:  # the last line of defence: a daemon that dies reports nothing at all
+            self.poll_failures["error"] += 1
             log.exception("poll failed; trying again next interval")
+
+    def seconds_since_delivery(self) -> float:
+        """Since the server last accepted a report, or since the agent started if it never has."""
+        last = self.delivery.last_success
+        return self.clock() - (self._started if last is None else last)
 
     def _save(self) -> None:
         assert self.spool is not None

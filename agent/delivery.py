@@ -50,6 +50,8 @@ class Delivery:
         self.max_body = MAX_BODY_BYTES  # lowered when the server's body limit turns out smaller
         self._attempts = 0  # of the batch at the head of the outbox, for answers not worth retrying forever
         self._failing = False
+        self.last_success: float | None = None  # by clock: when the server last accepted a report
+        self.dropped_events = 0  # in reports the server refused for good
 
     def due(self) -> bool:
         return self.clock() >= self.next_attempt
@@ -81,6 +83,7 @@ class Delivery:
             outbox.remove(batch)
             self.backoff.reset()
             self._attempts = 0
+            self.last_success = self.clock()
             if self._failing:
                 log.info("server %s reachable again", self.url)
             self._failing = False
@@ -129,6 +132,7 @@ class Delivery:
             self.url, reason, len(batch.containers), len(batch.events),
         )  # fmt: skip
         outbox.remove(batch)
+        self.dropped_events += len(batch.events)
         self._attempts = 0
         self.backoff.reset()
         self.next_attempt = 0.0
