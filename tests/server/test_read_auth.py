@@ -20,9 +20,10 @@ ANSWERS = {
     f"/query/container_id/{API_ID}/_all": 200,
     f"/query/container_id/{API_ID}/events": 200,
     f"/query/task_id/{TASK_LONG}/containers": 200,
-    "/query/service/default/web/_all",
+    "/query/service/default/web/_all": 503,
     "/sd/prometheus": 200,
-]
+}
+PROTECTED = list(ANSWERS)
 
 
 @pytest.fixture
