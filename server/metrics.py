@@ -1,4 +1,4 @@
-"""Prometheus metrics: what the server counts and times, and ``GET /metrics`` to read them.
+"""Prometheus metrics: what the server counts and times (``server.exposition`` serves them).
 
 Under gunicorn each worker counts for itself; ``python -m server`` points ``PROMETHEUS_MULTIPROC_DIR`` at a
 directory the workers' values live in, and ``/metrics`` then sums every worker's files. Without it (tests, a
@@ -8,20 +8,12 @@ imported, so that variable must be set before this module is.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, Flask, Response, g, request
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    generate_latest,
-    multiprocess,
-)
+from flask import Flask, Response, g, request
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from server.store import Store, StoreError
 
@@ -76,7 +68,6 @@ NEWRELIC_LOOKUPS = Counter(
     registry=REGISTRY,
 )
 
-bp = Blueprint("metrics", __name__)
 
 # Store calls worth timing: every data operation of the Store interface.
 STORE_OPERATIONS = (
@@ -96,21 +87,10 @@ STORE_OPERATIONS = (
 )
 
 
-@bp.get("/metrics")
-def metrics() -> Response:
-    if os.environ.get(MULTIPROC_DIR):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-    else:
-        registry = REGISTRY
-    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
-
-
 def instrument(app: Flask) -> None:
-    """Count and time every request the app answers, and serve ``/metrics``."""
+    """Count and time every request the app answers (``server.exposition`` serves the result)."""
     app.before_request(_start_timer)
     app.after_request(_count_request)
-    app.register_blueprint(bp)
 
 
 def _start_timer() -> None:

@@ -79,3 +79,10 @@ def test_store_errors_are_counted_by_operation():
     else:
         raise AssertionError("the error must pass through")
     assert errors() == before + 1
+
+
+def test_metrics_need_the_read_token_when_one_is_set(make_app, settings):
+    client = make_app({**settings, "read_token": "read-secret"}).test_client()
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers={"Authorization": "Bearer read-secret"}).status_code == 200
+    assert client.get("/metrics", headers=AUTH).status_code == 200  # the report token works for reads too

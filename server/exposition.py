@@ -1,0 +1,24 @@
+"""``GET /metrics``: the server's metrics in Prometheus text format, summed over every gunicorn worker."""
+
+from __future__ import annotations
+
+import os
+
+from flask import Blueprint, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
+
+from server.auth import authorize_read
+from server.metrics import MULTIPROC_DIR, REGISTRY
+
+bp = Blueprint("metrics", __name__)
+bp.before_request(authorize_read)  # behind ECS_ID_MAPPER_READ_TOKEN when set, like /query and /sd
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    if os.environ.get(MULTIPROC_DIR):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # reads every worker's files, this one's included
+    else:
+        registry = REGISTRY
+    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
