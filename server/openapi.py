@@ -19,9 +19,9 @@ bp = Blueprint("openapi", __name__)
 STRING = {"type": "string"}
 TEXT = {"type": "string", "maxLength": schema.MAX_BYTES}
 ECS_NAME = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,255}$"}
-REPORT_AUTH = [{"bearer": []}]
+REPORT_AUTH: list[dict[str, list[str]]] = [{"bearer": []}]
 #: Reads are open unless ECS_ID_MAPPER_READ_TOKEN is set; then the read or the report token.
-READ_AUTH = [{}, {"bearer": []}]
+READ_AUTH: list[dict[str, list[str]]] = [{}, {"bearer": []}]
 
 RECORD_FIELDS = (
     "container_id", "container_name", "container_port", "task_id", "task_name", "task_version", "instance_port",
