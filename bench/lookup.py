@@ -76,7 +76,7 @@ class Bench:
     def fleet(self, cases: set[int]) -> None:
         n = self.args.containers
         database = self.workdir / "fleet.sqlite3"
-        env = clean_env(ECS_ID_MAPPER_STORE=f"sqlite:///{database}", ECS_ID_MAPPER_TOKEN=TOKEN)
+        env = clean_env(ECS_ID_MAPPER_STORE=f"sqlite:///{database}", ECS_ID_MAPPER_TOKEN=TOKEN, **self.args.settings)
         ids = [fleet.container_id(i) for i in range(n)]
         tasks = sorted({fleet.task_id(i) for i in range(n)})
         with Served("server", env, self.log("server-fleet")) as server:
@@ -128,7 +128,9 @@ class Bench:
             began = time.monotonic()
             bulk_load(database, count)
             print(f"growth: loaded {count} in {time.monotonic() - began:.0f} s", file=sys.stderr)
-            env = clean_env(ECS_ID_MAPPER_STORE=f"sqlite:///{database}", ECS_ID_MAPPER_TOKEN=TOKEN)
+            env = clean_env(
+                ECS_ID_MAPPER_STORE=f"sqlite:///{database}", ECS_ID_MAPPER_TOKEN=TOKEN, **self.args.settings
+            )
             servers.append(Served("server", env, self.log(f"server-growth-{name}")).__enter__())
             sample = [fleet.container_id(random.randrange(count)) for _ in range(min(count, 200_000))]
             targets[name] = (servers[-1].url, [f"/query/container_id/{i}" for i in sample])
@@ -172,6 +174,7 @@ class Bench:
             AWS_SECRET_ACCESS_KEY="testing",
             AWS_REGION="eu-central-1",
             AWS_ENDPOINT_URL_ECS=f"http://127.0.0.1:{moto_port}",
+            **self.args.settings,
         )
         n = self.args.remote_containers
         try:
@@ -299,12 +302,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="NAME=VALUE", help="a server setting, e.g. WORKERS=4"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the working directory (databases, logs)")
     args = parser.parse_args(argv)
     if args.quick:
         args.containers, args.big, args.remote_containers, args.event_containers = 10_000, 50_000, 100, 2000
         args.rounds, args.seconds = 1, 2.0
     cases = {int(c) for c in args.cases.split(",") if c.strip()}
+    args.settings = {"ECS_ID_MAPPER_" + k.upper(): v for k, _, v in (item.partition("=") for item in args.set)}
     if not wrk_available():
         print(
             "bench.lookup needs wrk on PATH: apt-get install wrk (Debian, Ubuntu) or brew install wrk", file=sys.stderr
@@ -315,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     bench = Bench(args, workdir)
     bench.figures["machine"] = machine()
     bench.figures["command"] = "python -m bench.lookup " + " ".join(argv if argv is not None else sys.argv[1:])
-    bare_env = clean_env()
+    bare_env = clean_env(**args.settings)
     try:
         with Served("bench.bare", bare_env, bench.log("bare")) as bare:
             bench.bare_url = bare.url
