@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import sys
 
+from flask import Flask
 from gunicorn.app.base import BaseApplication
 
 from server import config as config_module
+from server.app import create_app
 from server.store import StoreError, open_store
 
 
@@ -33,9 +35,7 @@ class ServerApplication(BaseApplication):
         }.items():
             self.cfg.set(name, value)
 
-    def load(self):
-        from server import create_app
-
+    def load(self) -> Flask:
         return create_app(self.settings)
 
 

@@ -17,6 +17,8 @@ from botocore import exceptions as boto_errors
 from botocore.config import Config as BotoConfig
 
 from server import aws
+from server.backoff import Backoff
+from server.errors import ApiError
 from server.ids import task_id_of_arn
 
 log = logging.getLogger(__name__)
@@ -33,24 +35,24 @@ DENIED_CODES = ("AccessDeniedException", "UnrecognizedClientException", "Invalid
 BOTO_CONFIG = BotoConfig(connect_timeout=3, read_timeout=10, retries={"mode": "standard", "total_max_attempts": 2})
 
 
-class EcsError(Exception):
-    """ECS answered in a way the server cannot use; the API maps this to 502."""
+class EcsError(ApiError):
+    """ECS answered in a way the server cannot use; 502."""
 
     status = 502
 
 
 class EcsUnavailable(EcsError):
-    """ECS cannot be asked now (no credentials or region, unreachable, throttled); the API answers 503."""
+    """ECS cannot be asked now (no credentials or region, unreachable, throttled); 503, with Retry-After if known."""
 
     status = 503
 
     def __init__(self, message: str, retry_after: int | None = None):
-        super().__init__(message)
+        super().__init__(message, headers={"Retry-After": str(retry_after)} if retry_after else None)
         self.retry_after = retry_after
 
 
 class EcsNotFound(EcsError):
-    """ECS knows no such cluster or service; the API maps this to 404."""
+    """ECS knows no such cluster or service; 404."""
 
     status = 404
 
@@ -58,31 +60,6 @@ class EcsNotFound(EcsError):
 def task_id_of(task: str) -> str:
     """The task ID of a task ARN (either form) or of a task ID."""
     return task_id_of_arn(task)
-
-
-class Backoff:
-    """Exponential backoff with a cap: how long to leave ECS alone after it throttled us."""
-
-    def __init__(self, base: float = 1.0, cap: float = 30.0, clock: Callable[[], float] = time.monotonic):
-        self.base, self.cap, self.clock = base, cap, clock
-        self.failures = 0
-        self.until = 0.0
-
-    def active(self) -> bool:
-        return self.clock() < self.until
-
-    def remaining(self) -> float:
-        return max(0.0, self.until - self.clock())
-
-    def fail(self) -> float:
-        delay = min(self.cap, self.base * 2**self.failures)
-        self.failures += 1
-        self.until = self.clock() + delay
-        return delay
-
-    def succeed(self) -> None:
-        self.failures = 0
-        self.until = 0.0
 
 
 class EcsClient:
@@ -105,7 +82,8 @@ class EcsClient:
         self._lock = threading.Lock()
         self._cache: dict[tuple[str, str, str], tuple[float, list[str]]] = {}
         self._fetching: dict[tuple[str, str, str], threading.Lock] = {}
-        self.backoff = Backoff(clock=clock)
+        # how long to leave ECS alone after it throttled us
+        self.backoff = Backoff(base=1.0, cap=30.0, jitter=False, clock=clock)
 
     def _default_factory(self) -> Any:
         return boto3.session.Session().client("ecs", region_name=aws.region(self.region), config=BOTO_CONFIG)

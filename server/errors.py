@@ -1,8 +1,13 @@
-"""One JSON error shape for every failure: ``{"error": <slug>, "message": <text>}`` with the right status."""
+"""One JSON error shape for every failure: ``{"error": <slug>, "message": <text>}`` with the right status.
+
+Every exception-to-status mapping is registered here. Errors the code raises carry their own status (ApiError
+and its subclasses, such as the ECS and New Relic errors); the store's and Werkzeug's are mapped below.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
@@ -14,14 +19,17 @@ log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
-    """An error a route raises, carrying its HTTP status."""
+    """An error answered with its HTTP status, its message, and any ``extra`` JSON fields and ``headers``."""
 
     status = 400
 
-    def __init__(self, message: str, status: int | None = None, **extra: object):
+    def __init__(
+        self, message: str, status: int | None = None, *, headers: Mapping[str, str] | None = None, **extra: object
+    ):
         super().__init__(message)
         self.message = message
         self.status = status or self.status
+        self.headers = dict(headers or {})
         self.extra = extra
 
 
@@ -32,25 +40,32 @@ def error_response(status: int, message: str, **extra: object) -> Response:
     return response
 
 
+def api_error(exc: ApiError) -> Response:
+    response = error_response(exc.status, exc.message, **exc.extra)
+    response.headers.update(exc.headers)
+    return response
+
+
+def store_unavailable(exc: StoreUnavailable) -> Response:
+    log.error("store unavailable: %s", exc)
+    return error_response(503, "the store is unavailable; try again shortly")
+
+
+def http_error(exc: HTTPException) -> Response:
+    response = error_response(exc.code or 500, exc.description or exc.name)
+    for name, value in exc.get_headers():
+        if name != "Content-Type":  # keep Allow, WWW-Authenticate, Retry-After
+            response.headers[name] = value
+    return response
+
+
+def unexpected(exc: Exception) -> Response:
+    log.exception("unhandled error")
+    return error_response(500, "internal error; the server log has the details")
+
+
 def register(app: Flask) -> None:
-    @app.errorhandler(ApiError)
-    def api_error(exc: ApiError) -> Response:
-        return error_response(exc.status, exc.message, **exc.extra)
-
-    @app.errorhandler(StoreUnavailable)
-    def store_unavailable(exc: StoreUnavailable) -> Response:
-        log.error("store unavailable: %s", exc)
-        return error_response(503, "the store is unavailable; try again shortly")
-
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> Response:
-        response = error_response(exc.code or 500, exc.description or exc.name)
-        for name, value in exc.get_headers():
-            if name != "Content-Type":  # keep Allow, WWW-Authenticate, Retry-After
-                response.headers[name] = value
-        return response
-
-    @app.errorhandler(Exception)
-    def unexpected(exc: Exception) -> Response:
-        log.exception("unhandled error")
-        return error_response(500, "internal error; the server log has the details")
+    app.register_error_handler(ApiError, api_error)
+    app.register_error_handler(StoreUnavailable, store_unavailable)
+    app.register_error_handler(HTTPException, http_error)
+    app.register_error_handler(Exception, unexpected)

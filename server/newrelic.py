@@ -16,6 +16,7 @@ from urllib.parse import quote, urlsplit
 import requests
 
 from server.config import Config
+from server.errors import ApiError
 
 log = logging.getLogger(__name__)
 
@@ -27,15 +28,10 @@ TIMEOUT = (3.05, 10.0)
 MAX_PAGES = 10
 
 
-class NewRelicError(Exception):
-    """New Relic answered badly or not at all; the API maps this to 502."""
+class NewRelicError(ApiError):
+    """New Relic answered badly or not at all; 502."""
 
     status = 502
-
-    def __init__(self, message: str, **extra: Any):
-        super().__init__(message)
-        self.message = message
-        self.extra = extra
 
 
 class NewRelicNotConfigured(NewRelicError):
@@ -132,7 +128,7 @@ class RestV2Client(NewRelicClient):
         hosts = [h for h in hosts if str(h.get("host", "")).lower() == host] or hosts
         if not hosts:
             raise NewRelicNotFound(f"New Relic application {application.get('name')!r} has no host {host}")
-        instance_ids = {
+        instance_ids: set[Any] = {
             i for h in hosts for i in _links(h).get("application_instances") or [] if isinstance(i, int | str)
         }
         if len(instance_ids) != 1:
@@ -216,31 +212,6 @@ class RestV2Client(NewRelicClient):
                 raise NewRelicNotConfigured(f"the New Relic URL template {template!r} uses unknown {{{name}}}")
             quoted[name] = quote(str(values[name]), safe="")
         return template.format_map(quoted)
-
-
-def from_config(config: Config) -> NewRelicClient:
-    """The client ``newrelic_api`` names; UnconfiguredClient when the API key or account ID is missing."""
-    missing = [
-        variable
-        for variable, value in (
-            (API_KEY_VARIABLE, config.newrelic_api_key),
-            (ACCOUNT_ID_VARIABLE, config.newrelic_account_id),
-        )
-        if not value
-    ]
-    if missing:
-        return UnconfiguredClient(missing)
-    if config.newrelic_api == "nerdgraph":
-        from server.nerdgraph import NerdGraphClient  # it builds on this module
-
-        return NerdGraphClient(config.newrelic_api_key, config.newrelic_account_id, config.newrelic_api_url)
-    return RestV2Client(
-        api_key=config.newrelic_api_key,
-        account_id=config.newrelic_account_id,
-        api_url=config.newrelic_api_url,
-        instance_url_template=config.newrelic_instance_url,
-        application_url_template=config.newrelic_application_url,
-    )
 
 
 def send(

@@ -7,37 +7,20 @@ from __future__ import annotations
 
 from contextlib import suppress
 
-from flask import Blueprint, Response, current_app, jsonify, redirect, request
+from flask import Blueprint, Response, jsonify, request
+from werkzeug.wrappers import Response as BaseResponse
 
 from server import ids, links
-from server.config import parse_bool
 from server.errors import ApiError
+from server.lookups import store_newrelic_url
 from server.records import public
+from server.respond import text, url_answer, wants_redirect
+from server.state import state
 from server.store import Record
 
 bp = Blueprint("query", __name__, url_prefix="/query")
 
 AMBIGUOUS_SHOWN = 10
-
-
-def state():
-    return current_app.extensions["ecs_id_mapper"]
-
-
-def text(*lines: str) -> Response:
-    return Response("".join(f"{line}\n" for line in lines), mimetype="text/plain")
-
-
-def flag(name: str) -> bool:
-    """A true/false query parameter (absent is false); 400 for anything else."""
-    try:
-        return parse_bool(request.args.get(name, ""))
-    except ValueError as exc:
-        raise ApiError(f"{name}: {exc}") from None
-
-
-def wants_redirect() -> bool:
-    return flag("redir")
 
 
 def container_record(raw_id: str) -> Record:
@@ -88,9 +71,8 @@ def link_url(name: str, record: Record, lookup: bool = False) -> str:
     if name == "newrelic":
         if not record.get("newrelic_url"):
             if lookup:
-                from server.service import newrelic_instance_url  # server.service imports this module
-
-                return newrelic_instance_url(record)
+                app_state = state()
+                return store_newrelic_url(app_state.store, app_state.newrelic, record)
             raise ApiError("no New Relic URL is on record for this container", 404)
         return record["newrelic_url"]
     variable = links.LINKS[name]
@@ -114,10 +96,9 @@ def configured_links(record: Record) -> dict[str, str]:
     return urls
 
 
-def link_answer(name: str, record: Record) -> Response:
+def link_answer(name: str, record: Record) -> BaseResponse:
     redirecting = wants_redirect()  # a bad flag is a 400 before any outside lookup
-    url = link_url(name, record, lookup=True)
-    return redirect(url, 302) if redirecting else text(url)
+    return url_answer(link_url(name, record, lookup=True), redirecting)
 
 
 def full_record(record: Record) -> dict:
@@ -145,7 +126,7 @@ def container_all(container_id: str) -> Response:
 
 
 @bp.get("/container_id/<container_id>/<any(cadvisor, graylog, newrelic):link>")
-def container_link(container_id: str, link: str) -> Response:
+def container_link(container_id: str, link: str) -> BaseResponse:
     return link_answer(link, container_record(container_id))
 
 
@@ -180,7 +161,7 @@ def task_containers(task_id: str) -> Response:
 
 
 @bp.get("/task_id/<task_id>/<any(cadvisor, graylog, newrelic):link>")
-def task_link(task_id: str, link: str) -> Response:
+def task_link(task_id: str, link: str) -> BaseResponse:
     record, _ = task_container(task_id)
     return link_answer(link, record)
 

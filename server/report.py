@@ -10,9 +10,10 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from server import schema, service
+from server import schema
 from server.errors import ApiError
 from server.records import utc_now, with_first_seen
+from server.state import state
 
 bp = Blueprint("report", __name__, url_prefix="/report")
 log = logging.getLogger(__name__)
@@ -20,7 +21,7 @@ log = logging.getLogger(__name__)
 
 @bp.before_request
 def authorize() -> None:
-    cfg = current_app.extensions["ecs_id_mapper"].config
+    cfg = state().config
     if not cfg.token:
         if cfg.allow_anonymous_reports:
             return
@@ -54,9 +55,11 @@ def body() -> Any:
 @bp.post("/map")
 def report_map() -> Response:
     containers, events, full = schema.map_report(body())
-    store = current_app.extensions["ecs_id_mapper"].store
+    app_state = state()
+    store = app_state.store
     created = store.upsert_containers(with_first_seen(containers, events), utc_now())
-    service.submit_new_records(created)
+    if app_state.config.service_names:
+        app_state.service_names.submit(created)  # queued for the worker; returns at once
     new_events = store.add_events(events) if events else 0
     log.debug(
         "map report: %d containers (%d new, full=%s), %d new events", len(containers), len(created), full, new_events
@@ -67,5 +70,5 @@ def report_map() -> Response:
 @bp.post("/event")
 def report_event() -> Response:
     events = schema.event_report(body())
-    new_events = current_app.extensions["ecs_id_mapper"].store.add_events(events)
+    new_events = state().store.add_events(events)
     return jsonify({"containers": 0, "events": new_events})

@@ -127,7 +127,7 @@ def _networks(value: Any, path: str) -> list[dict]:
     networks = []
     for i, raw in enumerate(_list(value, path, MAX_NETWORKS)):
         entry = _object(raw, f"{path}[{i}]")
-        network = {"network_mode": _optional_text(entry, "network_mode", f"{path}[{i}]")}
+        network: dict[str, Any] = {"network_mode": _optional_text(entry, "network_mode", f"{path}[{i}]")}
         for key in ("ipv4_addresses", "ipv6_addresses"):
             addresses = entry.get(key) or []
             network[key] = [

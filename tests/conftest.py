@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import sys
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -24,9 +24,26 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
     # The server's service-name worker calls ECS in the background: a closed loopback port, never AWS,
-    # and stopped before this environment is undone.
+    # and stopped (by closing its app) before this environment is undone.
     monkeypatch.setenv("AWS_ENDPOINT_URL_ECS", "http://127.0.0.1:9")
     yield
-    enrich = sys.modules.get("server.enrich")
-    if enrich is not None:
-        enrich.stop_all()
+    workers = [t for t in threading.enumerate() if t.name == "service-names"]
+    assert not workers, "a service-name worker outlived its test: close its app with state(app).close()"
+
+
+@pytest.fixture
+def make_app():
+    """``create_app`` for a test: every app made is closed (worker stopped, store closed) after the test."""
+    from server import create_app  # here, so that the agent's tests need no server dependencies
+    from server.state import state
+
+    made = []
+
+    def make(config=None, **collaborators):
+        app = create_app(config, **collaborators)
+        made.append(app)
+        return app
+
+    yield make
+    for app in made:
+        state(app).close()

@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import requests
@@ -37,10 +37,14 @@ def wait_for(url: str, timeout: float = 20.0, process: subprocess.Popen | None =
 
 
 class ServerProcess:
-    """``python -m server`` (gunicorn) on a free loopback port, as users start it."""
+    """``python -m server`` (gunicorn) on a free loopback port, as users start it; or ``command`` with
+    ``{bind}`` in it standing for the address, such as gunicorn serving the app factory itself."""
 
-    def __init__(self, env: Mapping[str, str], log_path: Path, port: int | None = None):
+    def __init__(
+        self, env: Mapping[str, str], log_path: Path, port: int | None = None, command: Sequence[str] | None = None
+    ):
         self.port = port or free_port()
+        self.command = [part.format(bind=f"127.0.0.1:{self.port}") for part in command or ["-m", "server"]]
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "ECS_ID_MAPPER_BIND": f"127.0.0.1:{self.port}", **env}
         self.log_path = log_path
@@ -49,7 +53,7 @@ class ServerProcess:
     def start(self) -> ServerProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child writes to it for its whole life
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "server"], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, *self.command], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
         )
         log.close()
         wait_for(f"{self.url}/health", process=self.process)

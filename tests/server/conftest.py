@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import pytest
 
-from server import create_app
 from tests.server import samples
 
 TOKEN = "s3cret-token"
@@ -21,10 +20,8 @@ def settings(store_url) -> dict:
 
 
 @pytest.fixture
-def app(settings):
-    app = create_app(settings)
-    yield app
-    app.extensions["ecs_id_mapper"].store.close()
+def app(make_app, settings):
+    return make_app(settings)
 
 
 @pytest.fixture

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import threading
 
-from server.health import HealthCheck
+from server.state import state
 from server.store import Store, StoreUnavailable
+from server.store.health import HealthCheck
 
 
 class FlakyStore:
@@ -49,7 +50,7 @@ def test_health_route_ok(client):
 
 
 def test_health_route_503_when_the_store_fails(app, client, monkeypatch):
-    store: Store = app.extensions["ecs_id_mapper"].store
+    store: Store = state(app).store
 
     def down():
         raise StoreUnavailable("disk on fire")
@@ -61,7 +62,7 @@ def test_health_route_503_when_the_store_fails(app, client, monkeypatch):
 
 
 def test_queries_answer_503_when_the_store_fails(app, client, monkeypatch):
-    store = app.extensions["ecs_id_mapper"].store
+    store = state(app).store
 
     def down(*args):
         raise StoreUnavailable("disk on fire")

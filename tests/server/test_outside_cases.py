@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from server import create_app
 from server.config import ConfigError
 from server.ecs import EcsClient
 from server.records import format_time
+from server.state import state
 from server.store.sdb import SimpleDBStore
 from tests.server import samples
 from tests.server.conftest import AUTH
@@ -27,9 +27,9 @@ def test_instance_ip_must_be_an_address(client, ip):
 
 
 @pytest.mark.parametrize("host_name", [".", "a..b", "x" * 70])
-def test_a_link_that_is_no_url_is_404_not_500(settings, host_name):
+def test_a_link_that_is_no_url_is_404_not_500(make_app, settings, host_name):
     settings["graylog_url"] = "https://{host_name}/search"
-    client = create_app(settings).test_client()
+    client = make_app(settings).test_client()
     body = samples.map_report(samples.container(), host={**samples.HOST, "host_name": host_name})
     assert client.post("/report/map", json=body, headers=AUTH).status_code == 200
     for suffix in ("graylog?redir=true", "graylog"):
@@ -89,7 +89,7 @@ def test_aws_region_alone_is_enough(monkeypatch):
 def test_lone_surrogates_and_unrepresentable_times_are_400(app, client, path, raw):
     response = client.post(path, data=raw, headers={**AUTH, "Content-Type": "application/json"})
     assert response.status_code == 400, response.get_json()
-    assert app.extensions["ecs_id_mapper"].store.find_containers(API_ID[:12], 10) == []
+    assert state(app).store.find_containers(API_ID[:12], 10) == []
 
 
 def test_a_bad_redir_flag_is_400_before_any_lookup(client, report):
@@ -101,10 +101,10 @@ def test_a_bad_redir_flag_is_400_before_any_lookup(client, report):
         assert "redir" in response.get_json()["message"]
 
 
-def test_overrides_that_are_not_strings_are_checked_too(settings):
+def test_overrides_that_are_not_strings_are_checked_too(make_app, settings):
     with pytest.raises(ConfigError, match="ECS_ID_MAPPER_WORKERS"):
-        create_app({**settings, "workers": 0})
-    client = create_app({**settings, "token": 12345, "allow_anonymous_reports": False}).test_client()
+        make_app({**settings, "workers": 0})
+    client = make_app({**settings, "token": 12345, "allow_anonymous_reports": False}).test_client()
     response = client.post("/report/event", json={"events": []}, headers={"Authorization": "Bearer 12345"})
     assert response.status_code == 200
 
@@ -116,9 +116,9 @@ def test_an_ipv6_instance_gets_a_bracketed_host(client, report):
 
 
 @pytest.mark.parametrize("host_name", ["a b", "evil.com/", "h:99", "x@y", "..", "-x"])
-def test_a_value_that_is_no_host_name_in_the_host_part_is_404(settings, host_name):
+def test_a_value_that_is_no_host_name_in_the_host_part_is_404(make_app, settings, host_name):
     settings["cadvisor_url"] = "http://{host_name}:8080/docker/{container_id}"
-    client = create_app(settings).test_client()
+    client = make_app(settings).test_client()
     body = samples.map_report(samples.container(), host={**samples.HOST, "host_name": host_name})
     assert client.post("/report/map", json=body, headers=AUTH).status_code == 200
     response = client.get(f"/query/container_id/{API_ID}/cadvisor?redir=true")

@@ -50,3 +50,10 @@ def test_report_then_query_across_two_servers_on_one_file(tmp_path):
                                  timeout=10)  # fmt: skip
         assert accepted.json() == {"containers": 1, "events": 0}
     assert "Traceback" not in one.log() + two.log()
+
+
+def test_gunicorn_serves_the_app_factory(tmp_path):
+    env = {"ECS_ID_MAPPER_STORE": f"sqlite:///{tmp_path}/mapper.sqlite3", "ECS_ID_MAPPER_TOKEN": TOKEN}
+    command = ["-m", "gunicorn", "--bind", "{bind}", "--workers", "1", "server:create_app()"]
+    with ServerProcess(env, tmp_path / "gunicorn.log", command=command) as server:
+        assert requests.get(f"{server.url}/health", timeout=10).json() == {"status": "ok", "store": "sqlite"}

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from server import create_app
+from server.state import state
 from tests.server import samples
 from tests.server.samples import API_ID, ARN_OLD, MIGRATE_ID, SIDECAR_ID, TASK_LONG, TASK_UUID
 
@@ -106,7 +106,7 @@ class TestByContainerId:
 
     def test_newrelic_cached_url_and_redirect(self, app, client, recorded):
         url = "https://rpm.newrelic.com/accounts/1/applications/2/instances/3"
-        app.extensions["ecs_id_mapper"].store.update_container(API_ID, {"newrelic_url": url})
+        state(app).store.update_container(API_ID, {"newrelic_url": url})
         assert client.get(f"/query/container_id/{API_ID}/newrelic").get_data(as_text=True) == f"{url}\n"
         assert client.get(f"/query/container_id/{API_ID}/newrelic?redir=1").headers["Location"] == url
 
@@ -169,9 +169,9 @@ class TestByTaskId:
         body = client.get(f"/query/task_id/{TASK_LONG}/containers").get_json()
         assert [r["container_id"] for r in body] == [SIDECAR_ID, API_ID]
 
-    def test_links_and_redirects(self, settings):
+    def test_links_and_redirects(self, make_app, settings):
         settings["graylog_url"] = "https://graylog.example/search?q=container_name:{short_id}&c={cluster_name}"
-        client = create_app(settings).test_client()
+        client = make_app(settings).test_client()
         client.post("/report/map", json=samples.map_report(samples.container()),
                     headers={"Authorization": "Bearer s3cret-token"})  # fmt: skip
         url = f"https://graylog.example/search?q=container_name:{API_ID[:12]}&c=default"
@@ -196,9 +196,9 @@ class TestByTaskId:
 
 
 class TestLinks:
-    def test_values_are_url_quoted(self, settings, report):
+    def test_values_are_url_quoted(self, make_app, settings, report):
         settings["graylog_url"] = "https://graylog.example/search?q={container_name}"
-        client = create_app(settings).test_client()
+        client = make_app(settings).test_client()
         client.post("/report/map", json=samples.map_report(samples.container(name="a b&c=d/../x")),
                     headers={"Authorization": "Bearer s3cret-token"})  # fmt: skip
         url = client.get(f"/query/container_id/{API_ID}/graylog").get_data(as_text=True).strip()

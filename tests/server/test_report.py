@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from server import create_app
+from server.state import state
 from tests.server import samples
 from tests.server.conftest import AUTH
 from tests.server.samples import API_ID, SIDECAR_ID, TASK_LONG
@@ -12,7 +12,7 @@ from tests.server.samples import API_ID, SIDECAR_ID, TASK_LONG
 
 def stored(app) -> dict:
     """Everything the store holds about the sample task, to compare before and after a rejected report."""
-    store = app.extensions["ecs_id_mapper"].store
+    store = state(app).store
     return {
         "containers": store.containers_of_task(TASK_LONG),
         "events": store.events_of_task(TASK_LONG),
@@ -40,14 +40,14 @@ class TestAuth:
         headers = {"Authorization": "bearer s3cret-token"}
         assert client.post("/report/event", json={"events": []}, headers=headers).status_code == 200
 
-    def test_no_token_configured_refuses_reports(self, store_url):
-        client = create_app({"store": store_url}).test_client()
+    def test_no_token_configured_refuses_reports(self, make_app, store_url):
+        client = make_app({"store": store_url}).test_client()
         response = client.post("/report/map", json=samples.map_report(samples.container()))
         assert response.status_code == 403
         assert "ECS_ID_MAPPER_TOKEN" in response.get_json()["message"]
 
-    def test_anonymous_reports_when_switched_on(self, store_url):
-        client = create_app({"store": store_url, "allow_anonymous_reports": "true"}).test_client()
+    def test_anonymous_reports_when_switched_on(self, make_app, store_url):
+        client = make_app({"store": store_url, "allow_anonymous_reports": "true"}).test_client()
         assert client.post("/report/map", json=samples.map_report(samples.container())).status_code == 200
         assert client.get(f"/query/container_id/{API_ID}").status_code == 200
 
@@ -215,8 +215,8 @@ def test_not_json_is_400(app, client, baseline, raw):
     assert stored(app) == baseline
 
 
-def test_body_over_the_limit_is_413(app, settings, baseline):
-    client = create_app({**settings, "max_body_bytes": "2048"}).test_client()
+def test_body_over_the_limit_is_413(app, make_app, settings, baseline):
+    client = make_app({**settings, "max_body_bytes": "2048"}).test_client()
     body = json.dumps(samples.map_report(*[samples.container()] * 10))
     response = client.post("/report/map", data=body, headers={**AUTH, "Content-Type": "application/json"})
     assert response.status_code == 413

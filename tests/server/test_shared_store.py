@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import threading
 
-from server import create_app
+from server.state import state
 from tests.server import samples
 from tests.server.conftest import AUTH
 
 
-def test_a_report_to_one_is_answered_by_the_other(settings):
-    one, two = create_app(settings).test_client(), create_app(settings).test_client()
+def test_a_report_to_one_is_answered_by_the_other(make_app, settings):
+    one, two = make_app(settings).test_client(), make_app(settings).test_client()
     one.post("/report/map", json=samples.map_report(samples.container()), headers=AUTH)
     assert two.get(f"/query/container_id/{samples.API_ID[:12]}").get_data(as_text=True) == f"{samples.TASK_LONG}\n"
     two.post("/report/event", json={"events": [samples.event("e-1")]}, headers=AUTH)
     assert len(one.get(f"/query/task_id/{samples.TASK_LONG}/events").get_json()) == 1
 
 
-def test_concurrent_writers_lose_nothing(settings):
-    apps = [create_app(settings) for _ in range(4)]
+def test_concurrent_writers_lose_nothing(make_app, settings):
+    apps = [make_app(settings) for _ in range(4)]
     errors = []
 
     def write(n: int) -> None:
@@ -36,6 +36,6 @@ def test_concurrent_writers_lose_nothing(settings):
     for thread in threads:
         thread.join()
     assert errors == []
-    store = apps[0].extensions["ecs_id_mapper"].store
+    store = state(apps[0]).store
     assert len(store.containers_of_task(samples.TASK_LONG)) == 100
     assert len(store.events_of_task(samples.TASK_LONG)) == 100

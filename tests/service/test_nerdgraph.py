@@ -9,7 +9,7 @@ import requests
 import responses
 from responses import matchers
 
-from server import create_app
+from server.app import newrelic_client
 from server.config import ConfigError, load
 from server.nerdgraph import ENTITIES_QUERY, HOST_QUERY, SEARCH_QUERY, NerdGraphClient, quoted
 from server.newrelic import (
@@ -18,8 +18,8 @@ from server.newrelic import (
     NewRelicNotFound,
     NewRelicUnavailable,
     RestV2Client,
-    from_config,
 )
+from server.state import state
 from tests.service.helpers import container_id, record, task_id
 
 API = "http://127.0.0.1:9"
@@ -262,16 +262,16 @@ def config(**values: str):
 
 
 def test_nerdgraph_is_the_default_and_rest_can_be_chosen():
-    chosen = from_config(config(newrelic_api_key=KEY, newrelic_account_id=ACCOUNT))
+    chosen = newrelic_client(config(newrelic_api_key=KEY, newrelic_account_id=ACCOUNT))
     assert isinstance(chosen, NerdGraphClient)
     assert chosen.endpoint == "https://api.newrelic.com/graphql"
-    rest = from_config(config(newrelic_api="REST", newrelic_api_key=KEY, newrelic_account_id=ACCOUNT))
+    rest = newrelic_client(config(newrelic_api="REST", newrelic_api_key=KEY, newrelic_account_id=ACCOUNT))
     assert isinstance(rest, RestV2Client)
 
 
 def test_eu_accounts_set_one_api_url_for_both():
     eu = config(newrelic_api_key=KEY, newrelic_account_id=ACCOUNT, newrelic_api_url="https://api.eu.newrelic.com/")
-    assert from_config(eu).endpoint == "https://api.eu.newrelic.com/graphql"
+    assert newrelic_client(eu).endpoint == "https://api.eu.newrelic.com/graphql"
 
 
 @pytest.mark.parametrize(
@@ -287,7 +287,7 @@ def test_bad_settings_stop_the_start(setting, value, variable):
 
 
 @pytest.fixture
-def app(tmp_path):
+def app(make_app, tmp_path):
     settings = {
         "store": f"sqlite:///{tmp_path}/mapper.sqlite3",
         "service_names": "false",
@@ -295,13 +295,11 @@ def app(tmp_path):
         "newrelic_account_id": ACCOUNT,
         "newrelic_api_url": API,
     }
-    app = create_app(settings)
-    yield app
-    app.extensions["ecs_id_mapper"].store.close()
+    return make_app(settings)
 
 
 def test_routes_answer_through_nerdgraph_and_cache_the_link(app, nr):
-    store = app.extensions["ecs_id_mapper"].store
+    store = state(app).store
     store.upsert_containers([record(10)], "2026-11-25T15:05:39.000Z")
     short = container_id(10)[:12]
     nrql = NRQL.replace(SHORT_ID, short)
@@ -322,7 +320,7 @@ def test_routes_answer_through_nerdgraph_and_cache_the_link(app, nr):
 
 
 def test_errors_inside_a_200_answer_are_502_json_without_the_key(app, nr):
-    app.extensions["ecs_id_mapper"].store.upsert_containers([record(11)], "2026-11-25T15:05:39.000Z")
+    state(app).store.upsert_containers([record(11)], "2026-11-25T15:05:39.000Z")
     nr.post(ENDPOINT, json={"data": None, "errors": [graphql_error("boom " + KEY, errorClass="SERVER_ERROR")]})
 
     answer = app.test_client().get(f"/query/task_id/{task_id(11)}/newrelic")

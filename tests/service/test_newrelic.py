@@ -9,6 +9,7 @@ import requests
 import responses
 from responses import matchers
 
+from server.app import newrelic_client
 from server.config import Config, load
 from server.newrelic import (
     NewRelicAmbiguous,
@@ -18,7 +19,6 @@ from server.newrelic import (
     NewRelicUnavailable,
     RestV2Client,
     UnconfiguredClient,
-    from_config,
 )
 
 API = "http://127.0.0.1:9"
@@ -164,18 +164,18 @@ def test_trouble_upstream(newrelic, nr, caplog, answer, error, status, message):
 
 
 def test_not_configured_names_the_missing_variables():
-    client = from_config(config(newrelic_account_id=ACCOUNT))
+    client = newrelic_client(config(newrelic_account_id=ACCOUNT))
 
     assert isinstance(client, UnconfiguredClient)
     with pytest.raises(NewRelicNotConfigured, match=r"set ECS_ID_MAPPER_NEWRELIC_API_KEY$") as caught:
         client.instance_url(SHORT_ID)
     assert caught.value.status == 404
     with pytest.raises(NewRelicNotConfigured, match="API_KEY and ECS_ID_MAPPER_NEWRELIC_ACCOUNT_ID"):
-        from_config(config()).application_url("web")
+        newrelic_client(config()).application_url("web")
 
 
 def test_configured_client_uses_the_configured_api_and_templates(nr):
-    client = from_config(
+    client = newrelic_client(
         config(
             newrelic_api="rest",
             newrelic_api_key=KEY,

@@ -9,8 +9,8 @@ import pytest
 import responses
 from responses import matchers
 
-from server import create_app, service
 from server.ecs import EcsClient
+from server.state import state
 from tests.service.helpers import CLUSTER, container_id, described, record, task_arn, task_id
 
 TOKEN = "report-token"
@@ -35,13 +35,8 @@ def settings(tmp_path) -> dict:
 
 
 @pytest.fixture
-def app(settings, ecs):
-    app = create_app(settings)
-    upstreams = app.extensions[service.EXTENSION]
-    upstreams.ecs = upstreams.service_names.ecs = ecs
-    yield app
-    upstreams.service_names.stop()
-    app.extensions["ecs_id_mapper"].store.close()
+def app(make_app, settings, ecs):
+    return make_app(settings, ecs=ecs)
 
 
 @pytest.fixture
@@ -81,7 +76,7 @@ def describe(stubber, numbers: list[int], groups: dict[int, str]) -> None:
 
 
 def names(app):
-    return app.extensions[service.EXTENSION].service_names
+    return state(app).service_names
 
 
 # GET /query/service/<cluster>/<service>/_all
@@ -113,7 +108,7 @@ def test_a_listed_task_not_enriched_yet_is_shown_and_learns_its_service(app, cli
     body = client.get(f"/query/service/{CLUSTER}/web/_all").get_json()
 
     assert [t["task_id"] for t in body["tasks"]] == [task_id(4)]
-    assert app.extensions["ecs_id_mapper"].store.containers_of_task(task_id(4))[0]["service_name"] == "web"
+    assert state(app).store.containers_of_task(task_id(4))[0]["service_name"] == "web"
 
 
 def test_include_stopped_adds_the_service_tasks_ecs_no_longer_lists(app, client, stubber):
@@ -149,11 +144,11 @@ def test_throttled_without_a_cached_answer_is_503_with_retry_after(client, stubb
     assert int(answer.headers["Retry-After"]) >= 1
 
 
-def test_no_credentials_is_503_naming_them(app, client, monkeypatch):
+def test_no_credentials_is_503_naming_them(make_app, settings, monkeypatch):
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     monkeypatch.setenv("AWS_ENDPOINT_URL_ECS", "http://127.0.0.1:9")
-    app.extensions[service.EXTENSION].ecs = EcsClient()
+    client = make_app(settings, ecs=EcsClient()).test_client()
 
     answer = client.get(f"/query/service/{CLUSTER}/web/_all")
 
@@ -191,7 +186,7 @@ def test_a_report_returns_before_ecs_answers_and_the_task_gets_its_service(app, 
         release.set()
     assert names(app).wait_idle(5)
 
-    store = app.extensions["ecs_id_mapper"].store
+    store = state(app).store
     assert store.containers_of_task(task_id(7))[0]["service_name"] == "web"
     assert "service_name" not in store.containers_of_task(task_id(8))[0]
     all_answer = client.get(f"/query/container_id/{container_id(7)}/_all").get_json()
@@ -201,11 +196,11 @@ def test_a_report_returns_before_ecs_answers_and_the_task_gets_its_service(app, 
 def test_a_failed_describe_is_retried_by_the_worker(app, client, stubber):
     stubber.add_client_error("describe_tasks", "ThrottlingException", "Rate exceeded", 400)
     describe(stubber, [9], {9: "service:web"})
-    names(app).base_delay = 0.05
+    names(app).backoff.base = 0.05
 
     report(client, record(9))
 
-    store = app.extensions["ecs_id_mapper"].store
+    store = state(app).store
     deadline = time.monotonic() + 5
     while not store.containers_of_task(task_id(9))[0].get("service_name") and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -270,10 +265,9 @@ def test_newrelic_trouble_is_502_without_the_key(app, client, stubber, nr):
     assert names(app).wait_idle(5)
 
 
-def test_newrelic_not_configured_is_404_naming_the_variables(settings):
-    app = create_app({**settings, "newrelic_api_key": "", "newrelic_account_id": ""})
+def test_newrelic_not_configured_is_404_naming_the_variables(make_app, settings):
+    app = make_app({**settings, "newrelic_api_key": "", "newrelic_account_id": ""})
     answer = app.test_client().get(f"/query/service/{CLUSTER}/web/newrelic")
-    app.extensions["ecs_id_mapper"].store.close()
 
     assert answer.status_code == 404
     assert answer.get_json()["message"] == (

@@ -11,30 +11,21 @@ import heapq
 import itertools
 import logging
 import os
-import random
 import threading
 import time
-import weakref
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from server.backoff import Backoff
 from server.ecs import DESCRIBE_BATCH, EcsClient, EcsError, EcsNotFound, task_id_of
+from server.lookups import store_service_name
 from server.lru import LRU
 from server.store import Record, Store, StoreError
 
 log = logging.getLogger(__name__)
 
 SERVICE_GROUP = "service:"
-
-#: Every ServiceNames made, so that a test suite can stop all of their workers at once.
-_instances: weakref.WeakSet[ServiceNames] = weakref.WeakSet()
-
-
-def stop_all(timeout: float = 5.0) -> None:
-    """Stop the worker thread of every ServiceNames in this process."""
-    for names in list(_instances):
-        names.stop(timeout)
 
 
 @dataclass
@@ -67,8 +58,7 @@ class ServiceNames:
         self.autostart = autostart
         self.idle_exit = idle_exit
         self.store = store
-        self.base_delay = base_delay
-        self.max_delay = max_delay
+        self.backoff = Backoff(base_delay, max_delay)
         self.max_attempts = max_attempts
         self.max_pending = max_pending
         self.clock = clock
@@ -85,7 +75,6 @@ class ServiceNames:
         self._pid = 0
         self._dropped = 0
         self._last_failure = ""
-        _instances.add(self)
 
     # The request side: never blocks on ECS or the store.
 
@@ -185,7 +174,7 @@ class ServiceNames:
     def _write(self, task: PendingTask, name: str) -> None:
         if name:
             try:
-                self.store.update_task(task.task_id, {"service_name": name})
+                store_service_name(self.store, task.task_id, name)
             except StoreError as exc:
                 log.warning("could not store the service of task %s: %s", task.task_id, exc)
                 self._retry(task)
@@ -202,8 +191,7 @@ class ServiceNames:
             log.warning("gave up on the service name of task %s after %d attempts", task.task_id, task.attempts)
             self._done(task)
             return
-        delay = min(self.max_delay, self.base_delay * 2 ** (task.attempts - 1))
-        delay *= random.uniform(0.5, 1.0)  # jitter, so that workers do not retry in step
+        delay = self.backoff.delay(task.attempts)
         with self._cond:
             heapq.heappush(self._retries, (self.clock() + delay, next(self._seq), task))
 

@@ -10,7 +10,7 @@ import pytest
 from moto import mock_aws
 
 from server.ecs import EcsClient, EcsUnavailable
-from server.enrich import ServiceNames
+from server.service_names import ServiceNames
 from tests.service.helpers import CLUSTER, REGION, described, record, run_tasks, task_arn, task_id
 
 NOW = "2026-11-25T15:05:39.000Z"

@@ -1,0 +1,89 @@
+"""The app factory: the one place that builds the collaborators and assembles the routes around them."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+from flask.json.provider import DefaultJSONProvider
+
+from server import config as config_module
+from server import errors, health, query, report, service
+from server.config import Config
+from server.ecs import EcsClient
+from server.nerdgraph import NerdGraphClient
+from server.newrelic import (
+    ACCOUNT_ID_VARIABLE,
+    API_KEY_VARIABLE,
+    NewRelicClient,
+    RestV2Client,
+    UnconfiguredClient,
+)
+from server.service_names import ServiceNames
+from server.state import EXTENSION, AppState
+from server.store import open_store
+from server.store.health import HealthCheck
+
+
+def create_app(
+    config: Config | Mapping[str, Any] | None = None,
+    *,
+    ecs: EcsClient | None = None,
+    newrelic: NewRelicClient | None = None,
+) -> Flask:
+    """The app, configured from defaults, then ``ECS_ID_MAPPER_*`` variables, then ``config``.
+
+    ``ecs`` and ``newrelic`` replace the clients the configuration would give (tests pass fakes).
+    ``state(app).close()`` stops the background worker and closes the store.
+    """
+    cfg = config if isinstance(config, Config) else config_module.load(config)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = cfg.max_body_bytes
+    json_provider = DefaultJSONProvider(app)
+    json_provider.sort_keys = False
+    app.json = json_provider
+    app.url_map.merge_slashes = False  # '/query/container_id//_all' is a missing ID (404), not a redirect
+
+    store = open_store(cfg.store)
+    ecs = ecs or EcsClient()  # makes its boto3 client on first use, never here
+    app.extensions[EXTENSION] = AppState(
+        config=cfg,
+        store=store,
+        ecs=ecs,
+        newrelic=newrelic or newrelic_client(cfg),
+        service_names=ServiceNames(ecs, store),
+        health=HealthCheck(store, cfg.health_interval),
+    )
+
+    errors.register(app)
+    for module in (query, service, report, health):
+        app.register_blueprint(module.bp)
+    return app
+
+
+def newrelic_client(config: Config) -> NewRelicClient:
+    """The client ``newrelic_api`` names; UnconfiguredClient when the API key or account ID is missing."""
+    missing = [
+        variable
+        for variable, value in (
+            (API_KEY_VARIABLE, config.newrelic_api_key),
+            (ACCOUNT_ID_VARIABLE, config.newrelic_account_id),
+        )
+        if not value
+    ]
+    if missing:
+        return UnconfiguredClient(missing)
+    if config.newrelic_api == "nerdgraph":
+        return NerdGraphClient(config.newrelic_api_key, config.newrelic_account_id, config.newrelic_api_url)
+    return RestV2Client(
+        api_key=config.newrelic_api_key,
+        account_id=config.newrelic_account_id,
+        api_url=config.newrelic_api_url,
+        instance_url_template=config.newrelic_instance_url,
+        application_url_template=config.newrelic_application_url,
+    )

@@ -1,0 +1,33 @@
+"""How the routes answer besides JSON: plain text for shell scripts, redirects for dashboards, query flags."""
+
+from __future__ import annotations
+
+from flask import Response, redirect, request
+from werkzeug.wrappers import Response as BaseResponse
+
+from server.config import parse_bool
+from server.errors import ApiError
+
+
+def text(*lines: str) -> Response:
+    """One value per line, as ``text/plain``."""
+    return Response("".join(f"{line}\n" for line in lines), mimetype="text/plain")
+
+
+def flag(name: str) -> bool:
+    """A true/false query parameter (absent is false); 400 for anything else."""
+    try:
+        return parse_bool(request.args.get(name, ""))
+    except ValueError as exc:
+        raise ApiError(f"{name}: {exc}") from None
+
+
+def wants_redirect() -> bool:
+    """``?redir=true``: answer with a redirect to the URL rather than the URL as text. Read it before any outside
+    lookup, so that a bad flag is a 400 that costs nothing."""
+    return flag("redir")
+
+
+def url_answer(url: str, redirecting: bool) -> BaseResponse:
+    """A redirect to ``url`` (302), or ``url`` as text."""
+    return redirect(url, 302) if redirecting else text(url)

@@ -1,0 +1,43 @@
+"""What the routes share: every collaborator the app factory builds, on one object, and its typed accessor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from flask import Flask, current_app
+
+from server.config import Config
+from server.ecs import EcsClient
+from server.lru import LRU
+from server.newrelic import NewRelicClient
+from server.service_names import ServiceNames
+from server.store import Store
+from server.store.health import HealthCheck
+
+#: The key of the state in ``app.extensions``.
+EXTENSION = "ecs_id_mapper"
+
+
+@dataclass
+class AppState:
+    """The app's configuration and collaborators, built once by ``create_app``."""
+
+    config: Config
+    store: Store
+    ecs: EcsClient
+    newrelic: NewRelicClient
+    service_names: ServiceNames
+    health: HealthCheck
+    #: full container ID → task ID; a container never changes task, so this never goes stale.
+    task_of_container: LRU[str, str] = field(default_factory=lambda: LRU(50_000))
+
+    def close(self) -> None:
+        """Stop the background worker and close the store; the app answers no more requests after this."""
+        self.service_names.stop()
+        self.store.close()
+
+
+def state(app: Flask | None = None) -> AppState:
+    """The state of ``app``, else of the app handling the current request."""
+    found: AppState = (app or current_app).extensions[EXTENSION]
+    return found
