@@ -15,7 +15,7 @@ from server.state import state
 from server.store.sdb import SimpleDBStore
 from tests.server import samples
 from tests.server.conftest import AUTH
-from tests.server.samples import API_ID
+from tests.server.samples import API_ID, SIDECAR_ID
 
 
 @pytest.mark.parametrize("ip", ["10..0.1", ".", "x" * 70, "10.0.0.1; rm -rf", "999.1.1.1"])
@@ -124,6 +124,20 @@ def test_a_value_that_is_no_host_name_in_the_host_part_is_404(make_app, settings
     response = client.get(f"/query/container_id/{API_ID}/cadvisor?redir=true")
     assert response.status_code == 404
     assert "host_name" in response.get_json()["message"]
+
+
+def test_a_host_name_no_dns_could_hold_is_404_every_time(make_app, settings):
+    settings["cadvisor_url"] = "http://{host_name}:8080/docker/{container_id}"
+    client = make_app(settings).test_client()
+    for name, host_name in (("api", "x" * 64 + ".example"), ("sidecar", "ok.example")):
+        body = samples.map_report(samples.container(), host={**samples.HOST, "host_name": host_name})
+        body["containers"][0].update(container_name=name, container_id=(API_ID if name == "api" else SIDECAR_ID))
+        assert client.post("/report/map", json=body, headers=AUTH).status_code == 200
+    for _ in range(2):  # the host's verdict is remembered: the second answer must be the same
+        assert client.get(f"/query/container_id/{API_ID}/cadvisor").status_code == 404
+        assert client.get(f"/query/container_id/{SIDECAR_ID}/cadvisor").get_data(as_text=True) == (
+            f"http://ok.example:8080/docker/{SIDECAR_ID}\n"
+        )
 
 
 def test_first_seen_is_the_earliest_event_a_delayed_report_carries(client, report):
