@@ -30,6 +30,8 @@ class AppState:
     health: HealthCheck
     #: full container ID → task ID; a container never changes task, so this never goes stale.
     task_of_container: LRU[str, str] = field(default_factory=lambda: LRU(50_000))
+    #: task ID → its container IDs, once every one of them is STOPPED: ECS starts no container in a stopped task.
+    containers_of_stopped_task: LRU[str, tuple[str, ...]] = field(default_factory=lambda: LRU(50_000))
 
     def close(self) -> None:
         """Stop the background worker and close the store; the app answers no more requests after this."""

@@ -136,6 +136,26 @@ class TestByTaskId:
         assert response.mimetype == "text/plain"
         assert response.get_data(as_text=True) == f"{SIDECAR_ID}\n{API_ID}\n"  # aaa-sidecar sorts before api
 
+    def test_a_running_task_is_read_fresh_and_a_stopped_one_is_remembered(self, app, client, report):
+        store = state(app).store
+        asked = []
+        real = store.containers_of_task
+        store.containers_of_task = lambda task_id: asked.append(task_id) or real(task_id)
+        report(samples.container(API_ID, "api"), samples.container(SIDECAR_ID, "aaa-sidecar"))
+        for _ in range(2):
+            assert client.get(f"/query/task_id/{TASK_LONG}").get_data(as_text=True) == f"{SIDECAR_ID}\n{API_ID}\n"
+        assert len(asked) == 2
+
+        stop = {"known_status": "STOPPED", "sample_time": "2026-11-25T16:00:00Z"}
+        report(samples.container(API_ID, "api", **stop))  # one of two stopped: still read fresh
+        client.get(f"/query/task_id/{TASK_LONG}")
+        assert len(asked) == 3
+        report(samples.container(SIDECAR_ID, "aaa-sidecar", **stop))
+        for given in (TASK_LONG, TASK_LONG.upper(), TASK_LONG):
+            assert client.get(f"/query/task_id/{given}").get_data(as_text=True) == f"{SIDECAR_ID}\n{API_ID}\n"
+        assert len(asked) == 4
+        assert client.get(f"/query/task_id/{TASK_LONG}/_all").get_json()["known_status"] == "STOPPED"
+
     def test_uuid_task_id_any_case(self, client, recorded):
         response = client.get(f"/query/task_id/{TASK_UUID.upper()}")
         assert response.get_data(as_text=True) == f"{MIGRATE_ID}\n"
