@@ -24,7 +24,7 @@ class ServerApplication(BaseApplication):
         for name, value in {
             "bind": [cfg.bind],
             "workers": cfg.workers,
-            "worker_class": "gthread",
+            "worker_class": "gthread",  # chosen from bench/lookup.py: see README, Speed
             "threads": cfg.threads,
             "timeout": cfg.timeout,
             "limit_request_line": 8190,  # the largest gunicorn allows: long IDs get the app's JSON 400

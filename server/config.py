@@ -40,7 +40,7 @@ class Config:
     )
     newrelic_application_url: str = "https://rpm.newrelic.com/accounts/{account_id}/applications/{application_id}"
     workers: int = 2
-    threads: int = 4
+    threads: int = 8
     timeout: int = 30
     max_body_bytes: int = 4 * 1024 * 1024
     health_interval: float = 5.0
