@@ -3,18 +3,23 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: run test lint bench clean
+.PHONY: run demo test lint bench clean
 
 run: $(VENV)/.runtime
 	$(BIN)/python -m server
 
-test: $(VENV)/.dev
-	$(BIN)/ruff check .
+# The server, a simulated ECS host and the agent on this machine; prints curl commands; Ctrl-C cleans up.
+demo: $(VENV)/.runtime
+	$(BIN)/python -m simhost.demo
+
+test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Types are checked over agent/ and server/ (pyproject.toml says where and how strictly).
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # The lookup benchmark drives wrk: installed here from Debian's packages when missing and we may.
 bench: $(VENV)/.dev
@@ -23,7 +28,9 @@ bench: $(VENV)/.dev
 		|| echo "wrk is missing: apt-get install wrk (Debian, Ubuntu) or brew install wrk"
 	$(BIN)/python bench/agent_poll.py
 	$(BIN)/python -m bench.sdb_cost
+	$(BIN)/python -m bench.dynamodb_cost
 	$(BIN)/python -m bench.lookup
+	$(BIN)/python -m bench.sd_prometheus
 
 $(VENV)/bin/python:
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ needed"; exit 1; }
@@ -40,4 +47,4 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 	touch $@
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis

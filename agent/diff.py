@@ -14,9 +14,12 @@ Record = dict[str, Any]
 def event_id(container_id: str, kind: str, old: str, new: str) -> str:
     """The ID of an event, the same whenever the same change is seen again.
 
-    Derived from the change rather than drawn at random, so that a resent report, or an agent restarted
-    without its spool that sees the same containers appear again, does not double an event on the server.
+    Derived from the change rather than drawn at random, so that a resent report does not double an event on
+    the server. A container appears once: an agent restarted without its spool sees it appear again, perhaps in
+    a later status, and that is the same appearance, so its ID leaves the statuses out.
     """
+    if kind == "appeared":
+        old = new = ""
     digest = hashlib.blake2b(f"{container_id}|{kind}|{old}|{new}".encode(), digest_size=16).hexdigest()
     return f"{container_id[:12]}-{digest}"
 

@@ -9,10 +9,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-log = logging.getLogger(__name__)
+from agent.wire import MAX_BODY_BYTES, MAX_ITEMS
 
-MAX_ITEMS = 1000  # the server's bound on containers, and on events, per report
-MAX_BODY_BYTES = 3 * 1024 * 1024  # under the server's 4 MiB, with room for the host and the framing
+log = logging.getLogger(__name__)
 
 
 def _dump(value: Any) -> str:
@@ -27,6 +26,11 @@ def _is_text(value: Any) -> bool:
     return isinstance(value, str) and bool(value)
 
 
+def same_state(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two records of a container say the same, whenever each was sampled."""
+    return {**a, "sample_time": ""} == {**b, "sample_time": ""}
+
+
 @dataclass(frozen=True)
 class Batch:
     """One report body taken from the outbox, and what to remove from it once the server has taken it."""
@@ -35,6 +39,36 @@ class Batch:
     containers: list[tuple[str, dict[str, Any]]]
     events: list[dict[str, str]]
     full: bool
+
+
+class _Packing:
+    """What one report carries so far, within the server's bounds on items and the byte budget."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.containers: dict[str, str] = {}  # container ID → its record as JSON
+        self.records: list[tuple[str, dict[str, Any]]] = []
+        self.events: list[dict[str, str]] = []
+        self.event_parts: list[str] = []
+        self.event_ids: set[int] = set()
+
+    def add(self, records: list[tuple[str, dict[str, Any]]], events: list[dict[str, str]]) -> bool:
+        """Add records and events together, or nothing (False) if they do not fit; the first always fits."""
+        if len(self.records) + len(records) > MAX_ITEMS or len(self.events) + len(events) > MAX_ITEMS:
+            return False
+        record_parts = [_dump(record) for _, record in records]
+        event_parts = [_dump(event) for event in events]
+        size = sum(len(part) + 1 for part in record_parts + event_parts)
+        if (self.records or self.events) and size > self.budget:
+            return False
+        self.budget -= size
+        for (cid, record), part in zip(records, record_parts, strict=True):
+            self.containers[cid] = part
+            self.records.append((cid, record))
+        self.events += events
+        self.event_parts += event_parts
+        self.event_ids.update(id(event) for event in events)
+        return True
 
 
 class Outbox:
@@ -59,6 +93,9 @@ class Outbox:
     def put(self, records: Iterable[dict[str, Any]], events: Iterable[dict[str, str]], full: bool = False) -> None:
         """Add container records (each replacing any pending one of its container) and events."""
         for record in records:
+            pending = self._containers.get(record["container_id"])
+            if pending is not None and same_state(pending, record):
+                continue  # a resync or restart sees it again: its sample time stays when this state was first seen
             # Re-inserting moves it to the end: the front holds the longest-unchanged, dropped first.
             self._containers.pop(record["container_id"], None)
             self._containers[record["container_id"]] = record
@@ -81,41 +118,44 @@ class Outbox:
             )  # fmt: skip
 
     def take(self, host: dict[str, str], max_bytes: int = MAX_BODY_BYTES) -> Batch:
-        """The next report: as many pending containers and events, oldest first, as one request may carry."""
-        budget = max_bytes - len(_dump(host))
-        containers: list[tuple[str, dict[str, Any]]] = []
-        parts: list[str] = []
-        for container_id, record in self._containers.items():
-            part = _dump(record)
-            if len(containers) == MAX_ITEMS or (containers and len(part) + 1 > budget):
-                break
-            budget -= len(part) + 1
-            containers.append((container_id, record))
-            parts.append(part)
-        events: list[dict[str, str]] = []
-        event_parts: list[str] = []
+        """The next report: as many pending events and containers, oldest first, as one request may carry.
+
+        A container's record goes together with all of its pending events, or waits: the server takes when a
+        container appeared (``first_seen``) and stopped from the events that come with its record.
+        """
+        of_container: dict[str, list[dict[str, str]]] = {}
         for event in self._events:
-            part = _dump(event)
-            if len(events) == MAX_ITEMS or ((containers or events) and len(part) + 1 > budget):
+            of_container.setdefault(event.get("container_id", ""), []).append(event)
+        packing = _Packing(max_bytes - len(_dump(host)))
+        for event in self._events:
+            if id(event) in packing.event_ids:
+                continue
+            cid = event.get("container_id", "")
+            record = self._containers.get(cid)
+            if record is None or len(of_container[cid]) > MAX_ITEMS:
+                unit: tuple[list, list] = ([], [event])
+            else:
+                unit = ([(cid, record)], of_container[cid])
+            if not packing.add(*unit):
                 break
-            budget -= len(part) + 1
-            events.append(event)
-            event_parts.append(part)
-        full = self.full and len(containers) == len(self._containers)
+        for cid, record in self._containers.items():
+            if cid not in packing.containers and cid not in of_container and not packing.add([(cid, record)], []):
+                break
+        full = self.full and len(packing.containers) == len(self._containers)
         body = (
-            f'{{"host":{_dump(host)},"containers":[{",".join(parts)}],'
-            f'"events":[{",".join(event_parts)}],"full":{"true" if full else "false"}}}'
+            f'{{"host":{_dump(host)},"containers":[{",".join(packing.containers.values())}],'
+            f'"events":[{",".join(packing.event_parts)}],"full":{"true" if full else "false"}}}'
         )
-        return Batch(body.encode(), containers, events, full)
+        return Batch(body.encode(), packing.records, packing.events, full)
 
     def remove(self, batch: Batch) -> None:
         """Forget what `batch` carried (the server took it, or refused it for good); newer states stay."""
         for container_id, record in batch.containers:
             if self._containers.get(container_id) is record:
                 del self._containers[container_id]
-        for event in batch.events:
-            if self._events and self._events[0] is event:
-                self._events.popleft()
+        if batch.events:
+            sent = {id(event) for event in batch.events}
+            self._events = deque(event for event in self._events if id(event) not in sent)
         if batch.containers or batch.full:
             self.full = False  # what is left after a partial batch is not the whole snapshot either
 

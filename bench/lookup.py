@@ -41,7 +41,7 @@ from bench.load import (
     wrk_available,
 )
 from server import schema
-from server.records import utc_now, with_first_seen
+from server.records import utc_now, with_event_times
 from server.store.sqlite import SQLiteStore
 
 TOKEN = "bench-token"
@@ -226,7 +226,7 @@ def bulk_load(database: Path, count: int, events: bool = False) -> None:
         for first in range(0, count, size):
             body = json.loads(fleet.report(first, min(size, count - first), events=events))
             containers, event_list, _ = schema.map_report(body)
-            store.upsert_containers(with_first_seen(containers, event_list), utc_now())
+            store.upsert_containers(with_event_times(containers, event_list), utc_now())
             if event_list:
                 store.add_events(event_list)
     finally:

@@ -8,6 +8,7 @@ from flask import Flask
 from gunicorn.app.base import BaseApplication
 
 from server import config as config_module
+from server import logs
 from server.app import create_app
 from server.store import StoreError, open_store
 
@@ -27,9 +28,11 @@ class ServerApplication(BaseApplication):
             "worker_class": "gthread",  # chosen from bench/lookup.py: see README, Speed
             "threads": cfg.threads,
             "timeout": cfg.timeout,
+            "keepalive": cfg.keepalive,
             "limit_request_line": 8190,  # the largest gunicorn allows: long IDs get the app's JSON 400
             "graceful_timeout": 10,
-            "accesslog": "-",
+            "accesslog": None,  # the app logs each request itself, without credentials
+            "logconfig_dict": logs.gunicorn_logconfig(cfg.log_level, cfg.log_format),
             "control_socket_disable": True,  # several servers may share a host; nothing uses it
             "loglevel": cfg.log_level.lower(),
         }.items():
@@ -42,7 +45,8 @@ class ServerApplication(BaseApplication):
 def main() -> None:
     try:
         cfg = config_module.load()
-        open_store(cfg.store).close()  # schema and reachability checked once, before any worker starts
+        # Schema and reachability checked once, before any worker starts.
+        open_store(cfg.store, cfg.retention_days).close()
     except config_module.ConfigError as exc:
         sys.exit(f"ecs-id-mapper: {exc}")
     except (StoreError, ValueError, OSError) as exc:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,7 +9,7 @@ from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
 from server import config as config_module
-from server import errors, health, query, report, service
+from server import discovery, errors, health, logs, query, report, requestlog, service
 from server.config import Config
 from server.ecs import EcsClient
 from server.nerdgraph import NerdGraphClient
@@ -21,6 +20,7 @@ from server.newrelic import (
     RestV2Client,
     UnconfiguredClient,
 )
+from server.retention import Pruner
 from server.service_names import ServiceNames
 from server.state import EXTENSION, AppState
 from server.store import open_store
@@ -39,8 +39,7 @@ def create_app(
     ``state(app).close()`` stops the background worker and closes the store.
     """
     cfg = config if isinstance(config, Config) else config_module.load(config)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(cfg.log_level, cfg.log_format)
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = cfg.max_body_bytes
@@ -49,7 +48,7 @@ def create_app(
     app.json = json_provider
     app.url_map.merge_slashes = False  # '/query/container_id//_all' is a missing ID (404), not a redirect
 
-    store = open_store(cfg.store)
+    store = open_store(cfg.store, cfg.retention_days)
     ecs = ecs or EcsClient()  # makes its boto3 client on first use, never here
     app.extensions[EXTENSION] = AppState(
         config=cfg,
@@ -58,10 +57,12 @@ def create_app(
         newrelic=newrelic or newrelic_client(cfg),
         service_names=ServiceNames(ecs, store),
         health=HealthCheck(store, cfg.health_interval),
+        pruner=None if store.expires_itself or not store.retention else Pruner(store).start(),
     )
 
+    requestlog.register(app)
     errors.register(app)
-    for module in (query, service, report, health):
+    for module in (query, service, report, health, discovery):
         app.register_blueprint(module.bp)
     return app
 

@@ -9,13 +9,16 @@ import math
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from server import links
+from server.flags import parse_bool
 from server.store import validate_url
 
 PREFIX = "ECS_ID_MAPPER_"
+#: ``ECS_ID_MAPPER_LINK_<NAME>`` adds a link called ``<name>``.
+LINK_PREFIX = "link_"
 
 
 class ConfigError(ValueError):
@@ -27,6 +30,8 @@ class Config:
     bind: str = "127.0.0.1:5001"
     store: str = "sqlite:///data/ecs-id-mapper.sqlite3"
     token: str = ""
+    #: When set, the query, service and discovery routes need it (or the report token) as a bearer token.
+    read_token: str = ""
     allow_anonymous_reports: bool = False
     cadvisor_url: str = "http://{instance_ip}:8080/docker/{container_id}"
     graylog_url: str = ""
@@ -42,25 +47,22 @@ class Config:
     workers: int = 2
     threads: int = 8
     timeout: int = 30
+    #: Seconds an idle keep-alive connection stays open: longer than a load balancer's idle timeout (an ALB's is
+    #: 60 s by default), so that the balancer, never gunicorn, closes a connection it may be sending on.
+    keepalive: int = 75
     max_body_bytes: int = 4 * 1024 * 1024
     health_interval: float = 5.0
+    retention_days: float = 30.0
     log_level: str = "INFO"
+    log_format: str = "text"
+    #: Links added by ``ECS_ID_MAPPER_LINK_<NAME>=TEMPLATE``: lower-case name → template.
+    links: Mapping[str, str] = field(default_factory=dict)
 
 
 NEWRELIC_PLACEHOLDERS = ("account_id", "application_id", "instance_id")
 NEWRELIC_APIS = ("nerdgraph", "rest")
+LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-TRUE = ("1", "true", "yes", "on")
-FALSE = ("0", "false", "no", "off", "")
-
-
-def parse_bool(text: str) -> bool:
-    value = text.strip().lower()
-    if value in TRUE:
-        return True
-    if value in FALSE:
-        return False
-    raise ValueError(f"expected one of {', '.join(TRUE + FALSE[:-1])}, got {text!r}")
 
 
 def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -71,6 +73,13 @@ def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
         return value
 
     return parse
+
+
+def _not_negative(text: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"must be 0 or more, got {text!r}")
+    return value
 
 
 def _bind(text: str) -> str:
@@ -124,6 +133,7 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "bind": _bind,
     "store": _store,
     "token": _token,
+    "read_token": _token,
     "allow_anonymous_reports": parse_bool,
     "service_names": parse_bool,
     "cadvisor_url": links.validate_template,
@@ -136,30 +146,41 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "workers": _positive(int),
     "threads": _positive(int),
     "timeout": _positive(int),
+    "keepalive": _positive(int),
     "max_body_bytes": _positive(int),
     "health_interval": _positive(float),
+    "retention_days": _not_negative,
     "log_level": _log_level,
+    "log_format": _choice(LOG_FORMATS),
 }
 
 
 def load(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Config:
-    """Build the configuration. Override keys are field names, any case, with or without the prefix."""
+    """Build the configuration. Override keys are field names (or ``link_<name>``), any case, with or without the
+    prefix."""
     environ = os.environ if environ is None else environ
+    names = {f.name for f in fields(Config)} - {"links"}
     given: dict[str, tuple[str, Any]] = {}
-    for field in fields(Config):
-        variable = PREFIX + field.name.upper()
-        if variable in environ:
-            given[field.name] = (variable, environ[variable])
+    for variable, value in environ.items():
+        name = variable.removeprefix(PREFIX).lower()
+        if variable.startswith(PREFIX) and (name in names or name.startswith(LINK_PREFIX)):
+            given[name] = (variable, value)
     for key, value in (overrides or {}).items():
         name = key.upper().removeprefix(PREFIX).lower()
-        if name not in {f.name for f in fields(Config)}:
+        if name not in names and not name.startswith(LINK_PREFIX):
             raise ConfigError(f"{PREFIX}{name.upper()}: unknown setting")
         given[name] = (PREFIX + name.upper(), value)
 
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = {"links": {}}
     for name, (variable, raw) in given.items():
         try:
-            values[name] = PARSERS.get(name, str.strip)(str(raw).strip())
+            if name.startswith(LINK_PREFIX):
+                link = links.validate_name(name.removeprefix(LINK_PREFIX))
+                if str(raw).strip():
+                    values["links"][link] = links.validate_template(str(raw).strip())
+            else:
+                values[name] = PARSERS.get(name, str.strip)(str(raw).strip())
         except ValueError as exc:
             raise ConfigError(f"{variable}: {exc}") from None
+    values["links"] = dict(sorted(values["links"].items()))
     return Config(**values)

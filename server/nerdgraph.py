@@ -135,7 +135,9 @@ class NerdGraphClient(NewRelicClient):
         messages = []
         for error in errors:
             error = error if isinstance(error, dict) else {"message": str(error)}
-            extensions = error.get("extensions") if isinstance(error.get("extensions"), dict) else {}
+            extensions = error.get("extensions")
+            if not isinstance(extensions, dict):
+                extensions = {}
             kinds.update(str(extensions.get(k, "")).upper() for k in ("errorClass", "error_code", "code"))
             messages.append(scrub(str(error.get("message", "")), self._api_key)[:200])
         said = "; ".join(m for m in messages if m) or "no message"
@@ -186,7 +188,7 @@ def _permalink(entity: dict) -> str:
     host = (parts.hostname or "") if parts else ""
     if not parts or parts.scheme != "https" or not (host == "newrelic.com" or host.endswith(".newrelic.com")):
         raise NewRelicError(f"New Relic answered entity {entity['guid']} without a newrelic.com permalink")
-    return url
+    return str(url)
 
 
 def _deprecation(error: Any) -> bool:

@@ -45,12 +45,15 @@ def merge(old: dict[str, str] | None, new: dict[str, str], now: str) -> dict[str
 
     ``first_seen`` (the first sample time) is kept and ``last_seen`` advanced; an entry older than the stored one
     (a late retry) changes nothing else; cached lookups survive; ``stopped_at`` is set the first time the
-    container is seen STOPPED.
+    container is seen STOPPED. ``new`` may carry ``first_seen`` and ``stopped_at`` hints from the events of its
+    report (see ``with_event_times``): an earlier moment than its ``sample_time`` wins.
     """
+    new = dict(new)
+    first_seen_hint = new.pop("first_seen", None) or now
+    stopped_at_hint = new.pop("stopped_at", None) or now
     if old is None:
-        # When the agent saw it, not when a report (perhaps delayed by an outage) arrived; a report carrying
-        # the container's earlier events says so in ``first_seen`` (see ``with_first_seen``).
-        first_seen = min(now, new.get("sample_time") or now, new.get("first_seen") or now)
+        # When the agent saw it, not when a report (perhaps delayed by an outage) arrived.
+        first_seen = min(now, new.get("sample_time") or now, first_seen_hint)
         record = {**new, "first_seen": first_seen, "last_seen": now}
     elif new.get("sample_time", "") < old.get("sample_time", ""):
         record = {**old, "last_seen": max(now, old.get("last_seen", ""))}
@@ -58,24 +61,26 @@ def merge(old: dict[str, str] | None, new: dict[str, str], now: str) -> dict[str
         fresh = {k: v for k, v in new.items() if k not in SERVER_FIELDS and k not in IDENTITY_FIELDS}
         record = {**old, **fresh, "last_seen": max(now, old.get("last_seen", ""))}
     if record.get("known_status") == "STOPPED" and not record.get("stopped_at"):
-        record["stopped_at"] = record.get("sample_time") or now
+        record["stopped_at"] = min(record.get("sample_time") or now, stopped_at_hint)
     return record
 
 
-def with_first_seen(containers: list[dict[str, str]], events: list[dict[str, str]]) -> list[dict[str, str]]:
-    """Report entries, each with the time of its earliest event in the same report as a ``first_seen`` hint.
+def with_event_times(containers: list[dict[str, str]], events: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Report entries with hints from the same report's events: when each container appeared and stopped.
 
-    An agent that waited out an outage sends the latest state with every event since: the state's
-    ``sample_time`` is then later than the moment the container first appeared. ``merge`` uses the hint for new
-    records only.
+    An agent that waited out an outage sends each container's latest state with every event since: the state's
+    ``sample_time`` is then later than the moment the container first appeared (its earliest event) or stopped
+    (its event to STOPPED). ``merge`` takes ``first_seen`` for new records and ``stopped_at`` the first time the
+    container is STOPPED.
     """
-    earliest: dict[str, str] = {}
+    hints: dict[str, dict[str, str]] = {}
     for event in events:
-        cid = event["container_id"]
-        earliest[cid] = min(earliest.get(cid, event["timestamp"]), event["timestamp"])
-    return [
-        {**c, "first_seen": earliest[c["container_id"]]} if c["container_id"] in earliest else c for c in containers
-    ]
+        moment = event["timestamp"]
+        hint = hints.setdefault(event["container_id"], {})
+        hint["first_seen"] = min(hint.get("first_seen", moment), moment)
+        if event["to"] == "STOPPED" and event["event"] in ("appeared", "known_status"):
+            hint["stopped_at"] = min(hint.get("stopped_at", moment), moment)
+    return [{**c, **hints[c["container_id"]]} if c["container_id"] in hints else c for c in containers]
 
 
 def public(record: dict[str, str]) -> dict[str, object]:

@@ -10,6 +10,7 @@ from server.config import Config
 from server.ecs import EcsClient
 from server.lru import LRU
 from server.newrelic import NewRelicClient
+from server.retention import Pruner
 from server.service_names import ServiceNames
 from server.store import Store
 from server.store.health import HealthCheck
@@ -32,10 +33,14 @@ class AppState:
     task_of_container: LRU[str, str] = field(default_factory=lambda: LRU(50_000))
     #: task ID → its container IDs, once every one of them is STOPPED: ECS starts no container in a stopped task.
     containers_of_stopped_task: LRU[str, tuple[str, ...]] = field(default_factory=lambda: LRU(50_000))
+    #: Removes expired containers in the background, where the store does not expire them itself.
+    pruner: Pruner | None = None
 
     def close(self) -> None:
-        """Stop the background worker and close the store; the app answers no more requests after this."""
+        """Stop the background workers and close the store; the app answers no more requests after this."""
         self.service_names.stop()
+        if self.pruner is not None:
+            self.pruner.stop()
         self.store.close()
 
 

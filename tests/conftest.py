@@ -8,6 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from simhost import SimHostServer, SimulatedHost
+
 CLEARED_PREFIXES = ("ECS_ID_MAPPER_", "AWS_")
 CLEARED = ("endpoint", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 
@@ -27,8 +29,8 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     # and stopped (by closing its app) before this environment is undone.
     monkeypatch.setenv("AWS_ENDPOINT_URL_ECS", "http://127.0.0.1:9")
     yield
-    workers = [t for t in threading.enumerate() if t.name == "service-names"]
-    assert not workers, "a service-name worker outlived its test: close its app with state(app).close()"
+    workers = [t for t in threading.enumerate() if t.name in ("service-names", "retention") and t.is_alive()]
+    assert not workers, "a background worker outlived its test: close its app with state(app).close()"
 
 
 @pytest.fixture
@@ -47,3 +49,10 @@ def make_app():
     yield make
     for app in made:
         state(app).close()
+
+
+@pytest.fixture
+def ecs_host() -> Iterator[SimHostServer]:
+    """A simulated ECS host (introspection API and IMDSv2) on loopback ports, with no tasks until a test starts some."""
+    with SimHostServer(SimulatedHost(seed=5)) as sim:
+        yield sim

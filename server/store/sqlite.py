@@ -17,7 +17,7 @@ import json
 import sqlite3
 import threading
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from server import records
 from server.store.base import Event, Record, Store, StoreUnavailable
 
 #: Bumped when the layout changes; older files are converted when opened.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS containers (
@@ -35,12 +35,15 @@ CREATE TABLE IF NOT EXISTS containers (
     cluster_name  TEXT NOT NULL DEFAULT '',
     service_name  TEXT NOT NULL DEFAULT '',
     last_seen     TEXT NOT NULL DEFAULT '',
+    known_status  TEXT NOT NULL DEFAULT '',
     record        BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS containers_by_task ON containers (task_id, container_name, container_id);
 CREATE INDEX IF NOT EXISTS containers_by_service
     ON containers (cluster_name, service_name, task_id, container_name);
 CREATE INDEX IF NOT EXISTS containers_by_last_seen ON containers (last_seen);
+-- Only the running containers, for service discovery: a small index however long the history grows.
+CREATE INDEX IF NOT EXISTS containers_running ON containers (container_id) WHERE known_status = 'RUNNING';
 CREATE TABLE IF NOT EXISTS events (
     seq          INTEGER PRIMARY KEY AUTOINCREMENT,
     event_id     TEXT NOT NULL UNIQUE,
@@ -52,9 +55,11 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_by_container ON events (container_id, timestamp, seq);
 CREATE INDEX IF NOT EXISTS events_by_task ON events (task_id, timestamp, seq);
 """
+#: What retention's prune scans; created in files of any layout version.
+RETENTION_INDEX = "CREATE INDEX IF NOT EXISTS events_by_time ON events (timestamp)"
 
 # Columns copied out of the record so that lookups are index scans.
-INDEXED = ("task_id", "container_name", "cluster_name", "service_name", "last_seen")
+INDEXED = ("task_id", "container_name", "cluster_name", "service_name", "last_seen", "known_status")
 
 #: The WAL's largest size between checkpoints (and what SQLite truncates it to when it resets it).
 WAL_LIMIT = 32 * 1024 * 1024
@@ -83,7 +88,14 @@ def decode_record(stored: bytes | str) -> Record:
 class SQLiteStore(Store):
     kind = "sqlite"
 
-    def __init__(self, path: str, timeout: float = 10.0, wal_limit: int = WAL_LIMIT):
+    def __init__(
+        self,
+        path: str,
+        timeout: float = 10.0,
+        wal_limit: int = WAL_LIMIT,
+        retention_days: float = 0,
+        clock: Callable[[], float] | None = None,
+    ):
         if path in ("", ":memory:"):
             raise ValueError("needs a file path: an in-memory database is not shared between threads")
         self.path = Path(path)
@@ -91,12 +103,14 @@ class SQLiteStore(Store):
         self.wal_path = Path(f"{self.path}-wal")
         self.timeout = timeout
         self.wal_limit = wal_limit
+        self.keep_for(retention_days, clock)
         self._local = threading.local()
         with self._errors():
             conn = self._connection()
             conn.execute("PRAGMA journal_mode=WAL")
             with self._write() as conn:
                 self._migrate(conn)
+                conn.execute(RETENTION_INDEX)
 
     def _connection(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -117,8 +131,10 @@ class SQLiteStore(Store):
         old = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'containers'").fetchone()
         if old:
             conn.execute("ALTER TABLE containers RENAME TO containers_v1")
-            for index in ("containers_by_task", "containers_by_service", "containers_by_last_seen"):
-                conn.execute(f"DROP INDEX IF EXISTS {index}")
+            for (index,) in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'containers_v1' AND sql IS NOT NULL"
+            ).fetchall():
+                conn.execute(f"DROP INDEX {index}")
         for statement in SCHEMA.split(";"):
             if statement.strip():
                 conn.execute(statement)
@@ -166,16 +182,15 @@ class SQLiteStore(Store):
     @staticmethod
     def _insert(conn: sqlite3.Connection, record: Record) -> None:
         conn.execute(
-            "INSERT INTO containers (container_id, task_id, container_name, cluster_name, service_name, last_seen,"
-            " record) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO containers (container_id, {', '.join(INDEXED)}, record)"
+            f" VALUES (?, {', '.join('?' for _ in INDEXED)}, ?)",
             (record["container_id"], *(record.get(name, "") for name in INDEXED), encode_record(record)),
         )
 
     @staticmethod
     def _update(conn: sqlite3.Connection, record: Record) -> None:
         conn.execute(
-            "UPDATE containers SET task_id = ?, container_name = ?, cluster_name = ?, service_name = ?,"
-            " last_seen = ?, record = ? WHERE container_id = ?",
+            f"UPDATE containers SET {', '.join(f'{name} = ?' for name in INDEXED)}, record = ? WHERE container_id = ?",
             (*(record.get(name, "") for name in INDEXED), encode_record(record), record["container_id"]),
         )
 
@@ -246,6 +261,11 @@ class SQLiteStore(Store):
         )
         return [decode_record(r[0]) for r in rows]
 
+    def running_containers(self) -> list[Record]:
+        # The condition is the partial index's own, so that SQLite reads only the index's rows.
+        rows = self._query("SELECT record FROM containers WHERE known_status = 'RUNNING'")
+        return [decode_record(r[0]) for r in rows]
+
     def update_container(self, container_id: str, fields: Record) -> None:
         with self._write() as conn:
             row = conn.execute("SELECT record FROM containers WHERE container_id = ?", (container_id,)).fetchone()
@@ -267,6 +287,25 @@ class SQLiteStore(Store):
 
     def events_of_task(self, task_id: str) -> list[Event]:
         return self._events("task_id", task_id)
+
+    def prune(self, limit: int) -> int:
+        # One short transaction per call: requests wait at most for this batch, never for the whole prune.
+        if not self.retention:
+            return 0
+        cutoff = self.cutoff()
+        with self._write() as conn:
+            gone = conn.execute(
+                "SELECT container_id FROM containers WHERE last_seen < ? LIMIT ?", (cutoff, limit)
+            ).fetchall()
+            conn.executemany("DELETE FROM containers WHERE container_id = ?", gone)
+            conn.executemany("DELETE FROM events WHERE container_id = ?", gone)
+            # Events as old whose container is not on record (reported alone, or its record already gone).
+            conn.execute(
+                "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE timestamp < ?"
+                " AND container_id NOT IN (SELECT container_id FROM containers) LIMIT ?)",
+                (cutoff, limit),
+            )
+        return len(gone)
 
     def ping(self) -> None:
         self._query("SELECT 1 FROM containers LIMIT 1")

@@ -2,149 +2,51 @@
 
 from __future__ import annotations
 
-import json
-import signal
-import subprocess
-import sys
-import threading
-import time
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from typing import Any
-
 import pytest
 import requests
 
-from tests.agent.fakes import INSTANCE, METADATA, container, container_id, long_arn, task, tasks
-
 try:
     import server  # noqa: F401 - only to know whether the server is in this checkout
-    from tests.support import ROOT, ServerProcess
+    from tests.support import AgentProcess, ServerProcess, eventually
 except ImportError:  # pragma: no cover - an agent-only checkout
     pytest.skip("the server package is not importable", allow_module_level=True)
 
 pytestmark = pytest.mark.slow
 
 TOKEN = "e2e-token"
-A = container_id(1)
-ARN = long_arn(1)
-TASK_ID = ARN.rsplit("/", 1)[1]
-
-
-class EcsHost(ThreadingHTTPServer):
-    """The ECS agent's introspection API and an IMDSv2-only metadata service on one loopback port."""
-
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.tasks: Any = tasks()
-        self.url = f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: EcsHost
-
-    def _answer(self, status: int, body: bytes, content_type: str = "text/plain") -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_PUT(self) -> None:
-        if self.path == "/latest/api/token" and self.headers.get("X-aws-ec2-metadata-token-ttl-seconds"):
-            self._answer(200, b"imds-token")
-        else:
-            self._answer(400, b"")
-
-    def do_GET(self) -> None:
-        if self.path == "/v1/metadata":
-            self._answer(200, json.dumps(METADATA).encode(), "application/json")
-        elif self.path == "/v1/tasks":
-            self._answer(200, json.dumps(self.server.tasks).encode(), "application/json")
-        elif self.path.removeprefix("/latest/") in INSTANCE:
-            if self.headers.get("X-aws-ec2-metadata-token") != "imds-token":
-                self._answer(401, b"")  # IMDSv2 required, as on current AMIs
-            else:
-                self._answer(200, INSTANCE[self.path.removeprefix("/latest/")].encode())
-        else:
-            self._answer(404, b"")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def ecs_host() -> Iterator[EcsHost]:
-    host = EcsHost()
-    thread = threading.Thread(target=host.serve_forever, daemon=True)
-    thread.start()
-    yield host
-    host.shutdown()
-    host.server_close()
-
-
-def eventually(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    """The first truthy result of `check`, asked every 0.1 s; fails naming `what` after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = check()
-        except requests.ConnectionError:
-            result = None
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        time.sleep(0.1)
-
-
-def start_agent(server_url: str, ecs_host: EcsHost, spool: Path, log_path: Path) -> subprocess.Popen:
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "NO_PROXY": "127.0.0.1",
-        "ECS_ID_MAPPER_SERVER_URL": server_url,
-        "ECS_ID_MAPPER_TOKEN": TOKEN,
-        "ECS_ID_MAPPER_ECS_AGENT_URL": ecs_host.url,
-        "ECS_ID_MAPPER_IMDS_URL": ecs_host.url,
-        "ECS_ID_MAPPER_POLL_INTERVAL": "0.2",
-        "ECS_ID_MAPPER_SPOOL_DIR": str(spool),
-        "ECS_ID_MAPPER_LOG_LEVEL": "DEBUG",
-    }
-    with open(log_path, "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "agent"], cwd=ROOT, env=env, stdout=log, stderr=log)
 
 
 def test_agent_reports_a_lifecycle_to_the_server_across_a_server_restart(tmp_path, ecs_host):
     server_env = {"ECS_ID_MAPPER_STORE": f"sqlite:///{tmp_path}/mapper.sqlite3", "ECS_ID_MAPPER_TOKEN": TOKEN}
     agent_log = tmp_path / "agent.log"
-    ecs_host.tasks = tasks(task(ARN, "PENDING", container(1)))
+    host = ecs_host.host
+    sim_task = host.start_task(awsvpc=True)
+    host.advance(sim_task, "created")
+    cid = sim_task.containers[0].docker_id
     server = ServerProcess(server_env, tmp_path / "server.log").start()
-    agent = start_agent(server.url, ecs_host, tmp_path / "spool", agent_log)
+    agent = AgentProcess(server.url, ecs_host, TOKEN, agent_log, spool_dir=str(tmp_path / "spool")).start()
     try:
 
         def get(path: str) -> requests.Response | None:
             response = requests.get(f"{server.url}{path}", timeout=5)
             return response if response.status_code == 200 else None
 
-        answer = eventually(lambda: get(f"/query/container_id/{A[:12]}"), "the container to be reported")
-        assert answer.text.strip() == TASK_ID
-        record = get(f"/query/container_id/{A}/_all").json()
-        assert (record["known_status"], record["instance_id"]) == ("PENDING", INSTANCE["meta-data/instance-id"])
+        answer = eventually(lambda: get(f"/query/container_id/{cid[:12]}"), "the container to be reported")
+        assert answer.text.strip() == sim_task.task_id
+        record = get(f"/query/container_id/{cid}/_all").json()
+        assert (record["known_status"], record["instance_id"]) == ("PENDING", host.instance["instance-id"])
 
-        ecs_host.tasks = tasks(task(ARN, "RUNNING", container(1)))
-        eventually(lambda: get(f"/query/container_id/{A}/_all").json()["known_status"] == "RUNNING", "RUNNING")
+        host.advance(sim_task, "running")
+        eventually(lambda: get(f"/query/container_id/{cid}/_all").json()["known_status"] == "RUNNING", "RUNNING")
 
         server.stop()  # the server goes away; the agent keeps what changes meanwhile
-        ecs_host.tasks = tasks(task(ARN, "STOPPED", container(1), desired="STOPPED"))
+        host.advance(sim_task, "stopped")
         eventually(lambda: b"cannot report" in agent_log.read_bytes(), "the agent to notice the server is gone")
-        ecs_host.tasks = tasks()
+        host.advance(sim_task, "vanished")
         server = ServerProcess(server_env, tmp_path / "server.log", port=server.port).start()
 
         def events() -> list | None:
-            found = get(f"/query/container_id/{A}/events")
+            found = get(f"/query/container_id/{cid}/events")
             return found.json() if found is not None and len(found.json()) >= 5 else None
 
         history = eventually(events, "every event to arrive")
@@ -155,15 +57,11 @@ def test_agent_reports_a_lifecycle_to_the_server_across_a_server_restart(tmp_pat
             ("known_status", "RUNNING", "STOPPED"),
             ("vanished", "STOPPED", ""),
         ])  # fmt: skip
-        assert get(f"/query/container_id/{A}/_all").json()["known_status"] == "STOPPED"
+        assert get(f"/query/container_id/{cid}/_all").json()["known_status"] == "STOPPED"
     finally:
-        agent.send_signal(signal.SIGTERM)
-        try:
-            code = agent.wait(20)
-        finally:
-            agent.kill()
-            server.stop()
-    log = agent_log.read_text(errors="replace")
+        code = agent.stop()
+        server.stop()
+    log = agent.log()
     assert code == 0, log
     assert "Traceback" not in log
     assert "Traceback" not in server.log()

@@ -195,11 +195,11 @@ def test_restart_with_a_spool_loses_and_doubles_nothing(make_agent, script, repo
     script.report()
     second.poll_once()
 
-    assert reports.events == [
+    assert reports.events == [  # each container's events in order, sent together with its record
         (A, "appeared", "", "PENDING"),
-        (B, "appeared", "", "RUNNING"),
         (A, "known_status", "PENDING", "RUNNING"),
         (A, "known_status", "RUNNING", "STOPPED"),
+        (B, "appeared", "", "RUNNING"),
         (B, "vanished", "RUNNING", ""),
     ]
     assert reports.bodies[0]["full"] is True
@@ -267,3 +267,71 @@ def test_the_outbox_bound_drops_the_oldest_and_says_so(make_agent, script, repor
     assert [e[0] for e in reports.events] == [container_id(n) for n in (3, 4, 5)]
     assert agent.outbox.dropped_events == 2
     assert any("dropped 0 container states and 2 events" in r.getMessage() for r in caplog.records)
+
+
+def test_restart_without_a_spool_makes_no_second_appearance(make_agent, script, reports):
+    """A container seen again by a restarted agent, in a later status, is the same appearance (one event ID)."""
+    arn = long_arn(1)
+    first = make_agent()
+    script.imds()
+    script.poll(tasks(task(arn, "PENDING", container(1))))
+    script.report()
+    first.poll_once()
+
+    second = make_agent()  # no spool: it knows nothing of the first
+    script.metadata_due = True
+    script.imds()
+    script.poll(tasks(task(arn, "RUNNING", container(1))))
+    script.report()
+    second.poll_once()
+
+    appeared = [e for b in reports.bodies for e in b["events"] if e["event"] == "appeared"]
+    assert [e["to"] for e in appeared] == ["PENDING", "RUNNING"]
+    assert appeared[0]["event_id"] == appeared[1]["event_id"]
+
+
+def test_a_resync_while_the_server_is_down_keeps_the_time_a_container_stopped(make_agent, script, reports, clock):
+    """The pending STOPPED state keeps the sample time of the poll that saw it, not of a later resync."""
+    arn = long_arn(1)
+    agent = make_agent(resync_interval=10)
+    script.imds()
+    script.poll(tasks(task(arn, "RUNNING", container(1))))
+    script.report()
+    agent.poll_once()
+    clock.advance(5)
+    stopped_at = clock.now()
+    script.poll(tasks(task(arn, "STOPPED", container(1), desired="STOPPED")))
+    script.report(status=503)
+    agent.poll_once()
+    clock.advance(7)  # past the resync interval: the whole snapshot is queued again
+    script.metadata_due = True
+    script.poll(tasks(task(arn, "STOPPED", container(1), desired="STOPPED")))
+    script.report()
+    agent.poll_once()
+
+    (record,) = reports.bodies[-1]["containers"]
+    assert reports.bodies[-1]["full"] is True
+    assert (record["known_status"], record["sample_time"]) == ("STOPPED", stopped_at)
+
+
+def test_a_restart_with_a_spool_keeps_the_time_a_container_stopped(make_agent, script, reports, clock, tmp_path):
+    arn = long_arn(1)
+    first = make_agent(spool_dir=tmp_path)
+    script.imds()
+    script.poll(tasks(task(arn, "STOPPED", container(1), desired="STOPPED")))
+    script.report(status=503)
+    script.report(status=503)  # the flush on stop
+    first.poll_once()
+    stopped_at = clock.now()
+    first.flush(timeout=5)
+    clock.advance(11)
+
+    second = make_agent(spool_dir=tmp_path)
+    script.metadata_due = True
+    script.imds()
+    script.poll(tasks(task(arn, "STOPPED", container(1), desired="STOPPED")))
+    script.report()
+    second.poll_once()
+
+    (record,) = reports.bodies[-1]["containers"]
+    assert record["sample_time"] == stopped_at

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from agent.outbox import MAX_BODY_BYTES, MAX_ITEMS, Outbox
+from agent.outbox import Outbox
+from agent.wire import MAX_BODY_BYTES, MAX_ITEMS
 from tests.agent.fakes import container_id
 
 HOST = {"instance_id": "i-1"}
@@ -25,8 +26,8 @@ def test_latest_state_wins_and_events_keep_their_order():
     body = json.loads(outbox.take(HOST).body)
     assert body["host"] == HOST
     assert [(c["container_id"], c["known_status"]) for c in body["containers"]] == [
-        (container_id(2), "RUNNING"),
         (container_id(1), "RUNNING"),
+        (container_id(2), "RUNNING"),
     ]
     assert [e["event_id"] for e in body["events"]] == ["e1", "e2", "e3"]
     assert body["full"] is False
@@ -69,7 +70,7 @@ def test_a_batch_stays_under_the_body_limit():
     batch = outbox.take(HOST)
     assert len(batch.body) <= MAX_BODY_BYTES
     assert 0 < len(batch.containers) < 400
-    assert json.loads(batch.body)["containers"][0]["container_id"] == container_id(0)
+    assert json.loads(batch.body)["containers"][0]["container_id"] == container_id(1)  # with its event
 
 
 def test_a_full_snapshot_of_nothing_is_still_a_report():
@@ -97,3 +98,23 @@ def test_restore_ignores_what_it_cannot_read():
     for junk in (None, [], {"containers": 5}, {"containers": [1, {"x": 1}], "events": ["e"]}):
         outbox.restore(junk)
     assert not outbox.pending()
+
+
+def test_a_record_travels_with_every_pending_event_of_its_container():
+    """Split over several reports, a container's record never arrives without its earlier events (first_seen)."""
+    outbox = Outbox(max_containers=5000, max_events=5000)
+    outbox.put([record(n) for n in range(1237)], [event(n) for n in range(1237)], full=True)
+    outbox.put([record(n, "STOPPED") for n in range(0, 1237, 3)], [event(n) for n in range(0, 1237, 3)])
+    sent: list[str] = []
+    events = 0
+    while outbox.pending():
+        pending = list(outbox.state()["events"])
+        batch = outbox.take(HOST)
+        carried = [id(e) for e in batch.events]
+        for cid, _ in batch.containers:
+            assert all(id(e) in carried for e in pending if e["container_id"] == cid), cid
+        sent += [cid for cid, _ in batch.containers]
+        events += len(batch.events)
+        outbox.remove(batch)
+    assert sorted(sent) == sorted(container_id(n) for n in range(1237))
+    assert events == 1237 + 413

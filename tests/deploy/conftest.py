@@ -1,3 +1,4 @@
-"""The simulated ECS host (introspection API and IMDSv2 on loopback) the agent's end-to-end tests use."""
+"""The moto SimpleDB of the store tests (conditional puts, DeleteAttributes and the store's two Selects), which the
+server runs on when the stack's policy is compared with what it calls."""
 
-from tests.agent.test_agent_e2e import ecs_host  # noqa: F401 - a fixture, shared
+from tests.store.conftest import strict_moto  # noqa: F401 - a session fixture, shared

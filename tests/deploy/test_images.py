@@ -11,10 +11,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.agent.fakes import INSTANCE, container, container_id, long_arn, task, tasks
-from tests.agent.test_agent_e2e import eventually
 from tests.deploy.dockerfile import Dockerfile, ignored
-from tests.support import ROOT, free_port, wait_for
+from tests.support import ROOT, eventually, free_port, wait_for
 
 HADOLINT = Path(sys.executable).with_name("hadolint")
 SERVER = Dockerfile.read(ROOT / "Dockerfile.server")
@@ -162,7 +160,10 @@ def test_server_image_command_answers_health_and_its_healthcheck_agrees(server_i
 @pytest.mark.slow
 def test_agent_image_command_polls_a_host_and_its_report_reaches_the_server(server_image, ecs_host, tmp_path):
     _, server_url = server_image
-    ecs_host.tasks = tasks(task(long_arn(7), "RUNNING", container(7)))
+    host = ecs_host.host
+    sim_task = host.start_task()
+    host.advance(sim_task, "running")
+    cid = sim_task.containers[0].docker_id
     (spool_path,) = AGENT.volumes
     assert AGENT.env["ECS_ID_MAPPER_SPOOL_DIR"] == spool_path
     env = environment(
@@ -170,8 +171,8 @@ def test_agent_image_command_polls_a_host_and_its_report_reaches_the_server(serv
         {spool_path: str(tmp_path / "spool")},
         ECS_ID_MAPPER_SERVER_URL=server_url,
         ECS_ID_MAPPER_TOKEN=TOKEN,
-        ECS_ID_MAPPER_ECS_AGENT_URL=ecs_host.url,
-        ECS_ID_MAPPER_IMDS_URL=ecs_host.url,
+        ECS_ID_MAPPER_ECS_AGENT_URL=ecs_host.ecs_url,
+        ECS_ID_MAPPER_IMDS_URL=ecs_host.imds_url,
         ECS_ID_MAPPER_POLL_INTERVAL="0.2",
         HOME=str(tmp_path),
     )
@@ -179,12 +180,12 @@ def test_agent_image_command_polls_a_host_and_its_report_reaches_the_server(serv
     try:
 
         def record() -> dict | None:
-            answer = requests.get(f"{server_url}/query/container_id/{container_id(7)}/_all", timeout=5)
+            answer = requests.get(f"{server_url}/query/container_id/{cid}/_all", timeout=5)
             return answer.json() if answer.status_code == 200 else None
 
         found = eventually(record, "the agent's report to reach the server")
-        assert (found["task_arn"], found["known_status"]) == (long_arn(7), "RUNNING")
-        assert found["instance_id"] == INSTANCE["meta-data/instance-id"]
+        assert (found["task_arn"], found["known_status"]) == (sim_task.arn, "RUNNING")
+        assert found["instance_id"] == host.instance["instance-id"]
     finally:
         code = agent.stop()
     assert code == 0, agent.log()

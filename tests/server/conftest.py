@@ -3,9 +3,7 @@ from __future__ import annotations
 import pytest
 
 from tests.server import samples
-
-TOKEN = "s3cret-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
+from tests.server.samples import AUTH, TOKEN
 
 
 @pytest.fixture

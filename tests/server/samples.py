@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import copy
 
+TOKEN = "s3cret-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
 TASK_LONG = "0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e"
 TASK_UUID = "3e4f5a6b-7c8d-4e9f-a0b1-c2d3e4f5a6b7"
 ARN_LONG = f"arn:aws:ecs:eu-central-1:210987654321:task/default/{TASK_LONG}"

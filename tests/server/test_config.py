@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -17,6 +18,15 @@ def test_defaults():
     assert cfg.allow_anonymous_reports is False
     assert cfg.cadvisor_url == "http://{instance_ip}:8080/docker/{container_id}"
     assert cfg.graylog_url == ""
+    assert cfg.retention_days == 30
+    assert config.load(environ={"ECS_ID_MAPPER_RETENTION_DAYS": "0"}).retention_days == 0
+
+
+def test_gunicorn_keeps_idle_connections_longer_than_a_load_balancer():
+    from server.__main__ import ServerApplication
+
+    assert ServerApplication(config.load(environ={})).cfg.keepalive == 75
+    assert ServerApplication(config.load(environ={"ECS_ID_MAPPER_KEEPALIVE": "5"})).cfg.keepalive == 5
 
 
 def test_environment_then_overrides():
@@ -37,11 +47,15 @@ def test_environment_then_overrides():
         ("ECS_ID_MAPPER_STORE", "sqlite:///:memory:"),
         ("ECS_ID_MAPPER_WORKERS", "0"),
         ("ECS_ID_MAPPER_WORKERS", "two"),
+        ("ECS_ID_MAPPER_KEEPALIVE", "0"),
         ("ECS_ID_MAPPER_HEALTH_INTERVAL", "-1"),
         ("ECS_ID_MAPPER_HEALTH_INTERVAL", "nan"),
         ("ECS_ID_MAPPER_HEALTH_INTERVAL", "inf"),
         ("ECS_ID_MAPPER_MAX_BODY_BYTES", "1e9"),
         ("ECS_ID_MAPPER_LOG_LEVEL", "LOUD"),
+        ("ECS_ID_MAPPER_RETENTION_DAYS", "-1"),
+        ("ECS_ID_MAPPER_RETENTION_DAYS", "a month"),
+        ("ECS_ID_MAPPER_RETENTION_DAYS", "inf"),
         ("ECS_ID_MAPPER_CADVISOR_URL", "ftp://{instance_ip}/"),
         ("ECS_ID_MAPPER_CADVISOR_URL", "http://{instance_ip}:8080/{nonsense}"),
         ("ECS_ID_MAPPER_GRAYLOG_URL", "https://graylog/{container_id"),
@@ -63,6 +77,14 @@ def test_bad_value_names_the_variable(variable, value):
 def test_unknown_override_is_refused():
     with pytest.raises(ConfigError, match="ECS_ID_MAPPER_COLOUR"):
         config.load({"colour": "blue"}, environ={})
+
+
+def test_overrides_that_are_not_strings_are_checked_too(make_app, settings):
+    with pytest.raises(ConfigError, match="ECS_ID_MAPPER_WORKERS"):
+        make_app({**settings, "workers": 0})
+    client = make_app({**settings, "token": 12345, "allow_anonymous_reports": False}).test_client()
+    response = client.post("/report/event", json={"events": []}, headers={"Authorization": "Bearer 12345"})
+    assert response.status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -88,3 +110,37 @@ def test_unwritable_store_path_stops_the_server(tmp_path):
     )
     assert result.returncode != 0
     assert "ECS_ID_MAPPER_STORE" in result.stderr
+
+
+def test_links_come_from_link_variables_lower_cased_and_sorted():
+    environ = {
+        "ECS_ID_MAPPER_LINK_KIBANA": "https://kibana.example/app/discover#/?q={short_id}",
+        "ECS_ID_MAPPER_LINK_GRAFANA_EXPLORE": " https://grafana.example/explore?task={task_id} ",
+        "ECS_ID_MAPPER_LINK_DATADOG": "",  # empty: no link
+    }
+    cfg = config.load({"link_cloudwatch": "https://console.aws.amazon.com/?s={task_id}"}, environ=environ)
+    assert list(cfg.links) == ["cloudwatch", "grafana_explore", "kibana"]
+    assert cfg.links["grafana_explore"] == "https://grafana.example/explore?task={task_id}"
+    assert config.load(environ={}).links == {}
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("ECS_ID_MAPPER_LINK_URLS", "https://x.example/", "'urls' is taken"),
+        ("ECS_ID_MAPPER_LINK__ALL", "https://x.example/", "'_all' must be a letter"),
+        ("ECS_ID_MAPPER_LINK_EVENTS", "https://x.example/", "'events' is taken"),
+        ("ECS_ID_MAPPER_LINK_CONTAINERS", "https://x.example/", "'containers' is taken"),
+        ("ECS_ID_MAPPER_LINK_NEWRELIC", "https://x.example/", "'newrelic' is taken"),
+        ("ECS_ID_MAPPER_LINK_CADVISOR", "https://x.example/", "set ECS_ID_MAPPER_CADVISOR_URL instead"),
+        ("ECS_ID_MAPPER_LINK_GRAF-ANA", "https://x.example/", "must be a letter"),
+        ("ECS_ID_MAPPER_LINK_", "https://x.example/", "must be a letter"),
+        ("ECS_ID_MAPPER_LINK_GRAFANA", "ftp://x.example/{short_id}", "http(s) URL template"),
+        ("ECS_ID_MAPPER_LINK_GRAFANA", "https://x.example/{nonsense}", "unknown placeholder(s) nonsense"),
+        ("ECS_ID_MAPPER_LINK_GRAFANA", "https://x.example/{task_id!r}", "no conversion or format spec"),
+        ("ECS_ID_MAPPER_LINK_GRAFANA", "https://x.example/{task_id", "malformed template"),
+    ],
+)
+def test_bad_link_names_and_templates_name_the_variable(variable, value, message):
+    with pytest.raises(ConfigError, match=re.escape(variable) + ".*" + re.escape(message)):
+        config.load(environ={variable: value})

@@ -5,6 +5,7 @@ import threading
 from server.state import state
 from server.store import Store, StoreUnavailable
 from server.store.health import HealthCheck
+from tests.clock import Clock
 
 
 class FlakyStore:
@@ -18,14 +19,6 @@ class FlakyStore:
         self.pings += 1
         if not self.up:
             raise StoreUnavailable("down")
-
-
-class Clock:
-    def __init__(self):
-        self.now = 100.0
-
-    def __call__(self):
-        return self.now
 
 
 def test_store_is_asked_at_most_once_per_interval():

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import http.client
 import json
+import time
 
 import pytest
 import requests
 
 from tests.server import samples
-from tests.server.conftest import AUTH, TOKEN
+from tests.server.samples import AUTH, TOKEN
 from tests.support import ServerProcess
 
 pytestmark = pytest.mark.slow
@@ -50,6 +52,23 @@ def test_report_then_query_across_two_servers_on_one_file(tmp_path):
                                  timeout=10)  # fmt: skip
         assert accepted.json() == {"containers": 1, "events": 0}
     assert "Traceback" not in one.log() + two.log()
+
+
+def test_an_idle_keep_alive_connection_outlives_gunicorns_default(tmp_path):
+    """gunicorn's own default closes after 2 s; ours keeps the connection for ECS_ID_MAPPER_KEEPALIVE seconds."""
+    env = {"ECS_ID_MAPPER_STORE": f"sqlite:///{tmp_path}/k.sqlite3", "ECS_ID_MAPPER_KEEPALIVE": "10"}
+    with ServerProcess(env, tmp_path / "server.log") as server:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        answers = []
+        for pause in (0, 3):
+            time.sleep(pause)
+            connection.request("GET", "/health")  # on a closed connection, the answer would be RemoteDisconnected
+            response = connection.getresponse()
+            response.read()
+            answers.append((response.status, connection.sock.getsockname()))
+        connection.close()
+    assert answers[0] == answers[1]
+    assert answers[0][0] == 200
 
 
 def test_gunicorn_serves_the_app_factory(tmp_path):

@@ -4,7 +4,7 @@ import pytest
 
 from server.state import state
 from tests.server import samples
-from tests.server.samples import API_ID, ARN_OLD, MIGRATE_ID, SIDECAR_ID, TASK_LONG, TASK_UUID
+from tests.server.samples import API_ID, ARN_OLD, AUTH, MIGRATE_ID, SIDECAR_ID, TASK_LONG, TASK_UUID
 
 UNKNOWN_ID = "f" * 64
 UNKNOWN_TASK = "f" * 32
@@ -231,6 +231,59 @@ class TestLinks:
         assert "instance_ip" in error_of(response)["message"]
 
 
+@pytest.mark.parametrize("host_name", [".", "a..b", "x" * 70])
+def test_a_link_that_is_no_url_is_404_not_500(make_app, settings, host_name):
+    settings["graylog_url"] = "https://{host_name}/search"
+    client = make_app(settings).test_client()
+    body = samples.map_report(samples.container(), host={**samples.HOST, "host_name": host_name})
+    assert client.post("/report/map", json=body, headers=AUTH).status_code == 200
+    for suffix in ("graylog?redir=true", "graylog"):
+        response = client.get(f"/query/container_id/{API_ID}/{suffix}")
+        assert response.status_code == 404
+        assert "ECS_ID_MAPPER_GRAYLOG_URL" in response.get_json()["message"]
+    assert "graylog" not in client.get(f"/query/container_id/{API_ID}/urls").get_json()
+
+
+def test_an_ipv6_instance_gets_a_bracketed_host(client, report):
+    report(samples.container(), host={**samples.HOST, "instance_ip": "2001:db8::1"})
+    response = client.get(f"/query/container_id/{API_ID}/cadvisor?redir=true")
+    assert (response.status_code, response.headers["Location"]) == (302, f"http://[2001:db8::1]:8080/docker/{API_ID}")
+
+
+@pytest.mark.parametrize("host_name", ["a b", "evil.com/", "h:99", "x@y", "..", "-x"])
+def test_a_value_that_is_no_host_name_in_the_host_part_is_404(make_app, settings, host_name):
+    settings["cadvisor_url"] = "http://{host_name}:8080/docker/{container_id}"
+    client = make_app(settings).test_client()
+    body = samples.map_report(samples.container(), host={**samples.HOST, "host_name": host_name})
+    assert client.post("/report/map", json=body, headers=AUTH).status_code == 200
+    response = client.get(f"/query/container_id/{API_ID}/cadvisor?redir=true")
+    assert response.status_code == 404
+    assert "host_name" in response.get_json()["message"]
+
+
+def test_a_host_name_no_dns_could_hold_is_404_every_time(make_app, settings):
+    settings["cadvisor_url"] = "http://{host_name}:8080/docker/{container_id}"
+    client = make_app(settings).test_client()
+    for name, host_name in (("api", "x" * 64 + ".example"), ("sidecar", "ok.example")):
+        body = samples.map_report(samples.container(), host={**samples.HOST, "host_name": host_name})
+        body["containers"][0].update(container_name=name, container_id=(API_ID if name == "api" else SIDECAR_ID))
+        assert client.post("/report/map", json=body, headers=AUTH).status_code == 200
+    for _ in range(2):  # the host's verdict is remembered: the second answer must be the same
+        assert client.get(f"/query/container_id/{API_ID}/cadvisor").status_code == 404
+        assert client.get(f"/query/container_id/{SIDECAR_ID}/cadvisor").get_data(as_text=True) == (
+            f"http://ok.example:8080/docker/{SIDECAR_ID}\n"
+        )
+
+
+def test_a_bad_redir_flag_is_400_before_any_lookup(client, report):
+    report(samples.container())
+    for route in (f"/query/container_id/{API_ID}/newrelic", f"/query/task_id/{samples.TASK_LONG}/newrelic",
+                  "/query/service/default/api/newrelic"):  # fmt: skip
+        response = client.get(f"{route}?redir=maybe")
+        assert response.status_code == 400
+        assert "redir" in response.get_json()["message"]
+
+
 def test_unknown_route_answers_json_404(client):
     response = client.get("/query/nothing/here")
     assert response.status_code == 404
@@ -241,3 +294,10 @@ def test_wrong_method_answers_json_405(client):
     response = client.post(f"/query/container_id/{API_ID}")
     assert response.status_code == 405
     assert error_of(response)["error"] == "method_not_allowed"
+
+
+@pytest.mark.parametrize("path", ["/query/container_id//_all", "/query/task_id//containers", "/query//"])
+def test_empty_path_parts_are_json_404(client, path):
+    response = client.get(path)
+    assert response.status_code == 404
+    assert response.get_json()["error"] == "not_found"

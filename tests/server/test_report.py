@@ -1,13 +1,15 @@
 from __future__ import annotations
 
 import json
+import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from server.records import format_time
 from server.state import state
 from tests.server import samples
-from tests.server.conftest import AUTH
-from tests.server.samples import API_ID, SIDECAR_ID, TASK_LONG
+from tests.server.samples import API_ID, AUTH, SIDECAR_ID, TASK_LONG
 
 
 def stored(app) -> dict:
@@ -112,6 +114,50 @@ class TestMap:
         assert report() == {"containers": 0, "events": 0}
 
 
+def test_a_clock_far_ahead_does_not_freeze_the_record(client, report):
+    report(samples.container(known_status="PENDING", sample_time="9999-12-31T23:59:59.999999999Z"))
+    report(samples.container(known_status="RUNNING", sample_time="2999-01-01T00:00:00Z"))
+    time.sleep(0.01)  # the clamp is 'now + 5 min' at millisecond resolution: let now move on
+    report(samples.container(known_status="STOPPED", sample_time=format_time(datetime.now(UTC) + timedelta(minutes=6))))
+    body = client.get(f"/query/container_id/{API_ID}/_all").get_json()
+    assert body["known_status"] == "STOPPED"
+    assert body["sample_time"] < "2100"
+    assert body["first_seen"] <= body["stopped_at"]
+
+
+def test_first_seen_is_the_first_sample_time(client, report):
+    report(samples.container(sample_time="2026-11-25T15:00:00Z"))
+    assert client.get(f"/query/container_id/{API_ID}/_all").get_json()["first_seen"] == "2026-11-25T15:00:00.000Z"
+
+
+def test_first_seen_is_the_earliest_event_a_delayed_report_carries(client, report):
+    appeared = samples.event("e-1", event="appeared", timestamp="2026-11-25T14:59:00Z", **{"from": ""})
+    running = samples.event("e-2", timestamp="2026-11-25T14:59:30Z")
+    report(samples.container(sample_time="2026-11-25T15:00:00Z"), events=[running, appeared])
+    body = client.get(f"/query/container_id/{API_ID}/_all").get_json()
+    assert (body["first_seen"], body["sample_time"]) == ("2026-11-25T14:59:00.000Z", "2026-11-25T15:00:00.000Z")
+    # a later report's events never move it
+    report(
+        samples.container(sample_time="2026-11-25T15:01:00Z"),
+        events=[samples.event("e-0", timestamp="2020-01-01T00:00:00Z")],
+    )
+    assert client.get(f"/query/container_id/{API_ID}/_all").get_json()["first_seen"] == "2026-11-25T14:59:00.000Z"
+
+
+def test_stopped_at_is_the_stop_event_a_delayed_report_carries(client, report):
+    """A state sampled after the stop (a later change, a resync) does not move stopped_at past the stop itself."""
+    report(samples.container(sample_time="2026-11-25T15:00:00Z"))
+    stopped = samples.event("e-3", **{"from": "RUNNING", "to": "STOPPED"}, timestamp="2026-11-25T15:00:05Z")
+    desired = samples.event(
+        "e-4", event="desired_status", **{"from": "RUNNING", "to": "STOPPED"}, timestamp="2026-11-25T15:00:02Z"
+    )
+    report(
+        samples.container(known_status="STOPPED", desired_status="STOPPED", sample_time="2026-11-25T15:00:20Z"),
+        events=[desired, stopped],
+    )
+    assert client.get(f"/query/container_id/{API_ID}/_all").get_json()["stopped_at"] == "2026-11-25T15:00:05.000Z"
+
+
 class TestEvent:
     def test_each_event_id_once(self, client):
         body = {"events": [samples.event("e-1"), samples.event("e-2")]}
@@ -213,6 +259,36 @@ def test_not_json_is_400(app, client, baseline, raw):
     response = client.post("/report/map", data=raw, headers={**AUTH, "Content-Type": "application/json"})
     assert response.status_code == 400
     assert stored(app) == baseline
+
+
+@pytest.mark.parametrize("ip", ["10..0.1", ".", "x" * 70, "10.0.0.1; rm -rf", "999.1.1.1"])
+def test_instance_ip_must_be_an_address(client, ip):
+    response = client.post("/report/map", json=samples.map_report(samples.container(), host={"instance_ip": ip}),
+                           headers=AUTH)  # fmt: skip
+    assert response.status_code == 400
+    assert "instance_ip" in response.get_json()["message"]
+
+
+def test_deep_nesting_is_named(client):
+    raw = '{"containers": [], "x": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    response = client.post("/report/map", data=raw, headers={**AUTH, "Content-Type": "application/json"})
+    assert response.status_code == 400
+    assert "nested too deeply" in response.get_json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("path", "raw"),
+    [
+        ("/report/map", '{"host": {"cluster_name": "\\ud800"}, "containers": []}'),
+        ("/report/map", json.dumps({"containers": [samples.container(name="x")]}).replace('"x"', '"\\udfff"')),
+        ("/report/map", json.dumps({"containers": [samples.container(sample_time="0001-01-01T00:00:00+05:00")]})),
+        ("/report/event", json.dumps({"events": [samples.event("e", timestamp="0001-01-01T00:00:00+01:00")]})),
+    ],
+)
+def test_lone_surrogates_and_unrepresentable_times_are_400(app, client, path, raw):
+    response = client.post(path, data=raw, headers={**AUTH, "Content-Type": "application/json"})
+    assert response.status_code == 400, response.get_json()
+    assert state(app).store.find_containers(API_ID[:12], 10) == []
 
 
 def test_body_over_the_limit_is_413(app, make_app, settings, baseline):

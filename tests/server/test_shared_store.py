@@ -6,7 +6,7 @@ import threading
 
 from server.state import state
 from tests.server import samples
-from tests.server.conftest import AUTH
+from tests.server.samples import AUTH
 
 
 def test_a_report_to_one_is_answered_by_the_other(make_app, settings):

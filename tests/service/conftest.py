@@ -6,11 +6,13 @@ import os
 
 import boto3
 import pytest
+import responses
 from botocore.stub import Stubber
 
 from server.ecs import EcsClient
 from server.store.sqlite import SQLiteStore
-from tests.service.helpers import REGION, Clock
+from tests.clock import Clock
+from tests.service.helpers import REGION
 
 
 @pytest.fixture(autouse=True)
@@ -58,3 +60,10 @@ def store(tmp_path):
     store = SQLiteStore(str(tmp_path / "mapper.sqlite3"))
     yield store
     store.close()
+
+
+@pytest.fixture
+def nr():
+    """New Relic's API mocked: every request must be registered, and every registered one made."""
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
+        yield mock

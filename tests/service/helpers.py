@@ -6,22 +6,11 @@ import json
 
 import boto3
 
+from server.config import Config, load
+
 REGION = "eu-central-1"
 ACCOUNT = "210987654321"
 CLUSTER = "prod"
-
-
-class Clock:
-    """A monotonic clock the test moves."""
-
-    def __init__(self, now: float = 1000.0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def task_id(n: int) -> str:
@@ -81,3 +70,8 @@ def run_tasks(ecs_client, groups: list[str | None], cluster: str = CLUSTER) -> l
         answer = ecs_client.run_task(cluster=cluster, taskDefinition="web", count=1, **extra)
         arns.extend(t["taskArn"] for t in answer["tasks"])
     return arns
+
+
+def config(**values: str) -> Config:
+    """The server's configuration from these values alone, no environment."""
+    return load(values, environ={})

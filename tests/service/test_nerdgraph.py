@@ -6,11 +6,10 @@ import logging
 
 import pytest
 import requests
-import responses
 from responses import matchers
 
 from server.app import newrelic_client
-from server.config import ConfigError, load
+from server.config import ConfigError
 from server.nerdgraph import ENTITIES_QUERY, HOST_QUERY, SEARCH_QUERY, NerdGraphClient, quoted
 from server.newrelic import (
     NewRelicAmbiguous,
@@ -20,7 +19,7 @@ from server.newrelic import (
     RestV2Client,
 )
 from server.state import state
-from tests.service.helpers import container_id, record, task_id
+from tests.service.helpers import config, container_id, record, task_id
 
 API = "http://127.0.0.1:9"
 ENDPOINT = f"{API}/graphql"
@@ -44,12 +43,6 @@ def entity(guid: str, name: str) -> dict:
 @pytest.fixture
 def nerdgraph() -> NerdGraphClient:
     return NerdGraphClient(KEY, ACCOUNT, API, timeout=0.5)
-
-
-@pytest.fixture
-def nr():
-    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
-        yield mock
 
 
 def post(nr, query: str, variables: dict, answer: dict, status: int = 200) -> None:
@@ -255,10 +248,6 @@ def test_a_permalink_outside_newrelic_is_refused(nerdgraph, nr, link):
 
 
 # Configuration
-
-
-def config(**values: str):
-    return load(values, environ={})
 
 
 def test_nerdgraph_is_the_default_and_rest_can_be_chosen():

@@ -6,11 +6,9 @@ import logging
 
 import pytest
 import requests
-import responses
 from responses import matchers
 
 from server.app import newrelic_client
-from server.config import Config, load
 from server.newrelic import (
     NewRelicAmbiguous,
     NewRelicError,
@@ -20,6 +18,7 @@ from server.newrelic import (
     RestV2Client,
     UnconfiguredClient,
 )
+from tests.service.helpers import config
 
 API = "http://127.0.0.1:9"
 KEY = "NRAK-SECRETKEY0123456789"
@@ -32,12 +31,6 @@ INSTANCE_URL = f"https://rpm.newrelic.com/accounts/{ACCOUNT}/applications/41/ins
 @pytest.fixture
 def newrelic() -> RestV2Client:
     return RestV2Client(KEY, ACCOUNT, API, timeout=0.5)
-
-
-@pytest.fixture
-def nr():
-    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
-        yield mock
 
 
 def get(nr, path: str, body: object, params: dict | None = None, status: int = 200) -> None:
@@ -187,7 +180,3 @@ def test_configured_client_uses_the_configured_api_and_templates(nr):
     get(nr, "/v2/applications.json", {"applications": [{"id": 41, "name": "web"}]})
 
     assert client.application_url("web") == f"https://one.eu.newrelic.com/apps/41?account={ACCOUNT}"
-
-
-def config(**values: str) -> Config:
-    return load(values, environ={})

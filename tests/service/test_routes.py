@@ -6,7 +6,6 @@ import threading
 import time
 
 import pytest
-import responses
 from responses import matchers
 
 from server.ecs import EcsClient
@@ -42,12 +41,6 @@ def app(make_app, settings, ecs):
 @pytest.fixture
 def client(app):
     return app.test_client()
-
-
-@pytest.fixture
-def nr():
-    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
-        yield mock
 
 
 def report(client, *records: dict) -> None:

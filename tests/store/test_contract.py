@@ -8,57 +8,11 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from server.records import format_time
 from server.store.base import Store
+from server.store.dynamodb import DynamoDBStore
 from server.store.sdb import SimpleDBStore
 from server.store.sqlite import SQLiteStore
-
-T0 = datetime.fromisoformat("2026-11-25T15:00:00.000Z")
-TASK = "0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e"
-OTHER_TASK = "3e4f5a6b-7c8d-4e9f-a0b1-c2d3e4f5a6b7"
-
-
-def at(minutes: float) -> str:
-    return format_time(T0 + timedelta(minutes=minutes))
-
-
-def cid(n: int, short: str = "") -> str:
-    """A 64-hex container ID; IDs made with the same ``short`` share their first 12 digits."""
-    head = (short or f"{n:012x}")[:12]
-    return head + f"{n:052x}"
-
-
-def record(n: int = 1, task: str = TASK, name: str = "", status: str = "RUNNING", sample: float = 0, **fields):
-    """A report entry as the schema hands it to the store: a flat map of strings."""
-    entry = {
-        "container_id": fields.pop("container_id", cid(n)),
-        "container_name": name or f"c{n}",
-        "task_id": task,
-        "task_arn": f"arn:aws:ecs:eu-central-1:210987654321:task/default/{task}",
-        "known_status": status,
-        "desired_status": "RUNNING",
-        "cluster_name": "default",
-        "image": "registry.example/api:2.3.1",
-        "ports": '[{"container_port":8000,"host_port":49153,"protocol":"tcp"}]',
-        "container_port": "8000",
-        "instance_port": "49153",
-        "sample_time": at(sample),
-    }
-    entry.update(fields)
-    return entry
-
-
-def event(event_id: str, n: int = 1, timestamp: float = 0, task: str = TASK, **fields) -> dict:
-    return {
-        "event_id": event_id,
-        "container_id": cid(n),
-        "task_id": task,
-        "event": "known_status",
-        "from": "PENDING",
-        "to": "RUNNING",
-        "timestamp": at(timestamp),
-        **fields,
-    }
+from tests.store.samples import OTHER_TASK, T0, TASK, at, cid, event, record
 
 
 def resolution(store: Store) -> float:
@@ -69,7 +23,7 @@ def resolution(store: Store) -> float:
 # --- the interface -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("backend", [SQLiteStore, SimpleDBStore])
+@pytest.mark.parametrize("backend", [SQLiteStore, SimpleDBStore, DynamoDBStore])
 def test_every_backend_implements_the_whole_interface(backend):
     assert not inspect.isabstract(backend)
     for name in Store.__abstractmethods__ | {"close"}:
@@ -130,7 +84,8 @@ def test_an_older_sample_changes_nothing_but_last_seen(store):
     store.upsert_containers([record(1, status="RUNNING", sample=5, image="old")], at(60))
     stored = store.get_container(cid(1))
     assert (stored["known_status"], stored["image"], stored["sample_time"]) == ("STOPPED", record(1)["image"], at(10))
-    assert stored["last_seen"] == at(60)
+    late = datetime.fromisoformat(at(60)) - datetime.fromisoformat(stored["last_seen"])
+    assert timedelta(0) <= late <= timedelta(minutes=resolution(store))
 
 
 def test_stopped_at_is_set_once(store):
@@ -226,6 +181,21 @@ def test_containers_of_a_service(store):
     assert [r["container_id"] for r in found] == [cid(2), cid(1), cid(3)]
     assert [r["container_id"] for r in store.containers_of_service("other", "api")] == [cid(5)]
     assert store.containers_of_service("default", "nope") == []
+
+
+def test_running_containers_follow_their_status(store):
+    assert store.running_containers() == []
+    store.upsert_containers([record(n, task=f"{n:032x}") for n in range(1, 8)], at(1))
+    store.upsert_containers([record(8, status="PENDING"), record(9, status="STOPPED")], at(1))
+    store.upsert_containers([record(2, task=f"{2:032x}", status="STOPPED", sample=2)], at(2))
+    store.update_container(cid(3), {"newrelic_url": "https://one.newrelic.com/redirect/entity/x"})
+
+    running = sorted(store.running_containers(), key=lambda r: r["container_id"])
+
+    assert [r["container_id"] for r in running] == [cid(n) for n in (1, 3, 4, 5, 6, 7)]
+    assert running[1] == store.get_container(cid(3))
+    store.upsert_containers([record(8, status="RUNNING", sample=3)], at(3))
+    assert cid(8) in {r["container_id"] for r in store.running_containers()}
 
 
 def test_update_container(store):

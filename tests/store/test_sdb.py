@@ -8,7 +8,6 @@ from urllib.parse import parse_qs
 
 import pytest
 from botocore.awsrequest import AWSResponse
-from botocore.retries.standard import ExponentialBackoff
 from botocore.stub import Stubber
 from moto import mock_aws
 from moto.server import ThreadedMotoServer
@@ -16,8 +15,8 @@ from moto.server import ThreadedMotoServer
 from server.store import StoreUnavailable, open_store
 from server.store import sdb_items as items
 from server.store.sdb import SimpleDBStore
-from tests.store.conftest import REGION, Requests, moto_items
-from tests.store.test_contract import TASK, at, cid, event, record
+from tests.store.conftest import REGION, RawBody, Requests, moto_items
+from tests.store.samples import TASK, at, cid, event, record
 from tests.support import free_port
 
 # --- configuration -----------------------------------------------------------------------------------------
@@ -137,6 +136,32 @@ def test_every_request_path_reads_by_name_consistently(sdb_mock):
     assert consistent and all(consistent)
 
 
+def test_running_containers_is_one_consistent_select_followed_page_by_page(sdb_mock):
+    store = sdb_mock("pinned")
+    running, stopped = record(1), record(2, status="STOPPED")
+    expression = "select * from `pinned.containers` where known_status = 'RUNNING' limit 2500"
+
+    def item(record_: dict) -> dict:
+        attrs = items.record_attributes(record_)
+        return {"Name": record_["container_id"][:12], "Attributes": [{"Name": n, "Value": v} for n, v in attrs.items()]}
+
+    with Stubber(store.client) as stub:
+        stub.add_response(
+            "select",
+            {"Items": [item(running)], "NextToken": "page-2"},
+            {"SelectExpression": expression, "ConsistentRead": True},
+        )
+        # What the answer holds is checked again: a record that is not running, or a torn item, is left out.
+        torn = {"Name": "torn", "Attributes": [{"Name": "known_status", "Value": "RUNNING"}]}
+        stub.add_response(
+            "select",
+            {"Items": [item(stopped), torn]},
+            {"SelectExpression": expression, "ConsistentRead": True, "NextToken": "page-2"},
+        )
+        assert store.running_containers() == [running]
+        stub.assert_no_pending_responses()
+
+
 def test_the_writes_of_one_report_run_on_the_bounded_pool(sdb_mock):
     store = sdb_mock(max_workers=3)
     threads: set[str] = set()
@@ -220,11 +245,6 @@ def test_a_record_too_large_for_an_item_is_refused_before_anything_is_written(sd
 # --- failures ----------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def no_backoff(monkeypatch):
-    monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda self, context: 0)
-
-
 def failing(client, operation: str, times: int, domain: str = "", status: int = 503):
     """Answer the next ``times`` calls of ``operation`` (to ``domain``) with HTTP ``status``, as SimpleDB would."""
     left = [times]
@@ -238,19 +258,11 @@ def failing(client, operation: str, times: int, domain: str = "", status: int = 
         form = {k: v[-1] for k, v in parse_qs(sent).items()}
         if left[0] and form.get("Action") == operation and form.get("DomainName", "").endswith(domain):
             left[0] -= 1
-            return AWSResponse(request.url, status, {}, _Raw(body))
+            return AWSResponse(request.url, status, {}, RawBody(body))
         return None
 
     client.meta.events.register("before-send.sdb", answer)
     return left
-
-
-class _Raw:
-    def __init__(self, body: bytes):
-        self.body = body
-
-    def stream(self, **_):
-        yield self.body
 
 
 def test_throttling_is_retried(sdb_server, no_backoff):
