@@ -16,7 +16,7 @@ def configuration() -> tuple:
     """What the standard chain reads region and credentials from, as a value that changes when any of it does:
     the ``AWS_*`` variables and the modification times of the config and credentials files."""
     variables = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
-    files = []
+    files: list[int | None] = []
     for variable, default in (
         ("AWS_CONFIG_FILE", "~/.aws/config"),
         ("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials"),
