@@ -9,7 +9,19 @@ from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
 from server import config as config_module
-from server import discovery, errors, exposition, health, logs, metrics, query, report, requestlog, service
+from server import (
+    discovery,
+    errors,
+    exposition,
+    health,
+    logs,
+    metrics,
+    openapi,
+    query,
+    report,
+    requestlog,
+    service,
+)
 from server.config import Config
 from server.ecs import EcsClient
 from server.nerdgraph import NerdGraphClient
@@ -63,7 +75,7 @@ def create_app(
     requestlog.register(app)
     errors.register(app)
     metrics.instrument(app)
-    for module in (query, service, report, health, discovery, exposition):
+    for module in (query, service, report, health, discovery, openapi, exposition):
         app.register_blueprint(module.bp)
     return app
 
