@@ -52,6 +52,8 @@ class Config:
     health_interval: float = 5.0
     retention_days: float = 30.0
     log_level: str = "INFO"
+    #: The SQS queue the ECS event feed (``python -m server.feed``) reads; the server does not use it.
+    events_queue_url: str = ""
     #: Links added by ``ECS_ID_MAPPER_LINK_<NAME>=TEMPLATE``: lower-case name → template.
     links: Mapping[str, str] = field(default_factory=dict)
 
@@ -146,6 +148,7 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "health_interval": _positive(float),
     "retention_days": _not_negative,
     "log_level": _log_level,
+    "events_queue_url": _url,
 }
 
 
