@@ -86,7 +86,7 @@ def fargate_lifecycle() -> list[dict]:
                 container("api", "PENDING", API_RUNTIME_ID),
                 container("log-router", "PENDING", ROUTER_RUNTIME_ID),
             ],
-        ),  # fmt: skip
+        ),
         task_event(
             3,
             "RUNNING",
@@ -94,7 +94,7 @@ def fargate_lifecycle() -> list[dict]:
                 container("api", "RUNNING", API_RUNTIME_ID),
                 container("log-router", "RUNNING", ROUTER_RUNTIME_ID),
             ],
-        ),  # fmt: skip
+        ),
         task_event(
             5,
             "STOPPED",
