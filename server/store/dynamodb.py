@@ -116,7 +116,7 @@ class DynamoDBStore(MergingStore):
         connect_timeout: float | str = 2.0,
         read_timeout: float | str = 5.0,
         max_attempts: int | str = 3,
-        last_seen_resolution: float | str = 300.0,
+        last_seen_resolution: float | str = 3600.0,
         cache_size: int | str = 10_000,
         retention_days: float = 0,
         clock: Callable[[], float] | None = None,
@@ -127,7 +127,8 @@ class DynamoDBStore(MergingStore):
         ``region`` and ``endpoint_url`` go straight to boto3 (which also reads ``AWS_REGION`` and
         ``AWS_ENDPOINT_URL_DYNAMODB``). ``max_attempts`` counts the first try; throttling and 5xx answers are
         retried with botocore's standard mode. ``last_seen_resolution`` (seconds): an otherwise unchanged record is
-        rewritten only when its ``last_seen`` is older than this, so that a resync costs nothing.
+        rewritten only when its ``last_seen`` is older than this (an hour: retention counts in days), so that most
+        resyncs cost nothing.
         ``cache_size``: records this process remembers to merge the next report against without a read (0: none).
         ``retention_days`` (0: keep everything): a record expires that long after its ``last_seen``, an event that
         long after its ``timestamp``.
