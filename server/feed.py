@@ -20,7 +20,7 @@ import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
-from server import aws, ecs_events
+from server import aws, ecs_events, logs
 from server import config as config_module
 from server.backoff import Backoff
 from server.errors import ApiError
@@ -115,7 +115,7 @@ def main() -> None:
         sys.exit(f"ecs-id-mapper-feed: {exc}")
     except (StoreError, ValueError, OSError) as exc:
         sys.exit(f"ecs-id-mapper-feed: ECS_ID_MAPPER_STORE: {exc}")
-    logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(cfg.log_level, cfg.log_format)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

@@ -11,6 +11,7 @@ from flask import Blueprint, Response, jsonify, request
 from werkzeug.wrappers import Response as BaseResponse
 
 from server import ids, links
+from server.auth import authorize_read
 from server.errors import ApiError
 from server.lookups import store_newrelic_url
 from server.records import public
@@ -19,6 +20,7 @@ from server.state import state
 from server.store import Record
 
 bp = Blueprint("query", __name__, url_prefix="/query")
+bp.before_request(authorize_read)
 
 AMBIGUOUS_SHOWN = 10
 

@@ -322,18 +322,20 @@ class DynamoDBStore(MergingStore):
         hits = {c: held for c in container_ids if (held := self._cache.get(c)) is not None}
         return {**hits, **self._read_held([c for c in container_ids if c not in hits])}
 
-    def _records_at(self, index: str, condition: str, values: dict[str, Any]) -> list[Held]:
-        """The live records an index query names, each read strongly consistent from the table."""
-        keys = [
-            {"pk": item["pk"], "sk": item["sk"]}
+    def _records_at(self, index: str, condition: str, values: dict[str, Any], also: Iterable[str] = ()) -> list[Held]:
+        """The live records an index query names (and the container IDs in ``also``), read strongly consistent."""
+        keys = {
+            item["sk"]["S"]: {"pk": item["pk"], "sk": item["sk"]}
             for item in self._pages(IndexName=index, KeyConditionExpression=condition, ExpressionAttributeValues=values)
-        ]
-        return [held for held in (self._held_of(item) for item in self._get_items(keys)) if held.record is not None]
+        }
+        keys.update({cid: record_key(cid) for cid in also if cid not in keys})
+        found = (self._held_of(item) for item in self._get_items(list(keys.values())))
+        return [held for held in found if held.record is not None]
 
-    def _of_task(self, task_id: str) -> list[Held]:
+    def _of_task(self, task_id: str, also: Iterable[str] = ()) -> list[Held]:
         if not task_id:
             return []
-        found = self._records_at("by_task", "task = :t", {":t": {"S": task_id}})
+        found = self._records_at("by_task", "task = :t", {":t": {"S": task_id}}, also)
         return [held for held in found if held.record and held.record.get("task_id") == task_id]
 
     # --- writing records -----------------------------------------------------------------------------------
@@ -467,8 +469,11 @@ class DynamoDBStore(MergingStore):
         self._set_fields(lambda: self._read_held([container_id]).values(), fields)
 
     def update_task(self, task_id: str, fields: Record) -> None:
+        # The service-name worker sets a task's fields moments after this process wrote its new records, maybe
+        # before the index lists them: the records this process remembers for the task are read too.
         self._ready_to_use()
-        self._set_fields(lambda: self._of_task(task_id), fields)
+        mine = [cid for cid, held in self._cache.items() if held.record and held.record.get("task_id") == task_id]
+        self._set_fields(lambda: self._of_task(task_id, mine), fields)
 
     def _events(self, task_id: str, container_id: str = "") -> list[Event]:
         condition, values = "pk = :pk", {":pk": {"S": "E#" + task_id}}
