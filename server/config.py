@@ -45,7 +45,7 @@ class Config:
     )
     newrelic_application_url: str = "https://rpm.newrelic.com/accounts/{account_id}/applications/{application_id}"
     workers: int = 2
-    threads: int = 4
+    threads: int = 8
     timeout: int = 30
     #: Seconds an idle keep-alive connection stays open: longer than a load balancer's idle timeout (an ALB's is
     #: 60 s by default), so that the balancer, never gunicorn, closes a connection it may be sending on.
