@@ -8,6 +8,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
@@ -57,18 +58,23 @@ def prepare_metrics_dir() -> None:
     files from an earlier run removed, or counts would carry over), else a fresh one removed at exit."""
     given = os.environ.get(MULTIPROC_DIR)
     if given:
-        path = Path(given)
-        path.mkdir(parents=True, exist_ok=True)
-        for stale in path.glob("*.db"):
+        directory = Path(given)
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in directory.glob("*.db"):
             stale.unlink()
         return
-    path = tempfile.mkdtemp(prefix="ecs-id-mapper-metrics-")
-    os.environ[MULTIPROC_DIR] = path
+    fresh = tempfile.mkdtemp(prefix="ecs-id-mapper-metrics-")
+    os.environ[MULTIPROC_DIR] = fresh
     master = os.getpid()
-    atexit.register(lambda: os.getpid() == master and shutil.rmtree(path, ignore_errors=True))
+
+    def remove() -> None:
+        if os.getpid() == master:  # a worker exiting must not take the directory from the others
+            shutil.rmtree(fresh, ignore_errors=True)
+
+    atexit.register(remove)
 
 
-def forget_worker_metrics(server: object, worker: object) -> None:
+def forget_worker_metrics(server: Any, worker: Any) -> None:
     """gunicorn's child_exit hook: drop a dead worker's live-gauge files (its counters stay in the sums)."""
     from prometheus_client import multiprocess
 

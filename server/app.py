@@ -60,7 +60,7 @@ def create_app(
     app.json = json_provider
     app.url_map.merge_slashes = False  # '/query/container_id//_all' is a missing ID (404), not a redirect
 
-    store = metrics.MeteredStore(open_store(cfg.store, cfg.retention_days))
+    store = metrics.metered(open_store(cfg.store, cfg.retention_days))
     ecs = ecs or EcsClient()  # makes its boto3 client on first use, never here
     app.extensions[EXTENSION] = AppState(
         config=cfg,
