@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import string
+from functools import lru_cache
 from urllib.parse import quote
 
 from werkzeug.urls import iri_to_uri
@@ -85,18 +86,37 @@ def render(template: str, record: dict[str, str]) -> str:
     """The link for one record; raises MissingValue naming an empty field the template needs, InvalidLink when
     a value cannot stand where the template puts it (a host part that is no host)."""
     values = {**record, "short_id": record.get("container_id", "")[:12]}
-    in_host = set(placeholders(_authority(template)))
+    names, in_host = _parsed(template)
     rendered = {}
-    for name in placeholders(template):
+    for name in names:
         if not values.get(name):
             raise MissingValue(name)
         rendered[name] = _host(name, values[name]) if name in in_host else quote(values[name], safe="")
     url = template.format_map(rendered)
-    try:
-        iri_to_uri(url)  # what a redirect does to it: fails on a host name no DNS could hold
-    except (UnicodeError, ValueError) as exc:
-        raise InvalidLink(str(exc)) from None
+    problem = _authority_problem(_authority(url))
+    if problem:
+        raise InvalidLink(problem)
     return url
+
+
+@lru_cache(maxsize=64)
+def _parsed(template: str) -> tuple[tuple[str, ...], frozenset[str]]:
+    """A template's placeholders, and those in its host part (templates are few: parse each once)."""
+    return tuple(placeholders(template)), frozenset(placeholders(_authority(template)))
+
+
+@lru_cache(maxsize=4096)
+def _authority_problem(authority: str) -> str:
+    """Why a redirect could not carry a URL with this host[:port] (a host name no DNS could hold), or "".
+
+    Only the authority can fail: every other value is URL-quoted. Hosts repeat (many containers per instance),
+    so each is checked once.
+    """
+    try:
+        iri_to_uri(f"http://{authority}/")
+    except (UnicodeError, ValueError) as exc:
+        return str(exc)
+    return ""
 
 
 def _authority(template: str) -> str:
