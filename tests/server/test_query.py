@@ -267,3 +267,37 @@ def test_empty_path_parts_are_json_404(client, path):
     response = client.get(path)
     assert response.status_code == 404
     assert response.get_json()["error"] == "not_found"
+
+
+@pytest.mark.parametrize(
+    ("template", "field", "value"),
+    [
+        ("https://{cluster_name}.graylog.example/search", "cluster_name", "2001:db8::1"),
+        ("https://{cluster_name}.graylog.example/search", "cluster_name", "10.0.0.1"),
+        ("http://cadvisor.example{container_name}", "container_name", "2001:db8::1"),
+        ("https://graylog.example:8443{image}/x", "image", "2001:db8::1"),
+        ("https://graylog.example:8443{image}/x", "image", "@evil.example"),
+        ("https://graylog.example:{image}/x", "image", "99999"),
+    ],
+)
+def test_a_value_can_only_be_a_whole_host_never_a_piece_of_one(make_app, settings, template, field, value):
+    settings["graylog_url"] = template
+    client = make_app(settings).test_client()
+    container = {**samples.container(), field: value}
+    body = samples.map_report(container, host={**samples.HOST, field: value} if field == "cluster_name" else None)
+    assert client.post("/report/map", json=body, headers=AUTH).status_code == 200
+    response = client.get(f"/query/container_id/{API_ID}/graylog?redir=true")
+    assert response.status_code == 404, response.headers.get("Location")
+    assert "ECS_ID_MAPPER_GRAYLOG_URL" in response.get_json()["message"]
+    assert "Location" not in response.headers
+
+
+def test_host_name_labels_may_be_a_piece_of_a_host(make_app, settings):
+    settings["graylog_url"] = "https://{cluster_name}.graylog.example:8443/search?c={cluster_name}"
+    client = make_app(settings).test_client()
+    body = samples.map_report(samples.container(), host={**samples.HOST, "cluster_name": "prod-eu"})
+    assert client.post("/report/map", json=body, headers=AUTH).status_code == 200
+    response = client.get(f"/query/container_id/{API_ID}/graylog?redir=true")
+    assert (response.status_code, response.headers["Location"]) == (
+        302, "https://prod-eu.graylog.example:8443/search?c=prod-eu",
+    )  # fmt: skip
