@@ -67,7 +67,7 @@ def test_environment_then_overrides():
         ("ECS_ID_MAPPER_CADVISOR_URL", "http://{instance_ip}:/docker/{container_id}"),
         ("ECS_ID_MAPPER_CADVISOR_URL", "http://{instance_ip}:http/docker/{container_id}"),
         ("ECS_ID_MAPPER_GRAYLOG_URL", "https://graylog.example/search\r\nSet-Cookie: x=1?q={short_id}"),
-        ("ECS_ID_MAPPER_GRAYLOG_URL", "https://graylog.example/search?q={short_id}\n"),
+        ("ECS_ID_MAPPER_GRAYLOG_URL", "https://graylog.example/search?q={short_id}\nx"),
         ("ECS_ID_MAPPER_GRAYLOG_URL", "https://graylog.example/search?q= {short_id}"),
         ("ECS_ID_MAPPER_GRAYLOG_URL", "https://graylog.example/\x85{short_id}"),
         ("ECS_ID_MAPPER_NEWRELIC_INSTANCE_URL", "https://rpm.newrelic.com:0/{application_id}"),
