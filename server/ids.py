@@ -14,7 +14,7 @@ SHORT_ID_LENGTH = 12
 
 def container_prefix(raw: str) -> str:
     """A full container ID or a prefix of at least 12 hex digits, lowercased; 400 otherwise."""
-    value = raw.strip().lower()
+    value = raw.lower()  # no stripping: an ID with spaces or control characters around it is malformed
     if not HEX.fullmatch(value):
         raise ApiError(f"container ID {raw!r} is not hexadecimal")
     if len(value) < SHORT_ID_LENGTH:
@@ -26,7 +26,7 @@ def container_prefix(raw: str) -> str:
 
 def task_id(raw: str) -> str:
     """A task ID (32 hex digits or a UUID), lowercased; 400 otherwise."""
-    value = raw.strip().lower()
+    value = raw.lower()
     if not TASK_ID.fullmatch(value):
         raise ApiError(f"task ID {raw!r} is malformed: expected 32 hex digits or a UUID")
     return value

@@ -31,6 +31,8 @@ CONTAINER_TEXT_FIELDS = ("docker_name", "image", "image_id", "task_name", "creat
 EVENT_KINDS = ("appeared", "known_status", "desired_status", "vanished")
 PROTOCOLS = ("tcp", "udp", "sctp")
 CLOCK_SKEW = timedelta(minutes=5)
+#: Times before this are implausible for a container (ECS began in 2014); they would sort before every real one.
+EARLIEST_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 EVENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
@@ -94,10 +96,12 @@ def _time(value: Any, path: str) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     try:
+        if moment < EARLIEST_TIME:  # a clock that was never set, not a container's life
+            raise OverflowError
         # A clock far ahead must not freeze a record (later reports would all look older): no time past now.
         return format_time(min(moment, datetime.now(UTC) + CLOCK_SKEW))
-    except OverflowError:  # year 1 with a positive offset is before datetime's first UTC moment
-        raise _fail(path, f"time out of range: {text!r}") from None
+    except OverflowError:  # also year 1 with a positive offset, before datetime's first UTC moment
+        raise _fail(path, f"time out of range (before {EARLIEST_TIME.year} or unrepresentable): {text!r}") from None
 
 
 def _port(value: Any, path: str) -> int:
@@ -154,8 +158,9 @@ def _container(raw: Any, path: str, host: dict[str, str]) -> dict[str, str]:
     version = entry.get("task_version")
     if isinstance(version, int) and not isinstance(version, bool):
         version = str(version)
-    ports = _ports(entry.get("ports") or [], f"{path}.ports")
-    networks = _networks(entry.get("networks") or [], f"{path}.networks")
+    # Absent or null is none; any other non-list (0, false, {}) is a malformed body.
+    ports = _ports([] if entry.get("ports") is None else entry["ports"], f"{path}.ports")
+    networks = _networks([] if entry.get("networks") is None else entry["networks"], f"{path}.networks")
     record = {
         **host,
         "container_id": container_id,
