@@ -7,10 +7,12 @@ import logging
 from pathlib import Path
 
 import pytest
+import requests
+import responses
 
-from agent.ecs import EcsUnavailable, parse_metadata, parse_tasks
+from agent.ecs import EcsAgent, EcsUnavailable, parse_metadata, parse_tasks
 from agent.wire import text
-from tests.agent.fakes import container, container_id, long_arn, old_arn, task, tasks
+from tests.agent.fakes import ECS, METADATA, container, container_id, long_arn, old_arn, task, tasks
 
 EXAMPLES = Path(__file__).parent / "payloads"  # the design's example payloads
 A = container_id(1)
@@ -100,9 +102,19 @@ def test_a_malformed_container_list_holds_the_task():
     assert snapshot.held_tasks == {old_arn(1)}
 
 
-@pytest.mark.parametrize(
-    "payload", [None, [], "Tasks", {}, {"Tasks": None}, {"Tasks": {}}, {"Tasks": [1]}, {"Tasks": [{"Containers": 7}]}]
-)
+@pytest.mark.parametrize("unreadable", [None, "task", 1, [], {"Containers": 7}, {"Arn": None, "Containers": "x"}])
+def test_an_unreadable_task_entry_holds_everything_missing_and_reports_the_rest(unreadable, caplog):
+    payload = tasks(task(long_arn(1), "RUNNING", container(1)))
+    payload["Tasks"].insert(0, unreadable)
+
+    snapshot = parse_tasks(payload)
+
+    assert list(snapshot.containers) == [A]
+    assert snapshot.held_all
+    assert "keeping the rest" in caplog.text
+
+
+@pytest.mark.parametrize("payload", [None, [], "Tasks", {}, {"Tasks": None}, {"Tasks": {}}])
 def test_a_payload_that_is_not_a_task_list_is_an_outage(payload):
     with pytest.raises(EcsUnavailable):
         parse_tasks(payload)
@@ -157,3 +169,16 @@ def test_metadata_of_an_instance_not_registered_yet():
     assert host == {"cluster_name": "default", "container_instance_arn": "", "ecs_agent_version": ""}
     with pytest.raises(EcsUnavailable):
         parse_metadata(["default"])
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_from_the_ecs_agent_is_an_outage_never_followed(status):
+    elsewhere = "http://127.0.0.1:9/v1/tasks"
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.get(f"{ECS}/v1/tasks", status=status, headers={"Location": elsewhere})
+        followed = mock.get(elsewhere, json={"Tasks": []})
+        mock.get(f"{ECS}/v1/metadata", json=METADATA)
+        agent = EcsAgent(requests.Session(), ECS, (1.0, 1.0))
+        with pytest.raises(EcsUnavailable, match=f"HTTP {status}"):
+            agent.read()
+    assert followed.call_count == 0
