@@ -28,6 +28,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python bench/agent_poll.py
 	$(BIN)/python -m bench.sdb_cost
 	$(BIN)/python -m bench.lookup
+	$(BIN)/python -m bench.sd_prometheus
 
 $(VENV)/bin/python:
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ needed"; exit 1; }

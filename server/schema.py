@@ -18,9 +18,9 @@ from server.errors import ApiError
 from server.records import STATUSES, format_time
 
 MAX_ITEMS = 1000
-MAX_PORTS = 100
-MAX_NETWORKS = 16
-MAX_ADDRESSES = 16
+MAX_PORTS = 100  # per container
+MAX_NETWORKS = 16  # per container
+MAX_ADDRESSES = 16  # IPv4 and IPv6 each, per network; only IP addresses
 MAX_BYTES = 1024
 
 HOST_FIELDS = (
@@ -132,14 +132,26 @@ def _networks(value: Any, path: str) -> list[dict]:
     for i, raw in enumerate(_list(value, path, MAX_NETWORKS)):
         entry = _object(raw, f"{path}[{i}]")
         network: dict[str, Any] = {"network_mode": _optional_text(entry, "network_mode", f"{path}[{i}]")}
-        for key in ("ipv4_addresses", "ipv6_addresses"):
-            addresses = entry.get(key) or []
+        for key, version in (("ipv4_addresses", 4), ("ipv6_addresses", 6)):
+            addresses = entry.get(key)
             network[key] = [
-                _text(a, f"{path}[{i}].{key}[{j}]")
-                for j, a in enumerate(_list(addresses, f"{path}[{i}].{key}", MAX_ADDRESSES))
+                _address(a, f"{path}[{i}].{key}[{j}]", version)
+                for j, a in enumerate(
+                    _list([] if addresses is None else addresses, f"{path}[{i}].{key}", MAX_ADDRESSES)
+                )
             ]
         networks.append(network)
     return networks
+
+
+def _address(value: Any, path: str, version: int) -> str:
+    text = _text(value, path)
+    try:
+        if ipaddress.ip_address(text).version == version:
+            return text
+    except ValueError:
+        pass
+    raise _fail(path, f"expected an IPv{version} address, got {text[:64]!r}")
 
 
 def _container(raw: Any, path: str, host: dict[str, str]) -> dict[str, str]:
@@ -178,8 +190,8 @@ def _container(raw: Any, path: str, host: dict[str, str]) -> dict[str, str]:
     }
     for key in CONTAINER_TEXT_FIELDS:
         record[key] = _optional_text(entry, key, path)
-    for key in ("ports", "networks"):
-        _text(record[key], f"{path}.{key}")  # the stored JSON text is bounded like any value
+    # The stored JSON of ports and networks is bounded by their list limits (about 6 KiB and 40 KiB at most),
+    # not by the 1 KiB of a string: every store holds records that size (SimpleDB in chunks).
     return record
 
 

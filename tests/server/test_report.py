@@ -210,6 +210,13 @@ BAD_MAP_BODIES = {
             "+2026-01-01T00:00:00Z",
         )
     },
+    "an ipv4 address that is none": {
+        "containers": [samples.container(networks=[{"network_mode": "awsvpc", "ipv4_addresses": ["not-an-ip"]}])]
+    },
+    "an ipv6 address in the ipv4 list": {
+        "containers": [samples.container(networks=[{"network_mode": "awsvpc", "ipv4_addresses": ["2001:db8::1"]}])]
+    },
+    "101 ports": {"containers": [samples.container(ports=[{"container_port": 80}] * 101)]},
     "port out of range": {"containers": [samples.container(ports=[{"container_port": 70000}])]},
     "port a string": {"containers": [samples.container(ports=[{"container_port": "80"}])]},
     "port a bool": {"containers": [samples.container(ports=[{"container_port": True}])]},
