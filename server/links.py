@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import string
+from functools import lru_cache
 from urllib.parse import quote, urlsplit
 
 from werkzeug.urls import iri_to_uri
@@ -99,25 +100,48 @@ def render(template: str, record: dict[str, str]) -> str:
     """The link for one record; raises MissingValue naming an empty field the template needs, InvalidLink when
     a value cannot stand where the template puts it (a host part that is no host, a port that is no port)."""
     values = {**record, "short_id": record.get("container_id", "")[:12]}
-    host, port = _host_and_port(template)
+    names, in_host, in_port, whole_host = _parsed(template)
     rendered = {}
-    for name in placeholders(template):
+    for name in names:
         if not values.get(name):
             raise MissingValue(name)
         value = values[name]
-        if name in placeholders(host):
-            rendered[name] = _host(name, value, whole=host == f"{{{name}}}")
-        elif port is not None and name in placeholders(port):
+        if name in in_host:
+            rendered[name] = _host(name, value, whole=name == whole_host)
+        elif name in in_port:
             rendered[name] = _port(name, value)
         else:
             rendered[name] = quote(value, safe="")
     url = template.format_map(rendered)
-    try:
-        iri_to_uri(url)  # what a redirect does to it: fails on a host name no DNS could hold
-        urlsplit(url).port  # noqa: B018 -- raises ValueError past 65535
-    except (UnicodeError, ValueError) as exc:
-        raise InvalidLink(str(exc)) from None
+    problem = _authority_problem(_authority(url))
+    if problem:
+        raise InvalidLink(problem)
     return url
+
+
+@lru_cache(maxsize=64)
+@lru_cache(maxsize=256)
+def _parsed(template: str) -> tuple[tuple[str, ...], frozenset[str], frozenset[str], str | None]:
+    """A template's placeholders; those in its host part and in its port; and the one that is the whole host, if
+    any (templates are few: parse each once)."""
+    host, port = _host_and_port(template)
+    whole_host = host[1:-1] if FIELD.fullmatch(host) else None
+    return tuple(placeholders(template)), frozenset(placeholders(host)), frozenset(placeholders(port or "")), whole_host
+
+
+@lru_cache(maxsize=4096)
+def _authority_problem(authority: str) -> str:
+    """Why a redirect could not carry a URL with this host[:port] (a host name no DNS could hold), or "".
+
+    Only the authority can fail: every other value is URL-quoted. Hosts repeat (many containers per instance),
+    so each is checked once.
+    """
+    try:
+        iri_to_uri(f"http://{authority}/")
+        urlsplit(f"http://{authority}/").port  # noqa: B018 -- raises ValueError past 65535
+    except (UnicodeError, ValueError) as exc:
+        return str(exc)
+    return ""
 
 
 def _authority(template: str) -> str:

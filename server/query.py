@@ -11,6 +11,7 @@ from flask import Blueprint, Response, jsonify, request
 from werkzeug.wrappers import Response as BaseResponse
 
 from server import ids, links
+from server.auth import authorize_read
 from server.errors import ApiError
 from server.lookups import store_newrelic_url
 from server.records import public
@@ -19,6 +20,7 @@ from server.state import state
 from server.store import Record
 
 bp = Blueprint("query", __name__, url_prefix="/query")
+bp.before_request(authorize_read)
 
 AMBIGUOUS_SHOWN = 10
 
@@ -161,7 +163,14 @@ def container_events(container_id: str) -> Response:
 
 @bp.get("/task_id/<task_id>")
 def containers_of_task(task_id: str) -> Response:
-    return text(*(r["container_id"] for r in task_records(task_id)))
+    cache, key = state().containers_of_stopped_task, ids.task_id(task_id)
+    found = cache.get(key)
+    if found is None:
+        records = task_records(task_id)
+        found = tuple(r["container_id"] for r in records)
+        if all(r.get("known_status") == "STOPPED" for r in records):
+            cache.put(key, found)
+    return text(*found)
 
 
 @bp.get("/task_id/<task_id>/_all")

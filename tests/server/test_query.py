@@ -139,6 +139,26 @@ class TestByTaskId:
         assert response.mimetype == "text/plain"
         assert response.get_data(as_text=True) == f"{SIDECAR_ID}\n{API_ID}\n"  # aaa-sidecar sorts before api
 
+    def test_a_running_task_is_read_fresh_and_a_stopped_one_is_remembered(self, app, client, report):
+        store = state(app).store
+        asked = []
+        real = store.containers_of_task
+        store.containers_of_task = lambda task_id: asked.append(task_id) or real(task_id)
+        report(samples.container(API_ID, "api"), samples.container(SIDECAR_ID, "aaa-sidecar"))
+        for _ in range(2):
+            assert client.get(f"/query/task_id/{TASK_LONG}").get_data(as_text=True) == f"{SIDECAR_ID}\n{API_ID}\n"
+        assert len(asked) == 2
+
+        stop = {"known_status": "STOPPED", "sample_time": "2026-11-25T16:00:00Z"}
+        report(samples.container(API_ID, "api", **stop))  # one of two stopped: still read fresh
+        client.get(f"/query/task_id/{TASK_LONG}")
+        assert len(asked) == 3
+        report(samples.container(SIDECAR_ID, "aaa-sidecar", **stop))
+        for given in (TASK_LONG, TASK_LONG.upper(), TASK_LONG):
+            assert client.get(f"/query/task_id/{given}").get_data(as_text=True) == f"{SIDECAR_ID}\n{API_ID}\n"
+        assert len(asked) == 4
+        assert client.get(f"/query/task_id/{TASK_LONG}/_all").get_json()["known_status"] == "STOPPED"
+
     def test_uuid_task_id_any_case(self, client, recorded):
         response = client.get(f"/query/task_id/{TASK_UUID.upper()}")
         assert response.get_data(as_text=True) == f"{MIGRATE_ID}\n"
@@ -248,6 +268,20 @@ def test_a_value_that_is_no_host_name_in_the_host_part_is_404(make_app, settings
     response = client.get(f"/query/container_id/{API_ID}/cadvisor?redir=true")
     assert response.status_code == 404
     assert "host_name" in response.get_json()["message"]
+
+
+def test_a_host_name_no_dns_could_hold_is_404_every_time(make_app, settings):
+    settings["cadvisor_url"] = "http://{host_name}:8080/docker/{container_id}"
+    client = make_app(settings).test_client()
+    for name, host_name in (("api", "x" * 64 + ".example"), ("sidecar", "ok.example")):
+        body = samples.map_report(samples.container(), host={**samples.HOST, "host_name": host_name})
+        body["containers"][0].update(container_name=name, container_id=(API_ID if name == "api" else SIDECAR_ID))
+        assert client.post("/report/map", json=body, headers=AUTH).status_code == 200
+    for _ in range(2):  # the host's verdict is remembered: the second answer must be the same
+        assert client.get(f"/query/container_id/{API_ID}/cadvisor").status_code == 404
+        assert client.get(f"/query/container_id/{SIDECAR_ID}/cadvisor").get_data(as_text=True) == (
+            f"http://ok.example:8080/docker/{SIDECAR_ID}\n"
+        )
 
 
 def test_a_bad_redir_flag_is_400_before_any_lookup(client, report):
