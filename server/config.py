@@ -55,6 +55,8 @@ class Config:
     retention_days: float = 30.0
     log_level: str = "INFO"
     log_format: str = "text"
+    #: The SQS queue the ECS event feed (``python -m server.feed``) reads; the server does not use it.
+    events_queue_url: str = ""
     #: Links added by ``ECS_ID_MAPPER_LINK_<NAME>=TEMPLATE``: lower-case name → template.
     links: Mapping[str, str] = field(default_factory=dict)
 
@@ -152,6 +154,7 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "retention_days": _not_negative,
     "log_level": _log_level,
     "log_format": _choice(LOG_FORMATS),
+    "events_queue_url": _url,
 }
 
 

@@ -29,7 +29,7 @@ def container_record(raw_id: str) -> Record:
     """The one record a container ID or unique prefix names: 404 unknown, 409 ambiguous."""
     prefix = ids.container_prefix(raw_id)
     store = state().store
-    if len(prefix) == 64:
+    if ids.is_full_container_id(prefix):
         record = store.get_container(prefix)
         matches = [record] if record else []
     else:
