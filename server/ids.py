@@ -21,7 +21,7 @@ SHORT_ID_LENGTH = 12
 
 def container_prefix(raw: str) -> str:
     """A full container ID or a prefix of at least 12 characters, lowercased; 400 otherwise."""
-    value = raw.strip().lower()
+    value = raw.lower()  # no stripping: an ID with spaces or control characters around it is malformed
     if CONTAINER_PREFIX.fullmatch(value):
         return value
     if HEX.fullmatch(value):
@@ -40,7 +40,7 @@ def is_full_container_id(value: str) -> bool:
 
 def task_id(raw: str) -> str:
     """A task ID (32 hex digits or a UUID), lowercased; 400 otherwise."""
-    value = raw.strip().lower()
+    value = raw.lower()
     if not TASK_ID.fullmatch(value):
         raise ApiError(f"task ID {raw!r} is malformed: expected 32 hex digits or a UUID")
     return value

@@ -188,6 +188,17 @@ SCHEMAS: dict[str, Any] = {
         "required": ["events"],
         "properties": {"events": array(ref("Event"), schema.MAX_ITEMS)},
     },
+    "EcsEvent": {
+        "type": "object",
+        "description": "an EventBridge `ECS Task State Change`; `detail` has the shape of a DescribeTasks task",
+        "required": ["source", "detail-type", "detail"],
+        "properties": {
+            "source": {"const": "aws.ecs"},
+            "detail-type": {"const": "ECS Task State Change"},
+            "detail": {"type": "object", "required": ["taskArn", "lastStatus", "version"]},
+        },
+    },
+    "EcsEvents": {"oneOf": [ref("EcsEvent"), array(ref("EcsEvent"), schema.MAX_ITEMS)]},
     "ReportAnswer": {
         "type": "object",
         "required": ["containers", "events"],
@@ -256,6 +267,7 @@ PATHS: dict[str, Any] = {
     },
     "/report/map": report("what changed on one host (or its whole snapshot with `full`)", "MapReport"),
     "/report/event": report("events alone", "EventReport"),
+    "/report/ecs-events": report("ECS task state changes as EventBridge sends them", "EcsEvents"),
     "/query/container_id/{container_id}": read(
         "the container's task ID", plain("the task ID, as text"), CONTAINER_ID, fails=(400, 401, 403, 404, 409, 503)
     ),
