@@ -121,6 +121,13 @@ class MeteredStore:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.store, name)
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Settings such as ``clock`` belong to the wrapped store, which reads them.
+        if name == "store" or name in STORE_OPERATIONS:
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self.store, name, value)
+
 
 def metered(store: Store) -> Store:
     """``store`` with its data operations timed and its failures counted."""
