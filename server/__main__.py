@@ -43,7 +43,8 @@ class ServerApplication(BaseApplication):
 def main() -> None:
     try:
         cfg = config_module.load()
-        open_store(cfg.store).close()  # schema and reachability checked once, before any worker starts
+        # Schema and reachability checked once, before any worker starts.
+        open_store(cfg.store, cfg.retention_days).close()
     except config_module.ConfigError as exc:
         sys.exit(f"ecs-id-mapper: {exc}")
     except (StoreError, ValueError, OSError) as exc:

@@ -21,6 +21,7 @@ from server.newrelic import (
     RestV2Client,
     UnconfiguredClient,
 )
+from server.retention import Pruner
 from server.service_names import ServiceNames
 from server.state import EXTENSION, AppState
 from server.store import open_store
@@ -49,7 +50,7 @@ def create_app(
     app.json = json_provider
     app.url_map.merge_slashes = False  # '/query/container_id//_all' is a missing ID (404), not a redirect
 
-    store = open_store(cfg.store)
+    store = open_store(cfg.store, cfg.retention_days)
     ecs = ecs or EcsClient()  # makes its boto3 client on first use, never here
     app.extensions[EXTENSION] = AppState(
         config=cfg,
@@ -58,6 +59,7 @@ def create_app(
         newrelic=newrelic or newrelic_client(cfg),
         service_names=ServiceNames(ecs, store),
         health=HealthCheck(store, cfg.health_interval),
+        pruner=None if store.expires_itself or not store.retention else Pruner(store).start(),
     )
 
     errors.register(app)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from server import links
+from server.flags import parse_bool
 from server.store import validate_url
 
 PREFIX = "ECS_ID_MAPPER_"
@@ -47,23 +48,13 @@ class Config:
     keepalive: int = 75
     max_body_bytes: int = 4 * 1024 * 1024
     health_interval: float = 5.0
+    retention_days: float = 30.0
     log_level: str = "INFO"
 
 
 NEWRELIC_PLACEHOLDERS = ("account_id", "application_id", "instance_id")
 NEWRELIC_APIS = ("nerdgraph", "rest")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-TRUE = ("1", "true", "yes", "on")
-FALSE = ("0", "false", "no", "off", "")
-
-
-def parse_bool(text: str) -> bool:
-    value = text.strip().lower()
-    if value in TRUE:
-        return True
-    if value in FALSE:
-        return False
-    raise ValueError(f"expected one of {', '.join(TRUE + FALSE[:-1])}, got {text!r}")
 
 
 def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -74,6 +65,13 @@ def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
         return value
 
     return parse
+
+
+def _not_negative(text: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"must be 0 or more, got {text!r}")
+    return value
 
 
 def _bind(text: str) -> str:
@@ -142,6 +140,7 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "keepalive": _positive(int),
     "max_body_bytes": _positive(int),
     "health_interval": _positive(float),
+    "retention_days": _not_negative,
     "log_level": _log_level,
 }
 

@@ -17,6 +17,9 @@ from server.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
+#: Seconds a client is asked to wait after the store did not answer (503).
+STORE_RETRY_AFTER = 2
+
 
 class ApiError(Exception):
     """An error answered with its HTTP status, its message, and any ``extra`` JSON fields and ``headers``."""
@@ -48,7 +51,10 @@ def api_error(exc: ApiError) -> Response:
 
 def store_unavailable(exc: StoreUnavailable) -> Response:
     log.error("store unavailable: %s", exc)
-    return error_response(503, "the store is unavailable; try again shortly")
+    response = error_response(503, "the store is unavailable; try again shortly")
+    # Throttling and lost races clear within seconds; agents and scripts wait this long before retrying.
+    response.headers["Retry-After"] = str(STORE_RETRY_AFTER)
+    return response
 
 
 def http_error(exc: HTTPException) -> Response:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from flask import Response, redirect, request
 from werkzeug.wrappers import Response as BaseResponse
 
-from server.config import parse_bool
 from server.errors import ApiError
+from server.flags import parse_bool
 
 
 def text(*lines: str) -> Response:

@@ -10,6 +10,7 @@ from server.config import Config
 from server.ecs import EcsClient
 from server.lru import LRU
 from server.newrelic import NewRelicClient
+from server.retention import Pruner
 from server.service_names import ServiceNames
 from server.store import Store
 from server.store.health import HealthCheck
@@ -30,10 +31,14 @@ class AppState:
     health: HealthCheck
     #: full container ID → task ID; a container never changes task, so this never goes stale.
     task_of_container: LRU[str, str] = field(default_factory=lambda: LRU(50_000))
+    #: Removes expired containers in the background, where the store does not expire them itself.
+    pruner: Pruner | None = None
 
     def close(self) -> None:
-        """Stop the background worker and close the store; the app answers no more requests after this."""
+        """Stop the background workers and close the store; the app answers no more requests after this."""
         self.service_names.stop()
+        if self.pruner is not None:
+            self.pruner.stop()
         self.store.close()
 
 

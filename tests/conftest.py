@@ -29,8 +29,8 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     # and stopped (by closing its app) before this environment is undone.
     monkeypatch.setenv("AWS_ENDPOINT_URL_ECS", "http://127.0.0.1:9")
     yield
-    workers = [t for t in threading.enumerate() if t.name == "service-names"]
-    assert not workers, "a service-name worker outlived its test: close its app with state(app).close()"
+    workers = [t for t in threading.enumerate() if t.name in ("service-names", "retention") and t.is_alive()]
+    assert not workers, "a background worker outlived its test: close its app with state(app).close()"
 
 
 @pytest.fixture

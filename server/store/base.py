@@ -7,8 +7,12 @@ how a report changes a record live in ``server.records`` so that every backend a
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+
+from server.records import format_time
 
 Record = dict[str, str]
 Event = dict[str, str]
@@ -27,6 +31,24 @@ class Store(ABC):
 
     #: Short name shown by /health.
     kind: str = "abstract"
+    #: Seconds a container is kept after its last report (0: forever); backends take ``retention_days``.
+    retention: float = 0.0
+    #: True where the backend removes expired items itself (``prune`` then does nothing).
+    expires_itself: bool = False
+    #: Where the store reads the time, in seconds since the epoch (tests give a store a clock of its own).
+    clock: Callable[[], float] = staticmethod(time.time)
+
+    def keep_for(self, retention_days: float, clock: Callable[[], float] | None = None) -> None:
+        """Set how long containers are kept after their last report (0: forever) and, for tests, the clock."""
+        if not (retention_days >= 0):
+            raise ValueError(f"retention_days must be 0 or more, got {retention_days!r}")
+        self.retention = retention_days * 86_400
+        if clock is not None:
+            self.clock = clock
+
+    def cutoff(self) -> str:
+        """The ``last_seen`` before which a container has expired."""
+        return format_time(datetime.fromtimestamp(self.clock() - self.retention, UTC))
 
     @abstractmethod
     def upsert_containers(self, records: Iterable[Record], now: str) -> list[Record]:
@@ -73,6 +95,16 @@ class Store(ABC):
     @abstractmethod
     def events_of_task(self, task_id: str) -> list[Event]:
         """The events of every container of the task, oldest first (by timestamp, then arrival)."""
+
+    @abstractmethod
+    def prune(self, limit: int) -> int:
+        """Remove up to ``limit`` expired containers with their events; returns how many containers went.
+
+        A container expires ``retention_days`` (given when the store is opened; 0 keeps everything) after it was
+        last reported (``last_seen``). An agent reports every container it sees at each resync, so a running
+        container never expires however old; a stopped one expires that long after it vanished from its host.
+        Backends that expire items themselves (DynamoDB's TTL) return 0.
+        """
 
     @abstractmethod
     def ping(self) -> None:

@@ -15,7 +15,7 @@ Because of that, each process may remember (a bounded LRU) the records it last r
 report against that copy without reading: a stale copy only costs a refused write and a re-read. Entries that
 hardly ever fill an item (a container in its task's index: ECS allows 10 per task) are put into shard 0
 without reading the family first; only when SimpleDB refuses the put (item full, or the family has more
-shards) is the family read. Helpers named ``_read_*`` always read SimpleDB; ``_cached_or_read_slots``, on the
+shards) is the family read. Helpers named ``_read_*`` always read SimpleDB; ``_cached_or_read_held``, on the
 write path only, is the one that consults the cache, so lookups answer the same on every replica. Details and
 request costs: docs/simpledb.md.
 """
@@ -30,17 +30,14 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, TypeVar
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from server import aws, records
 from server.lru import LRU
 from server.store import sdb_items as items
-from server.store.base import Event, Record, Store, StoreError, StoreUnavailable
+from server.store.base import Event, Record, StoreError, StoreUnavailable
+from server.store.boto import MergingStore, client_config, new_client, number
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +50,6 @@ DOMAINS = ("containers", "indexes", "events")
 CONFLICTS = frozenset({"ConditionalCheckFailed", "AttributeDoesNotExist"})
 #: SimpleDB's answers to a put that would take an item past 256 name-value pairs.
 CROWDED = frozenset({"NumberItemAttributesExceeded", "NumberSubmittedAttributesExceeded"})
-#: Merges of one report tried against a record that keeps changing under it before the report fails (503).
-MERGE_TRIES = 5
 
 
 class Refused(StoreUnavailable):
@@ -97,17 +92,7 @@ class Held:
         return str(int(self.revision or 0) + 1)
 
 
-def _number(name: str, value: object, kind: type) -> Any:
-    try:
-        number = kind(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"sdb store option {name}={value!r} is not a number") from None
-    if number < 0:
-        raise ValueError(f"sdb store option {name}={value!r} must not be negative")
-    return number
-
-
-class SimpleDBStore(Store):
+class SimpleDBStore(MergingStore):
     kind = "sdb"
 
     def __init__(
@@ -122,6 +107,8 @@ class SimpleDBStore(Store):
         max_attempts: int | str = 3,
         last_seen_resolution: float | str = 300.0,
         cache_size: int | str = 10_000,
+        retention_days: float = 0,
+        clock: Callable[[], float] | None = None,
         **unknown: str,
     ):
         """Open the store whose domains start with ``prefix``; create the missing ones.
@@ -131,25 +118,22 @@ class SimpleDBStore(Store):
         retried with botocore's standard mode. ``last_seen_resolution`` (seconds): an otherwise unchanged record is
         rewritten only when its ``last_seen`` is older than this, so that a resync costs reads only.
         ``cache_size``: records this process remembers to merge the next report against without a read (0: none).
+        ``retention_days``: see ``Store.prune`` (0: keep everything).
         """
         if unknown:
             raise ValueError(f"unknown sdb store option(s): {', '.join(sorted(unknown))}")
+        self.keep_for(retention_days, clock)
         self.domains = {name: f"{prefix}.{name}" for name in DOMAINS}
         for domain in self.domains.values():
             if not re.fullmatch(r"[A-Za-z0-9_.-]{3,255}", domain):
                 raise ValueError(f"sdb store prefix {prefix!r} makes an invalid domain name {domain!r}")
         self.region = region or None
         self.endpoint_url = endpoint_url or None
-        self.max_workers = max(1, _number("max_workers", max_workers, int))
-        self.last_seen_resolution = _number("last_seen_resolution", last_seen_resolution, float)
-        self.config = Config(
-            retries={"mode": "standard", "total_max_attempts": max(1, _number("max_attempts", max_attempts, int))},
-            connect_timeout=_number("connect_timeout", connect_timeout, float),
-            read_timeout=_number("read_timeout", read_timeout, float),
-            max_pool_connections=self.max_workers,
-        )
+        self.max_workers = max(1, number("sdb", "max_workers", max_workers, int))
+        self.last_seen_resolution = number("sdb", "last_seen_resolution", last_seen_resolution, float)
+        self.config = client_config("sdb", max_attempts, connect_timeout, read_timeout, self.max_workers)
         self._lock = threading.Lock()
-        self._cache: LRU[str, Held] = LRU(_number("cache_size", cache_size, int))
+        self._cache: LRU[str, Held] = LRU(number("sdb", "cache_size", cache_size, int))
         # What blind puts learnt of a family's shard 0: "counted" (holds the count 1), "crowded" (full, or more
         # shards: entries for it go by reading).
         self._families_seen: LRU[tuple[str, str], str] = LRU(4096)
@@ -166,12 +150,7 @@ class SimpleDBStore(Store):
     # --- plumbing ------------------------------------------------------------------------------------------
 
     def _new_client(self) -> Any:
-        try:
-            return boto3.session.Session().client(
-                "sdb", region_name=aws.region(self.region), endpoint_url=self.endpoint_url, config=self.config
-            )
-        except BotoCoreError as exc:  # no region, a malformed endpoint: the URL's fault, said at start
-            raise ValueError(f"sdb store: {exc} (add ?region=REGION to the store URL)") from exc
+        return new_client("sdb", self.region, self.endpoint_url, self.config)
 
     def _forked(self) -> None:
         # A client or a thread pool made before gunicorn forked is not safe to use in the worker.
@@ -282,7 +261,7 @@ class SimpleDBStore(Store):
             self._cache.put(container_id, held)
         return found
 
-    def _read_slots(self, container_ids: list[str]) -> dict[str, Held]:
+    def _read_held(self, container_ids: list[str]) -> dict[str, Held]:
         """Each container's record as read now, or for a new one the free slot of its bucket it will take."""
         buckets = self._read_buckets(items.bucket(c) for c in container_ids)
         found = self._remember_found(buckets, set(container_ids))
@@ -303,13 +282,13 @@ class SimpleDBStore(Store):
             slot += 1
         return slot
 
-    def _cached_or_read_slots(self, container_ids: list[str]) -> dict[str, Held]:
-        """Like ``_read_slots``, but a record this process remembers is taken from its cache without a read.
+    def _cached_or_read_held(self, container_ids: list[str]) -> dict[str, Held]:
+        """Like ``_read_held``, but a record this process remembers is taken from its cache without a read.
 
-        Only writes use it: a stale copy costs a refused conditional put, after which ``_read_slots`` reads.
+        Only writes use it: a stale copy costs a refused conditional put, after which ``_read_held`` reads.
         """
         hits = {c: held for c in container_ids if (held := self._cache.get(c)) is not None}
-        return {**hits, **self._read_slots([c for c in container_ids if c not in hits])}
+        return {**hits, **self._read_held([c for c in container_ids if c not in hits])}
 
     def _read_families(self, domain: str, names: Iterable[str]) -> dict[str, items.Family]:
         names = list(dict.fromkeys(names))
@@ -437,65 +416,7 @@ class SimpleDBStore(Store):
         self._puts([("containers", name, {items.SLOTS: str(count)}) for name, count in grown.items()])
         return lost
 
-    def _set_fields(self, load: Callable[[], Iterable[Held]], fields: Record) -> None:
-        """Set ``fields`` on the records ``load`` reads, reading again those another writer changed meanwhile."""
-        for _ in range(MERGE_TRIES):
-            changes = [(held, {**held.record, **fields}) for held in load() if held.record]
-            if not self._save([(held, new) for held, new in changes if new != held.record]):
-                return
-        raise StoreUnavailable(f"records kept changing while setting {sorted(fields)}; try again")
-
-    def _worth_writing(self, stored: Record, new: Record) -> bool:
-        if new == stored:
-            return False
-        if {**new, "last_seen": ""} != {**stored, "last_seen": ""}:
-            return True
-        # Only last_seen moved: keep the stored one while it is recent enough (a resync then writes nothing).
-        try:
-            age = _parse(new["last_seen"]) - _parse(stored["last_seen"])
-        except (KeyError, ValueError):
-            return True
-        return age.total_seconds() >= self.last_seen_resolution
-
     # --- the interface -------------------------------------------------------------------------------------
-
-    def upsert_containers(self, records_: Iterable[Record], now: str) -> list[Record]:
-        self._ready_to_use()
-        reports: dict[str, list[Record]] = {}
-        for entry in records_:
-            reports.setdefault(entry["container_id"], []).append(entry)
-        if not reports:
-            return []
-        created: list[Record] = []
-        slots = self._cached_or_read_slots(list(reports))
-        for attempt in range(MERGE_TRIES):
-            if attempt:  # another writer changed these since they were read (or remembered): read them again
-                slots = self._read_slots(list(reports))
-            changes, first = self._merged(reports, slots, now)
-            lost = self._save(changes)
-            created += [record for cid, record in first.items() if cid not in lost]
-            if not lost:
-                return created
-            reports = {cid: entries for cid, entries in reports.items() if cid in lost}
-        raise StoreUnavailable("records kept changing under this report; try again")
-
-    def _merged(
-        self, reports: dict[str, list[Record]], slots: dict[str, Held], now: str
-    ) -> tuple[list[tuple[Held, Record]], dict[str, Record]]:
-        """The records worth writing after merging each container's entries, and the new ones as first merged."""
-        changes: list[tuple[Held, Record]] = []
-        first: dict[str, Record] = {}
-        for cid, entries in reports.items():
-            held = slots[cid]
-            record = held.record
-            for entry in entries:
-                record = records.merge(record, entry, now)
-                if held.record is None and cid not in first:
-                    first[cid] = record
-            assert record is not None
-            if held.record is None or self._worth_writing(held.record, record):
-                changes.append((held, record))
-        return changes, first
 
     def add_events(self, events: Iterable[Event]) -> int:
         self._ready_to_use()
@@ -587,6 +508,76 @@ class SimpleDBStore(Store):
         self._ready_to_use()
         return self._events(task_id)
 
+    # --- retention -----------------------------------------------------------------------------------------
+
+    def prune(self, limit: int) -> int:
+        """Expired records are found by one consistent ``Select`` on the plain ``last_seen`` attribute of record
+        items; each is read again and deleted on a condition on its revision, so a report that lands meanwhile
+        keeps it. A task whose last record went takes its task index, its event log and its service entry along.
+        """
+        if not self.retention:
+            return 0
+        self._ready_to_use()
+        cutoff = self.cutoff()
+        query = (
+            f"select itemName() from `{self.domains['containers']}` where {items.LAST_SEEN} < "
+            f"{_quoted(cutoff)} limit {max(1, min(limit, 2500))}"
+        )
+        answer = self._call("select", SelectExpression=query, ConsistentRead=True)
+        names = [item["Name"] for item in answer.get("Items", [])]
+        gone = [record for record in self._parallel(lambda n: self._delete_expired(n, cutoff), names) if record]
+        tasks = {r.get("task_id", ""): r for r in gone}
+        self._parallel(lambda task: self._forget_task(*task), list(tasks.items()))
+        return len(gone)
+
+    def _delete_expired(self, item: str, cutoff: str) -> Record | None:
+        """Delete the record in ``item`` if it is still expired; the record deleted, or None."""
+        attrs = self._get("containers", item)
+        record = items.record_from(attrs)
+        if record is None or record.get("last_seen", "") >= cutoff:
+            return None
+        revision = attrs.get(items.REVISION)
+        expected = (
+            {"Name": items.REVISION, "Value": revision} if revision else {"Name": items.REVISION, "Exists": False}
+        )
+        # Slot 0 keeps its slot count: the other slots of the bucket stay where readers look for them.
+        # (botocore's model wants each pair's value, though SimpleDB would take names alone)
+        names = [{"Name": name, "Value": value} for name, value in attrs.items() if name != items.SLOTS]
+        try:
+            self._call(
+                "delete_attributes",
+                DomainName=self.domains["containers"],
+                ItemName=item,
+                Attributes=names,
+                Expected=expected,
+            )
+        except Refused:
+            return None  # written since it was read: reported again, so not expired
+        self._cache.drop(record["container_id"])
+        return record
+
+    def _forget_task(self, task_id: str, record: Record) -> None:
+        """Once no record of a task is left, delete its index and event log and its entry in its service."""
+        if any(held.record for held in self._of_tasks([task_id])):
+            return
+        for domain in ("indexes", "events"):
+            family = self._read_families(domain, [items.task_family(task_id)])[items.task_family(task_id)]
+            for shard in range(len(family.shards)):
+                self._call(
+                    "delete_attributes", DomainName=self.domains[domain], ItemName=items.shard_item(family.name, shard)
+                )
+        if record.get("service_name"):
+            name = items.service_family(record.get("cluster_name", ""), record["service_name"])
+            family = self._read_families("indexes", [name])[name]
+            for shard, attrs in enumerate(family.shards):
+                if items.key(task_id) in attrs:
+                    self._call(
+                        "delete_attributes",
+                        DomainName=self.domains["indexes"],
+                        ItemName=items.shard_item(name, shard),
+                        Attributes=[{"Name": items.key(task_id), "Value": attrs[items.key(task_id)]}],
+                    )
+
     def ping(self) -> None:
         self._ready_to_use()
         self._get("containers", "!ping")
@@ -598,5 +589,6 @@ class SimpleDBStore(Store):
         self.client.close()
 
 
-def _parse(moment: str) -> datetime:
-    return datetime.fromisoformat(moment)
+def _quoted(value: str) -> str:
+    """A SimpleDB Select string literal: single quotes, an inner quote doubled."""
+    return "'" + value.replace("'", "''") + "'"

@@ -30,6 +30,8 @@ SLOTS = "!slots"
 REVISION = "!rev"
 RECORD_ID = "container_id"
 RECORD_COUNT = "record.n"
+#: Attribute of a record's slot item: the record's ``last_seen``, plain, so that retention can Select on it.
+LAST_SEEN = "last_seen"
 
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 _HEX = re.compile(r"[0-9a-f]{12,64}")
@@ -97,7 +99,11 @@ def record_attributes(record: dict[str, str]) -> dict[str, str]:
     parts = chunks(dumps(record))
     if len(parts) > RECORD_MAX_CHUNKS:
         raise ValueError(f"record of {record.get('container_id')!r} is {len(parts)} KiB of JSON, too large")
-    attrs = {RECORD_ID: dumps(record.get("container_id", "")), RECORD_COUNT: str(len(parts))}
+    attrs = {
+        RECORD_ID: dumps(record.get("container_id", "")),
+        RECORD_COUNT: str(len(parts)),
+        LAST_SEEN: record.get("last_seen", ""),
+    }
     attrs.update({f"record.{i}": part for i, part in enumerate(parts)})
     return attrs
 

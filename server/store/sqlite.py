@@ -17,7 +17,7 @@ import json
 import sqlite3
 import threading
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -52,6 +52,8 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_by_container ON events (container_id, timestamp, seq);
 CREATE INDEX IF NOT EXISTS events_by_task ON events (task_id, timestamp, seq);
 """
+#: What retention's prune scans; created in files of any layout version.
+RETENTION_INDEX = "CREATE INDEX IF NOT EXISTS events_by_time ON events (timestamp)"
 
 # Columns copied out of the record so that lookups are index scans.
 INDEXED = ("task_id", "container_name", "cluster_name", "service_name", "last_seen")
@@ -83,7 +85,14 @@ def decode_record(stored: bytes | str) -> Record:
 class SQLiteStore(Store):
     kind = "sqlite"
 
-    def __init__(self, path: str, timeout: float = 10.0, wal_limit: int = WAL_LIMIT):
+    def __init__(
+        self,
+        path: str,
+        timeout: float = 10.0,
+        wal_limit: int = WAL_LIMIT,
+        retention_days: float = 0,
+        clock: Callable[[], float] | None = None,
+    ):
         if path in ("", ":memory:"):
             raise ValueError("needs a file path: an in-memory database is not shared between threads")
         self.path = Path(path)
@@ -91,12 +100,14 @@ class SQLiteStore(Store):
         self.wal_path = Path(f"{self.path}-wal")
         self.timeout = timeout
         self.wal_limit = wal_limit
+        self.keep_for(retention_days, clock)
         self._local = threading.local()
         with self._errors():
             conn = self._connection()
             conn.execute("PRAGMA journal_mode=WAL")
             with self._write() as conn:
                 self._migrate(conn)
+                conn.execute(RETENTION_INDEX)
 
     def _connection(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -267,6 +278,25 @@ class SQLiteStore(Store):
 
     def events_of_task(self, task_id: str) -> list[Event]:
         return self._events("task_id", task_id)
+
+    def prune(self, limit: int) -> int:
+        # One short transaction per call: requests wait at most for this batch, never for the whole prune.
+        if not self.retention:
+            return 0
+        cutoff = self.cutoff()
+        with self._write() as conn:
+            gone = conn.execute(
+                "SELECT container_id FROM containers WHERE last_seen < ? LIMIT ?", (cutoff, limit)
+            ).fetchall()
+            conn.executemany("DELETE FROM containers WHERE container_id = ?", gone)
+            conn.executemany("DELETE FROM events WHERE container_id = ?", gone)
+            # Events as old whose container is not on record (reported alone, or its record already gone).
+            conn.execute(
+                "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE timestamp < ?"
+                " AND container_id NOT IN (SELECT container_id FROM containers) LIMIT ?)",
+                (cutoff, limit),
+            )
+        return len(gone)
 
     def ping(self) -> None:
         self._query("SELECT 1 FROM containers LIMIT 1")

@@ -17,6 +17,8 @@ def test_defaults():
     assert cfg.allow_anonymous_reports is False
     assert cfg.cadvisor_url == "http://{instance_ip}:8080/docker/{container_id}"
     assert cfg.graylog_url == ""
+    assert cfg.retention_days == 30
+    assert config.load(environ={"ECS_ID_MAPPER_RETENTION_DAYS": "0"}).retention_days == 0
 
 
 def test_gunicorn_keeps_idle_connections_longer_than_a_load_balancer():
@@ -50,6 +52,9 @@ def test_environment_then_overrides():
         ("ECS_ID_MAPPER_HEALTH_INTERVAL", "inf"),
         ("ECS_ID_MAPPER_MAX_BODY_BYTES", "1e9"),
         ("ECS_ID_MAPPER_LOG_LEVEL", "LOUD"),
+        ("ECS_ID_MAPPER_RETENTION_DAYS", "-1"),
+        ("ECS_ID_MAPPER_RETENTION_DAYS", "a month"),
+        ("ECS_ID_MAPPER_RETENTION_DAYS", "inf"),
         ("ECS_ID_MAPPER_CADVISOR_URL", "ftp://{instance_ip}/"),
         ("ECS_ID_MAPPER_CADVISOR_URL", "http://{instance_ip}:8080/{nonsense}"),
         ("ECS_ID_MAPPER_GRAYLOG_URL", "https://graylog/{container_id"),

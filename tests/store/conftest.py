@@ -1,13 +1,16 @@
-"""Stores for the contract suite: SQLite, SimpleDB through moto in-process, SimpleDB through moto's HTTP server.
+"""Stores for the contract suite: SQLite; SimpleDB and DynamoDB, each through moto in-process and through moto's
+HTTP server.
 
 The clean environment (no real AWS variables, fake credentials) comes from the autouse fixture in
 ``tests/conftest.py``. Every SimpleDB store made here checks each PutAttributes against SimpleDB's limits and,
 after the test, that no item holds more than 256 name-value pairs. moto enforces neither, nor conditional
-puts: ``strict_moto`` makes it refuse both as SimpleDB does.
+puts: ``strict_moto`` makes it refuse both as SimpleDB does. moto serves neither ``DeleteAttributes`` nor
+``Select``, which retention needs: ``strict_moto`` adds both, ``Select`` for the one query shape the store sends.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 import uuid
 from collections import Counter
@@ -15,25 +18,28 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from botocore.retries.standard import ExponentialBackoff
 from moto import mock_aws
+from moto.core.responses import ActionResult, EmptyResult
 from moto.sdb.models import sdb_backends
 from moto.sdb.responses import SimpleDBResponse
 from moto.server import ThreadedMotoServer
 
 from server.store.base import Store
+from server.store.dynamodb import DynamoDBStore
 from server.store.sdb import SimpleDBStore
 from server.store.sqlite import SQLiteStore
 
 REGION = "us-west-2"  # moto does not intercept SimpleDB in us-east-1
-BACKENDS = ("sqlite", "sdb-mock", "sdb-server")
+BACKENDS = ("sqlite", "sdb-mock", "sdb-server", "dynamodb-mock", "dynamodb-server")
 
 
 class Requests:
-    """Counts the SimpleDB requests one client makes, by operation, through botocore's event hooks."""
+    """Counts the requests one client makes, by operation, through botocore's event hooks."""
 
-    def __init__(self, client: Any):
+    def __init__(self, client: Any, service: str = "sdb"):
         self.counts: Counter[str] = Counter()
-        client.meta.events.register("before-call.sdb", self._count)
+        client.meta.events.register(f"before-call.{service}", self._count)
 
     def _count(self, model: Any, **_: Any) -> None:
         self.counts[model.name] += 1
@@ -84,21 +90,65 @@ def _strict_put_attributes(self: SimpleDBResponse) -> Any:
     with _STRICT_LOCK:
         held = domain.items.get(self._get_param("ItemName"))
         pairs = {(a["Name"], a["Value"]) for a in (held.attributes if held else [])}
-        expected = self._get_param("Expected") or {}
-        if expected:
-            values = {value for name, value in pairs if name == expected["Name"]}
-            if expected.get("Exists") is False and values:
-                return _refusal(409, "ConditionalCheckFailed", "Conditional check failed. Attribute exists.")
-            if "Value" in expected and not values:
-                return _refusal(404, "AttributeDoesNotExist", f"Attribute ({expected['Name']}) does not exist")
-            if "Value" in expected and expected["Value"] not in values:
-                return _refusal(409, "ConditionalCheckFailed", "Conditional check failed. Value mismatch.")
+        refusal = _refused(held, self._get_param("Expected") or {})
+        if refusal:
+            return refusal
         new = self._get_param("Attributes") or []
         replaced = {a["Name"] for a in new if a.get("Replace")}
         after = {p for p in pairs if p[0] not in replaced} | {(a["Name"], a["Value"]) for a in new}
         if len(after) > 256:
             return _refusal(409, "NumberItemAttributesExceeded", "Too many attributes in this item")
         return _MOTO_PUT_ATTRIBUTES(self)
+
+
+def _refused(held: Any, expected: dict) -> tuple[str, dict] | None:
+    """SimpleDB's refusal when ``expected`` does not hold for the item ``held`` (None: it holds)."""
+    values = {a["Value"] for a in (held.attributes if held else []) if a["Name"] == expected.get("Name")}
+    if expected.get("Exists") is False and values:
+        return _refusal(409, "ConditionalCheckFailed", "Conditional check failed. Attribute exists.")
+    if "Value" in expected and not values:
+        return _refusal(404, "AttributeDoesNotExist", f"Attribute ({expected['Name']}) does not exist")
+    if "Value" in expected and expected["Value"] not in values:
+        return _refusal(409, "ConditionalCheckFailed", "Conditional check failed. Value mismatch.")
+    return None
+
+
+def _delete_attributes(self: SimpleDBResponse) -> Any:
+    """SimpleDB's DeleteAttributes: the named attributes (by name, or name and value), else the whole item."""
+    domain = self.sdb_backend._get_domain(self._get_param("DomainName"))
+    name = self._get_param("ItemName")
+    with _STRICT_LOCK:
+        held = domain.items.get(name)
+        refusal = _refused(held, self._get_param("Expected") or {})
+        if refusal:
+            return refusal
+        if held is not None:
+            doomed = self._get_param("Attributes") or []
+
+            def named(a: dict) -> bool:
+                return any(a["Name"] == d["Name"] and d.get("Value", a["Value"]) == a["Value"] for d in doomed)
+
+            held.attributes = [a for a in held.attributes if doomed and not named(a)]
+            if not held.attributes:
+                del domain.items[name]
+    return EmptyResult()
+
+
+SELECT_EXPIRED = re.compile(r"select itemName\(\) from `([^`]+)` where last_seen < '([^']*)' limit (\d+)")
+
+
+def _select(self: SimpleDBResponse) -> Any:
+    """SimpleDB's Select, for the one query the store sends: item names whose ``last_seen`` is below a value."""
+    query = SELECT_EXPIRED.fullmatch(self._get_param("SelectExpression"))
+    assert query, self._get_param("SelectExpression")
+    domain = self.sdb_backend._get_domain(query[1])
+    with _STRICT_LOCK:
+        found = sorted(
+            name
+            for name, item in domain.items.items()
+            if any(a["Name"] == "last_seen" and a["Value"] < query[2] for a in item.attributes)
+        )
+    return ActionResult({"Items": [{"Name": name, "Attributes": []} for name in found[: int(query[3])]]})
 
 
 _MOTO_PUT_ATTRIBUTES = SimpleDBResponse.put_attributes
@@ -110,6 +160,8 @@ def strict_moto() -> Iterator[None]:
     """Every moto SimpleDB in the tests (in-process or HTTP server) checks conditions and item sizes."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(SimpleDBResponse, "put_attributes", _strict_put_attributes)
+        patch.setattr(SimpleDBResponse, "delete_attributes", _delete_attributes, raising=False)
+        patch.setattr(SimpleDBResponse, "select", _select, raising=False)
         yield
 
 
@@ -121,6 +173,22 @@ def assert_items_within_limits() -> None:
 def watched(store: SimpleDBStore) -> SimpleDBStore:
     store.client.meta.events.register("before-parameter-build.sdb.PutAttributes", check_put_limits)
     return store
+
+
+@pytest.fixture
+def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """botocore retries at once instead of after its exponential backoff."""
+    monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda self, context: 0)
+
+
+class RawBody:
+    """A canned HTTP body for an ``AWSResponse`` returned from a ``before-send`` hook."""
+
+    def __init__(self, body: bytes):
+        self.body = body
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self.body
 
 
 @pytest.fixture(scope="session")
@@ -164,24 +232,57 @@ def sdb_server(moto_server: str) -> Iterator[Callable[..., SimpleDBStore]]:
         store.close()
 
 
+@pytest.fixture
+def dynamodb_mock() -> Iterator[Callable[..., DynamoDBStore]]:
+    """Makes DynamoDB stores on moto in-process; each call with no table name creates a fresh table."""
+    made: list[DynamoDBStore] = []
+    with mock_aws():
+
+        def make(table: str | None = None, **options: Any) -> DynamoDBStore:
+            options.setdefault("create", True)
+            made.append(DynamoDBStore(table or f"t{uuid.uuid4().hex[:12]}", region=REGION, **options))
+            return made[-1]
+
+        yield make
+        for store in made:
+            store.close()
+
+
+@pytest.fixture
+def dynamodb_server(moto_server: str) -> Iterator[Callable[..., DynamoDBStore]]:
+    """Makes DynamoDB stores that reach moto's HTTP server on loopback through ``endpoint_url``."""
+    made: list[DynamoDBStore] = []
+
+    def make(table: str | None = None, **options: Any) -> DynamoDBStore:
+        options.setdefault("create", True)
+        table = table or f"t{uuid.uuid4().hex[:12]}"
+        made.append(DynamoDBStore(table, region=REGION, endpoint_url=moto_server, **options))
+        return made[-1]
+
+    yield make
+    for store in made:
+        store.close()
+
+
 @pytest.fixture(params=BACKENDS)
-def make_store(request: pytest.FixtureRequest, tmp_path) -> Callable[[], Store]:
-    """Makes stores of one backend; two calls in one test give two handles on the same data."""
+def make_store(request: pytest.FixtureRequest, tmp_path) -> Callable[..., Store]:
+    """Makes stores of one backend (keyword options: ``retention_days``, ``clock``); two calls in one test give
+    two handles on the same data."""
     if request.param == "sqlite":
         path = tmp_path / "store.sqlite3"
         opened: list[Store] = []
 
-        def make_sqlite() -> Store:
-            opened.append(SQLiteStore(str(path)))
+        def make_sqlite(**options: Any) -> Store:
+            opened.append(SQLiteStore(str(path), **options))
             return opened[-1]
 
         request.addfinalizer(lambda: [s.close() for s in opened])
         return make_sqlite
-    factory = request.getfixturevalue("sdb_mock" if request.param == "sdb-mock" else "sdb_server")
-    prefix = f"t{uuid.uuid4().hex[:12]}"
-    return lambda: factory(prefix)
+    factory = request.getfixturevalue(request.param.replace("-", "_"))
+    name = f"t{uuid.uuid4().hex[:12]}"
+    return lambda **options: factory(name, **options)
 
 
 @pytest.fixture
-def store(make_store: Callable[[], Store]) -> Store:
+def store(make_store: Callable[..., Store]) -> Store:
     return make_store()

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from server.store.base import Store
+from server.store.dynamodb import DynamoDBStore
 from server.store.sdb import SimpleDBStore
 from server.store.sqlite import SQLiteStore
 from tests.store.samples import OTHER_TASK, T0, TASK, at, cid, event, record
@@ -22,7 +23,7 @@ def resolution(store: Store) -> float:
 # --- the interface -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("backend", [SQLiteStore, SimpleDBStore])
+@pytest.mark.parametrize("backend", [SQLiteStore, SimpleDBStore, DynamoDBStore])
 def test_every_backend_implements_the_whole_interface(backend):
     assert not inspect.isabstract(backend)
     for name in Store.__abstractmethods__ | {"close"}:

@@ -8,7 +8,6 @@ from urllib.parse import parse_qs
 
 import pytest
 from botocore.awsrequest import AWSResponse
-from botocore.retries.standard import ExponentialBackoff
 from botocore.stub import Stubber
 from moto import mock_aws
 from moto.server import ThreadedMotoServer
@@ -16,7 +15,7 @@ from moto.server import ThreadedMotoServer
 from server.store import StoreUnavailable, open_store
 from server.store import sdb_items as items
 from server.store.sdb import SimpleDBStore
-from tests.store.conftest import REGION, Requests, moto_items
+from tests.store.conftest import REGION, RawBody, Requests, moto_items
 from tests.store.samples import TASK, at, cid, event, record
 from tests.support import free_port
 
@@ -220,11 +219,6 @@ def test_a_record_too_large_for_an_item_is_refused_before_anything_is_written(sd
 # --- failures ----------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def no_backoff(monkeypatch):
-    monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda self, context: 0)
-
-
 def failing(client, operation: str, times: int, domain: str = "", status: int = 503):
     """Answer the next ``times`` calls of ``operation`` (to ``domain``) with HTTP ``status``, as SimpleDB would."""
     left = [times]
@@ -238,19 +232,11 @@ def failing(client, operation: str, times: int, domain: str = "", status: int = 
         form = {k: v[-1] for k, v in parse_qs(sent).items()}
         if left[0] and form.get("Action") == operation and form.get("DomainName", "").endswith(domain):
             left[0] -= 1
-            return AWSResponse(request.url, status, {}, _Raw(body))
+            return AWSResponse(request.url, status, {}, RawBody(body))
         return None
 
     client.meta.events.register("before-send.sdb", answer)
     return left
-
-
-class _Raw:
-    def __init__(self, body: bytes):
-        self.body = body
-
-    def stream(self, **_):
-        yield self.body
 
 
 def test_throttling_is_retried(sdb_server, no_backoff):

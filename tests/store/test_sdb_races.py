@@ -12,7 +12,7 @@ from botocore.stub import Stubber
 from server import records
 from server.store import StoreUnavailable
 from server.store import sdb_items as items
-from server.store.sdb import MERGE_TRIES
+from server.store.sdb import SimpleDBStore
 from tests.store.conftest import Requests
 from tests.store.samples import TASK, at, cid, event, record
 
@@ -96,7 +96,7 @@ def test_a_record_that_keeps_changing_fails_the_report_after_bounded_tries(sdb_m
     store.upsert_containers([record(1)], at(0))
     original = store.get_container(cid(1))
     with Stubber(store.client) as stub:
-        for attempt in range(MERGE_TRIES):
+        for attempt in range(SimpleDBStore.MERGE_TRIES):
             if attempt:
                 stub.add_response("get_attributes", stored(original, str(attempt + 5)))
             stub.add_client_error("put_attributes", **CONFLICT)

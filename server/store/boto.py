@@ -1,0 +1,171 @@
+"""What the stores on AWS (SimpleDB, DynamoDB) share: URL options, clients, a fork-safe pool, and upserts by
+read, merge and conditional write."""
+
+from __future__ import annotations
+
+import os
+import threading
+from abc import abstractmethod
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from datetime import datetime
+from typing import Any, TypeVar
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError
+
+from server import aws, records
+from server.store.base import Record, Store, StoreUnavailable
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def number(store: str, name: str, value: object, kind: type) -> Any:
+    """A URL option as a non-negative number; ValueError naming the option otherwise."""
+    try:
+        parsed = kind(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{store} store option {name}={value!r} is not a number") from None
+    if parsed < 0 or parsed != parsed:
+        raise ValueError(f"{store} store option {name}={value!r} must not be negative")
+    return parsed
+
+
+def client_config(store: str, max_attempts: object, connect_timeout: object, read_timeout: object, pool: int) -> Config:
+    """botocore's settings: standard retry mode (throttling and 5xx retried with backoff), bounded timeouts."""
+    return Config(
+        retries={"mode": "standard", "total_max_attempts": max(1, number(store, "max_attempts", max_attempts, int))},
+        connect_timeout=number(store, "connect_timeout", connect_timeout, float),
+        read_timeout=number(store, "read_timeout", read_timeout, float),
+        max_pool_connections=pool,
+    )
+
+
+class Pool:
+    """Runs requests side by side on a bounded thread pool, made again after a fork (gunicorn workers)."""
+
+    def __init__(self, size: int, name: str):
+        self.size = size
+        self.name = name
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._executor: ThreadPoolExecutor | None = None
+
+    def map(self, work: Callable[[T], R], inputs: Sequence[T]) -> list[R]:
+        """``work`` over ``inputs``; waits for all, then raises the first failure."""
+        if len(inputs) <= 1:
+            return [work(x) for x in inputs]
+        with self._lock:
+            if self._executor is None or self._pid != os.getpid():
+                self._executor = ThreadPoolExecutor(self.size, thread_name_prefix=self.name)
+                self._pid = os.getpid()
+            executor = self._executor
+        futures = [executor.submit(work, x) for x in inputs]
+        wait(futures)
+        return [f.result() for f in futures]
+
+    def close(self) -> None:
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None and self._pid == os.getpid():
+            executor.shutdown(wait=True)
+
+
+def worth_writing(stored: Record, new: Record, last_seen_resolution: float) -> bool:
+    """Whether ``new`` differs from ``stored`` by more than a ``last_seen`` younger than the resolution (seconds).
+
+    Keeping a recent ``last_seen`` instead of moving it makes an unchanged resync cost no write.
+    """
+    if new == stored:
+        return False
+    if {**new, "last_seen": ""} != {**stored, "last_seen": ""}:
+        return True
+    try:
+        age = datetime.fromisoformat(new["last_seen"]) - datetime.fromisoformat(stored["last_seen"])
+    except (KeyError, ValueError):
+        return True
+    return age.total_seconds() >= last_seen_resolution
+
+
+def new_client(service: str, region: str | None, endpoint_url: str | None, config: Config) -> Any:
+    """A boto3 client; a missing region or a malformed endpoint is the store URL's fault, said as ValueError."""
+    try:
+        return boto3.session.Session().client(
+            service, region_name=aws.region(region), endpoint_url=endpoint_url, config=config
+        )
+    except BotoCoreError as exc:
+        raise ValueError(f"{service} store: {exc} (add ?region=REGION to the store URL)") from exc
+
+
+class MergingStore(Store):
+    """Upserts for stores whose writes are conditional on what was read: read (or remember), merge, write; a
+    writer that lost a race reads again and merges again, ``MERGE_TRIES`` times, then fails with 503.
+
+    A backend supplies ``_cached_or_read_held`` (records as remembered, else read), ``_read_held`` (records as
+    read now) and ``_save`` (conditional writes; the IDs that lost). Their values are held copies with a ``record``
+    attribute, None for a container not stored yet.
+    """
+
+    #: Merges of one report tried against a record that keeps changing under it before the report fails (503).
+    MERGE_TRIES = 5
+    last_seen_resolution: float = 0.0
+
+    @abstractmethod
+    def _ready_to_use(self) -> None: ...
+
+    @abstractmethod
+    def _cached_or_read_held(self, container_ids: list[str]) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def _read_held(self, container_ids: list[str]) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def _save(self, changes: list[tuple[Any, Record]]) -> set[str]: ...
+
+    def upsert_containers(self, records_: Iterable[Record], now: str) -> list[Record]:
+        self._ready_to_use()
+        reports: dict[str, list[Record]] = {}
+        for entry in records_:
+            reports.setdefault(entry["container_id"], []).append(entry)
+        if not reports:
+            return []
+        created: list[Record] = []
+        known = self._cached_or_read_held(list(reports))
+        for attempt in range(self.MERGE_TRIES):
+            if attempt:  # another writer changed these since they were read (or remembered): read them again
+                known = self._read_held(list(reports))
+            changes, first = self._merged(reports, known, now)
+            lost = self._save(changes)
+            created += [record for cid, record in first.items() if cid not in lost]
+            if not lost:
+                return created
+            reports = {cid: entries for cid, entries in reports.items() if cid in lost}
+        raise StoreUnavailable("records kept changing under this report; try again")
+
+    def _merged(
+        self, reports: dict[str, list[Record]], known: dict[str, Any], now: str
+    ) -> tuple[list[tuple[Any, Record]], dict[str, Record]]:
+        """The records worth writing after merging each container's entries, and the new ones as first merged."""
+        changes: list[tuple[Any, Record]] = []
+        first: dict[str, Record] = {}
+        for cid, entries in reports.items():
+            held = known[cid]
+            record = held.record
+            for entry in entries:
+                record = records.merge(record, entry, now)
+                if held.record is None and cid not in first:
+                    first[cid] = record
+            assert record is not None
+            if held.record is None or worth_writing(held.record, record, self.last_seen_resolution):
+                changes.append((held, record))
+        return changes, first
+
+    def _set_fields(self, load: Callable[[], Iterable[Any]], fields: Record) -> None:
+        """Set ``fields`` on the records ``load`` reads, reading again those another writer changed meanwhile."""
+        for _ in range(self.MERGE_TRIES):
+            changes = [(held, {**held.record, **fields}) for held in load() if held.record]
+            if not self._save([(held, new) for held, new in changes if new != held.record]):
+                return
+        raise StoreUnavailable(f"records kept changing while setting {sorted(fields)}; try again")

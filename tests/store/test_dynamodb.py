@@ -1,0 +1,351 @@
+"""What only the DynamoDB store has: its URL, the table check at start, conditional writes, throttling, cost."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from botocore.awsrequest import AWSResponse
+from botocore.stub import Stubber
+from moto import mock_aws
+
+from server import records
+from server.store import StoreUnavailable, open_store
+from server.store.dynamodb import DynamoDBStore, StoreMissing, encode, record_key
+from tests.store.conftest import REGION, RawBody, Requests
+from tests.store.samples import TASK, at, cid, event, record
+from tests.support import ROOT, free_port
+
+# --- configuration and the table ---------------------------------------------------------------------------
+
+
+def test_opened_from_a_url_with_options():
+    with mock_aws():
+        store = open_store(
+            f"dynamodb://mapper-prod?region={REGION}&create=true&last_seen_resolution=60&max_attempts=2&cache_size=5"
+        )
+        assert isinstance(store, DynamoDBStore)
+        assert (store.table, store.region, store.last_seen_resolution, store.create) == (
+            "mapper-prod",
+            REGION,
+            60.0,
+            True,
+        )
+        assert store.config.retries == {"mode": "standard", "total_max_attempts": 2}
+        table = store.client.describe_table(TableName="mapper-prod")["Table"]
+        assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+        assert {i["IndexName"]: i["Projection"]["ProjectionType"] for i in table["GlobalSecondaryIndexes"]} == {
+            "by_task": "KEYS_ONLY",
+            "by_service": "KEYS_ONLY",
+        }
+        ttl = store.client.describe_time_to_live(TableName="mapper-prod")["TimeToLiveDescription"]
+        assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", "expires_at")
+        store.close()
+
+
+@pytest.mark.parametrize(
+    ("table", "options", "message"),
+    [
+        ("ok-table", {"colour": "blue"}, "unknown dynamodb store option"),
+        ("ok-table", {"read_timeout": "soon"}, "read_timeout='soon' is not a number"),
+        ("ok-table", {"cache_size": "-1"}, "must not be negative"),
+        ("ok-table", {"create": "maybe"}, "create"),
+        ("bad table", {}, "invalid DynamoDB table name"),
+        ("x" * 256, {}, "invalid DynamoDB table name"),
+    ],
+)
+def test_bad_options_stop_at_once(table, options, message):
+    with pytest.raises(ValueError, match=message):
+        DynamoDBStore(table, region=REGION, **options)
+
+
+def test_retention_is_not_a_url_option():
+    with pytest.raises(ValueError, match="ECS_ID_MAPPER_RETENTION_DAYS"):
+        open_store(f"dynamodb://t-retain?region={REGION}&retention_days=3")
+
+
+def test_a_missing_table_stops_the_store_naming_the_table_and_the_deploy_file():
+    with mock_aws(), pytest.raises(StoreMissing, match=r"'absent'.*deploy/cloudformation.yaml.*create=true"):
+        DynamoDBStore("absent", region=REGION)
+
+
+def test_a_missing_table_stops_the_server(moto_server):
+    env = {"PATH": "/usr/bin:/bin", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "NO_PROXY": "127.0.0.1",
+           "ECS_ID_MAPPER_STORE": f"dynamodb://nowhere?region={REGION}&endpoint_url={moto_server}"}  # fmt: skip
+    result = subprocess.run([sys.executable, "-m", "server"], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=60)  # fmt: skip
+    assert result.returncode != 0
+    assert "ECS_ID_MAPPER_STORE" in result.stderr and "'nowhere'" in result.stderr
+    assert "deploy/cloudformation.yaml" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_table_with_other_keys_is_refused():
+    with mock_aws():
+        store = DynamoDBStore("t-keys", region=REGION, create=True)
+        store.client.create_table(
+            TableName="other",
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        )
+        with pytest.raises(StoreMissing, match=r"'other' does not have the expected keys \(table, by_task, by_service"):
+            DynamoDBStore("other", region=REGION)
+
+
+def test_the_endpoint_comes_from_boto3s_own_variable(monkeypatch, moto_server):
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", moto_server)
+    store = open_store(f"dynamodb://t-env?region={REGION}&create=true")
+    store.upsert_containers([record(1)], at(1))
+    assert DynamoDBStore("t-env", region=REGION, endpoint_url=moto_server).get_container(cid(1))["task_id"] == TASK
+
+
+def test_a_store_started_while_dynamodb_is_down_works_once_it_is_up(caplog):
+    port = free_port()
+    store = DynamoDBStore("t-late", region=REGION, endpoint_url=f"http://127.0.0.1:{port}", create=True,
+                          max_attempts=1, connect_timeout=0.5)  # fmt: skip
+    assert "not reachable at start" in caplog.text
+    with pytest.raises(StoreUnavailable):
+        store.ping()
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        store.ping()  # creates the table now
+        store.upsert_containers([record(1)], at(1))
+        assert store.get_container(cid(1)) is not None
+    finally:
+        store.close()
+        server.stop()
+
+
+# --- keys --------------------------------------------------------------------------------------------------
+
+
+def test_a_record_is_one_item_under_its_short_id(dynamodb_mock):
+    store = dynamodb_mock()
+    store.upsert_containers([record(1)], at(1))
+    item = store.client.get_item(TableName=store.table, Key=record_key(cid(1)))["Item"]
+    assert (item["pk"]["S"], item["sk"]["S"], item["task"]["S"], item["v"]["N"]) == (
+        "C#" + cid(1)[:12],
+        cid(1),
+        TASK,
+        "1",
+    )
+    assert "svc" not in item and "expires_at" not in item
+    assert len(item["r"]["B"]) < 1024
+
+
+def test_fargate_runtime_ids_share_a_prefix_and_are_told_apart_by_a_longer_one(dynamodb_mock):
+    """A Fargate task's containers are TASKID-NUMBER: their first 12 (and 32) characters are the same."""
+    store = dynamodb_mock()
+    task = "cd189a933e5849daa93386466019ab50"
+    ids = [f"{task}-{n}" for n in ("2495160603", "2495160604", "3715291642")]
+    store.upsert_containers([record(n, container_id=c, task=task) for n, c in enumerate(ids)], at(1))
+    assert [r["container_id"] for r in store.find_containers(task[:12], 10)] == ids
+    assert [r["container_id"] for r in store.find_containers(task, 10)] == ids
+    assert [r["container_id"] for r in store.find_containers(ids[0][:35], 10)] == ids[:2]
+    assert [r["container_id"] for r in store.find_containers(ids[2], 10)] == [ids[2]]
+    assert [r["container_id"] for r in store.containers_of_task(task)] == ids
+    assert store.get_container(ids[1])["container_id"] == ids[1]
+
+
+def test_reads_are_strongly_consistent_and_index_reads_lead_to_table_reads(dynamodb_mock):
+    store = dynamodb_mock()
+    store.upsert_containers([record(1)], at(1))
+    store.update_task(TASK, {"service_name": "api"})
+    store.add_events([event("e1")])
+    sent = []
+    store.client.meta.events.register(
+        "before-parameter-build.dynamodb", lambda model, params, **_: sent.append((model.name, dict(params)))
+    )
+    store.get_container(cid(1))
+    store.find_containers(cid(1)[:12], 10)
+    store.containers_of_task(TASK)
+    store.containers_of_service("default", "api")
+    store.events_of_task(TASK)
+    for name, params in sent:
+        if "IndexName" in params:
+            continue  # a global secondary index is eventually consistent only
+        consistent = params.get(
+            "ConsistentRead", params.get("RequestItems", {}).get(store.table, {}).get("ConsistentRead")
+        )
+        assert consistent is True, name
+    assert [name for name, _ in sent] == ["GetItem", "Query", "Query", "GetItem", "Query", "GetItem", "Query"]
+
+
+def test_a_record_with_a_service_is_in_the_sparse_service_index(dynamodb_mock):
+    store = dynamodb_mock()
+    store.upsert_containers([record(1), record(2, task="f" * 32)], at(1))
+    store.update_task(TASK, {"service_name": "api"})
+    answer = store.client.scan(TableName=store.table, IndexName="by_service")
+    assert [item["sk"]["S"] for item in answer["Items"]] == [cid(1)]
+
+
+# --- conditional writes ------------------------------------------------------------------------------------
+
+
+def put_params(store: DynamoDBStore, record_: dict, version: int, condition: dict) -> dict:
+    return {"TableName": store.table, "Item": store._item(record_, version), **condition}
+
+
+CONFLICT = {"service_error_code": "ConditionalCheckFailedException",
+            "service_message": "The conditional request failed", "http_status_code": 400}  # fmt: skip
+
+
+def stored(record_: dict, version: int) -> dict:
+    return {"Item": {**record_key(record_["container_id"]), "v": {"N": str(version)}, "r": {"B": encode(record_)},
+                     "task": {"S": record_["task_id"]}}}  # fmt: skip
+
+
+def version_is(version: int) -> dict:
+    return {"ConditionExpression": "v = :v", "ExpressionAttributeValues": {":v": {"N": str(version)}}}
+
+
+def test_a_write_from_a_stale_cache_is_refused_then_read_again_and_merged(dynamodb_mock):
+    store = dynamodb_mock()
+    store.upsert_containers([record(1, status="PENDING")], at(0))  # cached at version 1
+    mine = store.get_container(cid(1))
+    theirs = {**mine, "newrelic_url": "https://nr.example/1"}  # another replica wrote version 2 meanwhile
+    report = record(1, status="RUNNING", sample=1)
+    with Stubber(store.client) as stub:
+        stale = records.merge(mine, report, at(1))
+        stub.add_client_error("put_item", expected_params=put_params(store, stale, 2, version_is(1)), **CONFLICT)
+        stub.add_response("get_item", stored(theirs, 2),
+                          {"TableName": store.table, "Key": record_key(cid(1)), "ConsistentRead": True})  # fmt: skip
+        merged = records.merge(theirs, report, at(1))
+        stub.add_response("put_item", {}, put_params(store, merged, 3, version_is(2)))
+        assert store.upsert_containers([report], at(1)) == []
+        stub.assert_no_pending_responses()
+    assert merged["newrelic_url"] == "https://nr.example/1" and merged["known_status"] == "RUNNING"
+
+
+def test_a_new_record_is_put_only_if_absent(dynamodb_mock):
+    store = dynamodb_mock()
+    with Stubber(store.client) as stub:
+        stub.add_response("get_item", {})
+        new = records.merge(None, record(1), at(1))
+        stub.add_response(
+            "put_item", {}, put_params(store, new, 1, {"ConditionExpression": "attribute_not_exists(pk)"})
+        )
+        assert store.upsert_containers([record(1)], at(1)) == [new]
+        stub.assert_no_pending_responses()
+
+
+def test_two_replicas_with_stale_caches_lose_no_change(dynamodb_mock):
+    one = dynamodb_mock()
+    two = dynamodb_mock(one.table)
+    one.upsert_containers([record(1, status="PENDING")], at(0))
+    two.get_container(cid(1))  # both remember version 1
+    one.update_container(cid(1), {"newrelic_url": "https://nr.example/1"})
+    two.upsert_containers([record(1, status="RUNNING", sample=1)], at(1))
+    stored_ = one.get_container(cid(1))
+    assert (stored_["known_status"], stored_["newrelic_url"]) == ("RUNNING", "https://nr.example/1")
+
+
+def test_a_record_that_keeps_changing_fails_the_report_after_bounded_tries(dynamodb_mock):
+    store = dynamodb_mock()
+    store.upsert_containers([record(1)], at(0))
+    original = store.get_container(cid(1))
+    with Stubber(store.client) as stub:
+        for attempt in range(DynamoDBStore.MERGE_TRIES):
+            if attempt:
+                stub.add_response("get_item", stored(original, attempt + 5))
+            stub.add_client_error("put_item", **CONFLICT)
+        with pytest.raises(StoreUnavailable, match="kept changing"):
+            store.upsert_containers([record(1, status="STOPPED", sample=1)], at(1))
+        stub.assert_no_pending_responses()
+
+
+def test_an_event_is_put_only_if_absent_and_a_resend_is_not_new(dynamodb_mock):
+    store = dynamodb_mock()
+    sent = []
+    store.client.meta.events.register(
+        "before-parameter-build.dynamodb.PutItem", lambda params, **_: sent.append(params)
+    )
+    assert store.add_events([event("e1")]) == 1
+    assert store.add_events([event("e1", timestamp=9)]) == 0  # an agent restarted without its spool
+    assert sent[0]["ConditionExpression"] == "attribute_not_exists(pk) OR expires_at < :now"
+    assert (sent[0]["Item"]["pk"]["S"], sent[0]["Item"]["sk"]["S"]) == (f"E#{TASK}", f"{cid(1)}#e1")
+    assert [e["timestamp"] for e in store.events_of_task(TASK)] == [at(0)]
+
+
+# --- failures ----------------------------------------------------------------------------------------------
+
+
+def throttling(client, operation: str, times: int):
+    """Answer the next ``times`` calls of ``operation`` as DynamoDB does when it throttles."""
+    left = [times]
+    message = "Throughput exceeds the current capacity of your table or index."
+    body = json.dumps({"__type": "com.amazonaws.dynamodb.v20120810#ThrottlingException", "message": message}).encode()
+
+    def answer(request, **_):
+        if left[0] and request.headers.get("X-Amz-Target", b"").endswith(operation.encode()):
+            left[0] -= 1
+            return AWSResponse(request.url, 400, {"Content-Type": "application/x-amz-json-1.0"}, RawBody(body))
+        return None
+
+    client.meta.events.register("before-send.dynamodb", answer)
+    return left
+
+
+def test_throttling_is_retried(dynamodb_server, no_backoff):
+    store = dynamodb_server(max_attempts=3)
+    left = throttling(store.client, "PutItem", 2)
+    store.upsert_containers([record(1)], at(1))
+    assert left == [0]
+    assert store.get_container(cid(1)) is not None
+
+
+def test_throttling_after_the_retries_answers_503_with_retry_after(moto_server, no_backoff, make_app):
+    url = f"dynamodb://t-throttle?region={REGION}&endpoint_url={moto_server}&create=true&max_attempts=2"
+    app = make_app({"store": url, "token": "t", "service_names": False})
+    store = app.extensions["ecs_id_mapper"].store
+    throttling(store.client, "Query", 2)
+    answer = app.test_client().get(f"/query/container_id/{cid(1)[:12]}")
+    assert answer.status_code == 503
+    assert answer.headers["Retry-After"] == "2"
+    assert answer.get_json()["error"] == "service_unavailable"
+    assert app.test_client().get(f"/query/container_id/{cid(1)[:12]}").status_code == 404  # it answers again
+
+
+def test_an_unreachable_endpoint_is_unavailable():
+    store = DynamoDBStore("down", region=REGION, endpoint_url=f"http://127.0.0.1:{free_port()}", max_attempts=1)
+    for call in (store.ping, lambda: store.get_container(cid(1)), lambda: store.upsert_containers([record(1)], at(1))):
+        with pytest.raises(StoreUnavailable, match="Could not connect"):
+            call()
+    store.close()
+
+
+def test_a_table_deleted_under_a_running_store_is_unavailable_naming_it(dynamodb_mock):
+    store = dynamodb_mock()
+    store.client.delete_table(TableName=store.table)
+    with pytest.raises(StoreUnavailable, match=r"deploy/cloudformation\.yaml"):
+        store.get_container(cid(1))
+
+
+# --- cost --------------------------------------------------------------------------------------------------
+
+
+def test_an_unchanged_resync_costs_nothing_warm_and_one_batch_read_cold(dynamodb_mock):
+    store = dynamodb_mock()
+    fleet = [record(n) for n in range(50)]
+    store.upsert_containers(fleet, at(0))
+    requests = Requests(store.client, "dynamodb")
+    store.upsert_containers(fleet, at(1))
+    assert sum(requests.counts.values()) == 0
+    cold = dynamodb_mock(store.table)
+    requests = Requests(cold.client, "dynamodb")
+    cold.upsert_containers(fleet, at(2))
+    assert requests.counts == {"BatchGetItem": 1}
+
+
+def test_a_lookup_is_one_request(dynamodb_mock):
+    store = dynamodb_mock()
+    store.upsert_containers([record(1)], at(0))
+    requests = Requests(store.client, "dynamodb")
+    store.get_container(cid(1))
+    store.find_containers(cid(1)[:12], 10)
+    assert requests.counts == {"GetItem": 1, "Query": 1}
