@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from server.store.base import Event, Record, Store, StoreError, StoreUnavailable
@@ -34,7 +35,7 @@ def open_store(url: str, retention_days: float = 0) -> Store:
 
         return SQLiteStore(rest[1:], retention_days=retention_days)
     parts = urlsplit(url)
-    options = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+    options: dict[str, Any] = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
     if "retention_days" in options or "clock" in options:
         raise ValueError("retention is not a store URL option: set ECS_ID_MAPPER_RETENTION_DAYS")
     if scheme == "dynamodb":

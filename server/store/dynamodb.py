@@ -28,7 +28,7 @@ import os
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -491,5 +491,5 @@ def _keys_of(schema: list[dict[str, str]]) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(((k["AttributeName"], k["KeyType"]) for k in schema), key=lambda k: k[1] != "HASH"))
 
 
-def _describe(wanted: dict[str, tuple[tuple[str, str], ...]]) -> str:
+def _describe(wanted: Mapping[str, tuple[tuple[str, str], ...]]) -> str:
     return "; ".join(f"{name}: {', '.join(f'{a} {k}' for a, k in keys)}" for name, keys in wanted.items())
