@@ -3,10 +3,14 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: run test lint bench clean
+.PHONY: run demo test lint bench clean
 
 run: $(VENV)/.runtime
 	$(BIN)/python -m server
+
+# The server, a simulated ECS host and the agent on this machine; prints curl commands; Ctrl-C cleans up.
+demo: $(VENV)/.runtime
+	$(BIN)/python -m simhost.demo
 
 test: $(VENV)/.dev
 	$(BIN)/ruff check .
@@ -24,6 +28,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python bench/agent_poll.py
 	$(BIN)/python -m bench.sdb_cost
 	$(BIN)/python -m bench.lookup
+	$(BIN)/python -m bench.sd_prometheus
 
 $(VENV)/bin/python:
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ needed"; exit 1; }

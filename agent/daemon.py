@@ -14,10 +14,12 @@ from typing import Any
 
 import requests
 
+from agent import wire
+from agent.backoff import Backoff
 from agent.config import Config
-from agent.delivery import Backoff, Delivery
+from agent.delivery import Delivery
 from agent.diff import diff
-from agent.ecs import EcsAgent, EcsUnavailable, Snapshot, text
+from agent.ecs import EcsAgent, EcsUnavailable, Snapshot
 from agent.imds import FIELDS, ImdsUnavailable, InstanceMetadata
 from agent.outbox import Outbox
 from agent.spool import Spool
@@ -58,7 +60,7 @@ class Agent:
         self.snapshot = Snapshot()
         self.host: dict[str, str] = {}
         self._instance = dict.fromkeys(FIELDS, "")
-        self._host_name = text(socket.gethostname()) or ""
+        self._host_name = wire.text(socket.gethostname()) or ""
         self._instance_due = 0.0
         self._instance_warned = False
         self._last_full: float | None = None

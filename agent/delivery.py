@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 
 import requests
 
-from agent.outbox import MAX_BODY_BYTES, Batch, Outbox
+from agent.backoff import Backoff, retry_after
+from agent.outbox import Batch, Outbox
+from agent.wire import MAX_BODY_BYTES
 
 log = logging.getLogger(__name__)
 
-MAX_RETRY_AFTER = 3600.0  # a server asking for longer than this is more likely wrong than busy
 MAX_ATTEMPTS = 5  # for answers that retrying might fix but probably will not (404, 409, a redirect…)
 MAX_REQUESTS_PER_CYCLE = 10  # after an outage, drain this many reports per poll at most
 BAD_BODY = (400, 413, 422)  # the server will never take this body: drop it rather than block what follows
@@ -23,42 +21,6 @@ MIN_BODY_BYTES = 64 * 1024  # the smallest report size to fall back to when the 
 # Servers close idle keep-alive connections on their own schedule (gunicorn after 2 s by default), and a report
 # sent on one at that moment is reset, not retried. Below this idle time, a pooled connection is reused.
 MAX_IDLE_REUSE = 1.0
-
-
-class Backoff:
-    """Exponential delay between attempts: doubled per failure up to `cap`, the upper half jittered."""
-
-    def __init__(self, base: float, cap: float, rng: random.Random | None = None) -> None:
-        self.base = base
-        self.cap = cap
-        self.rng = rng or random.Random()
-        self.failures = 0
-
-    def next_delay(self, retry_after: float | None = None) -> float:
-        """Seconds to wait after one more failure; at least `retry_after` when the server said so."""
-        self.failures += 1
-        ceiling = min(self.cap, self.base * 2 ** min(self.failures - 1, 32))
-        delay = ceiling / 2 + self.rng.uniform(0, ceiling / 2)
-        return max(delay, min(retry_after or 0.0, MAX_RETRY_AFTER))
-
-    def reset(self) -> None:
-        self.failures = 0
-
-
-def retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds asked for by a `Retry-After` header (delta-seconds or an HTTP date), or None."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return max(0.0, (moment - (now or datetime.now(UTC))).total_seconds())
 
 
 class Delivery:

@@ -1,47 +1,19 @@
 """Reading the local ECS agent's introspection API (`/v1/metadata`, `/v1/tasks`) into a snapshot.
 
-Every value is checked against what the server accepts: one bad container must never cost a whole report.
+Every value is made to fit the wire format (`agent.wire`): one bad container must never cost a whole report.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import requests
 
+from agent import wire
+
 log = logging.getLogger(__name__)
-
-MAX_BYTES = 1024  # the server's bound on every string
-MAX_PORTS = 100
-MAX_NETWORKS = 16
-MAX_ADDRESSES = 16
-PROTOCOLS = ("tcp", "udp", "sctp")
-CONTAINER_ID = re.compile(r"[0-9a-f]{64}")
-TASK_ID = re.compile(r"[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-
-# The server knows three statuses. The ECS agent also shows its own internal steps and, on newer versions,
-# the ECS API's lifecycle names; each maps onto the state the container is really in.
-STATUSES = {
-    "PENDING": "PENDING",
-    "NONE": "PENDING",
-    "MANIFEST_PULLED": "PENDING",
-    "PULLED": "PENDING",
-    "CREATED": "PENDING",
-    "RESOURCES_PROVISIONED": "PENDING",
-    "PROVISIONING": "PENDING",
-    "ACTIVATING": "PENDING",
-    "RUNNING": "RUNNING",
-    "DEACTIVATING": "RUNNING",
-    "STOPPING": "RUNNING",
-    "STOPPED": "STOPPED",
-    "ZOMBIE": "STOPPED",
-    "DEPROVISIONING": "STOPPED",
-    "DELETED": "STOPPED",
-}
 
 
 class EcsUnavailable(Exception):
@@ -59,92 +31,6 @@ class Snapshot:
     containers: dict[str, dict[str, Any]] = field(default_factory=dict)
     held: frozenset[str] = frozenset()
     held_tasks: frozenset[str] = frozenset()
-
-
-def text(value: Any) -> str | None:
-    """`value` as a string the server accepts (≤ 1024 bytes of UTF-8, no NUL), or None if it is no text."""
-    if isinstance(value, str):
-        if value.isascii() and len(value) <= MAX_BYTES and "\x00" not in value:
-            return value
-        raw = value.replace("\x00", "").encode("utf-8", "replace")[:MAX_BYTES]
-        return raw.decode("utf-8", "ignore")  # "ignore" drops a character cut in half
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return None
-
-
-def status(value: Any) -> str | None:
-    """The server's status for an ECS status, or None for one it does not know."""
-    return STATUSES.get(value.upper()) if isinstance(value, str) else None
-
-
-def compact_size(value: list) -> int:
-    """Bytes of `value` as the server stores it (compact JSON), so lists can be cut to fit its bound."""
-    return len(json.dumps(value, separators=(",", ":")))
-
-
-def _port(value: Any) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 65535:
-        return value
-    return None
-
-
-def parse_ports(raw: Any, awsvpc: bool) -> list[dict[str, Any]]:
-    """The `ports` list of one container: malformed entries skipped, cut to what the server accepts."""
-    ports: list[dict[str, Any]] = []
-    if not isinstance(raw, list):
-        return ports
-    for entry in raw:
-        if not isinstance(entry, dict):
-            continue
-        container_port = _port(entry.get("ContainerPort"))
-        protocol = entry.get("Protocol") or "tcp"
-        protocol = protocol.lower() if isinstance(protocol, str) else None
-        if container_port is None or protocol not in PROTOCOLS:
-            continue
-        host_port = _port(entry.get("HostPort"))
-        if host_port is None or (awsvpc and host_port == 0):
-            host_port = container_port  # awsvpc: the task's own interface, same port
-        ports.append({"container_port": container_port, "host_port": host_port, "protocol": protocol})
-        if len(ports) == MAX_PORTS:
-            break
-    # An entry is at most 59 bytes ({"container_port":65535,"host_port":65535,"protocol":"sctp"},): 17 always fit.
-    while len(ports) > 17 and compact_size(ports) > MAX_BYTES:
-        ports.pop()
-    return ports
-
-
-def _addresses(raw: Any) -> list[str]:
-    if not isinstance(raw, list):
-        return []
-    found = (text(a) for a in raw[:MAX_ADDRESSES])
-    return [a for a in found if a]
-
-
-def parse_networks(raw: Any) -> list[dict[str, Any]]:
-    """The `networks` list of one container (awsvpc tasks only), cut to what the server accepts."""
-    networks: list[dict[str, Any]] = []
-    if not isinstance(raw, list):
-        return networks
-    for entry in raw[:MAX_NETWORKS]:
-        if not isinstance(entry, dict):
-            continue
-        networks.append({
-            "network_mode": text(entry.get("NetworkMode")) or "",
-            "ipv4_addresses": _addresses(entry.get("IPv4Addresses")),
-            "ipv6_addresses": _addresses(entry.get("IPv6Addresses")),
-        })  # fmt: skip
-    while networks and compact_size(networks) > MAX_BYTES:
-        networks.pop()
-    return networks
-
-
-def task_id_of_arn(arn: Any) -> str | None:
-    """The task ID of a task ARN in either form (`…:task/UUID`, `…:task/CLUSTER/ID`), or None."""
-    if not isinstance(arn, str) or ":task/" not in arn or text(arn) != arn:
-        return None  # an ARN cut to fit would no longer end with its task ID
-    task_id = arn.rsplit("/", 1)[-1].lower()
-    return task_id if TASK_ID.fullmatch(task_id) else None
 
 
 def _show(value: Any) -> str:
@@ -189,7 +75,7 @@ def parse_tasks(payload: Any, warn: _Warnings | None = None, cache: Cache | None
         if not isinstance(task, dict):
             raise EcsUnavailable("/v1/tasks listed a task that is not an object")
         arn = task.get("Arn")
-        task_id = task_id_of_arn(arn)
+        task_id = wire.task_id_of_arn(arn)
         raw_containers = task.get("Containers")
         if raw_containers is None:
             continue  # a task with no containers yet
@@ -199,15 +85,15 @@ def parse_tasks(payload: Any, warn: _Warnings | None = None, cache: Cache | None
             warn(f"containers:{arn[:200]}", "task %s: its container list is malformed; keeping its state", _show(arn))
             held_tasks.add(arn)
             continue
-        known = status(task.get("KnownStatus"))
-        desired = status(task.get("DesiredStatus")) or ""  # absent on older agents
+        known = wire.status(task.get("KnownStatus"))
+        desired = wire.status(task.get("DesiredStatus")) or ""  # absent on older agents
         task_key = (arn, task.get("KnownStatus"), task.get("DesiredStatus"), task.get("Family"), task.get("Version"))
         for raw in raw_containers:
             docker_id = raw.get("DockerId")
             if not docker_id:
                 continue  # not created yet: reported once Docker has given it an ID
             container_id = docker_id.lower() if isinstance(docker_id, str) else ""
-            if not CONTAINER_ID.fullmatch(container_id):
+            if not wire.CONTAINER_ID.fullmatch(container_id):
                 warn(
                     f"id:{_show(docker_id)}",
                     "skipping a container whose DockerId is not 64 hex: %s",
@@ -219,7 +105,7 @@ def parse_tasks(payload: Any, warn: _Warnings | None = None, cache: Cache | None
                 seen[container_id] = cached
                 containers[container_id] = cached[2]
                 continue
-            name = text(raw.get("Name")) or text(raw.get("DockerName"))
+            name = wire.text(raw.get("Name")) or wire.text(raw.get("DockerName"))
             if task_id is None or known is None or not name:
                 warn(
                     f"bad:{container_id}",
@@ -240,26 +126,24 @@ def parse_tasks(payload: Any, warn: _Warnings | None = None, cache: Cache | None
 def _record(
     container_id: str, name: str, raw: dict, task: dict, task_id: str, known: str, desired: str
 ) -> dict[str, Any]:
-    networks = parse_networks(raw.get("Networks"))
-    ports = parse_ports(raw.get("Ports"), awsvpc=any(n["network_mode"] == "awsvpc" for n in networks))
+    networks = wire.networks(raw.get("Networks"))
+    ports = wire.ports(raw.get("Ports"), awsvpc=any(n["network_mode"] == "awsvpc" for n in networks))
     return {
         "container_id": container_id,
         "container_name": name,
-        "docker_name": text(raw.get("DockerName")) or "",
-        "image": text(raw.get("Image")) or "",
-        "image_id": text(raw.get("ImageID")) or "",
+        "docker_name": wire.text(raw.get("DockerName")) or "",
+        "image": wire.text(raw.get("Image")) or "",
+        "image_id": wire.text(raw.get("ImageID")) or "",
         "task_arn": task["Arn"],
         "task_id": task_id,
-        "task_name": text(task.get("Family")) or "",
-        "task_version": text(task.get("Version")) or "",
+        "task_name": wire.text(task.get("Family")) or "",
+        "task_version": wire.text(task.get("Version")) or "",
         "desired_status": desired,
         "known_status": known,
-        "created_at": text(raw.get("CreatedAt")) or "",
-        "started_at": text(raw.get("StartedAt")) or "",
+        "created_at": wire.text(raw.get("CreatedAt")) or "",
+        "started_at": wire.text(raw.get("StartedAt")) or "",
         "ports": ports,
         "networks": networks,
-        "container_port": str(ports[0]["container_port"]) if ports else "",
-        "instance_port": str(ports[0]["host_port"]) if ports else "",
     }
 
 
@@ -268,9 +152,9 @@ def parse_metadata(payload: Any) -> dict[str, str]:
     if not isinstance(payload, dict):
         raise EcsUnavailable("/v1/metadata answered JSON that is not an object")
     return {
-        "cluster_name": text(payload.get("Cluster")) or "",
-        "container_instance_arn": text(payload.get("ContainerInstanceArn")) or "",  # null until registered
-        "ecs_agent_version": text(payload.get("Version")) or "",
+        "cluster_name": wire.text(payload.get("Cluster")) or "",
+        "container_instance_arn": wire.text(payload.get("ContainerInstanceArn")) or "",  # null until registered
+        "ecs_agent_version": wire.text(payload.get("Version")) or "",
     }
 
 

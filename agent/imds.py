@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import requests
 
-from agent.ecs import text
+from agent import wire
 
 log = logging.getLogger(__name__)
 
@@ -94,12 +94,17 @@ class InstanceMetadata:
                 return ""  # older instances have no placement/region
             if response.status_code != 200:
                 raise ImdsUnavailable(f"{path}: HTTP {response.status_code}")
-            return text(body(response)) or ""
+            return wire.text(body(response)) or ""
         raise ImdsUnavailable(f"{path}: HTTP 401 with a new token")
 
     def read(self) -> dict[str, str]:
         """The instance fields (instance_id, _ip, _type, _az, region); ImdsUnavailable if unreadable."""
         fields = {name: self._get(path) for name, path in FIELDS.items()}
+        if fields["instance_ip"] and not wire.ip_address(fields["instance_ip"]):
+            log.warning(
+                "instance metadata: local-ipv4 is not an IP address (%r): left empty", fields["instance_ip"][:80]
+            )
+            fields["instance_ip"] = ""
         if not fields["region"] and fields["instance_az"][-1:].isalpha():
             fields["region"] = fields["instance_az"][:-1]  # eu-central-1a → eu-central-1
         return fields

@@ -9,10 +9,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-log = logging.getLogger(__name__)
+from agent.wire import MAX_BODY_BYTES, MAX_ITEMS
 
-MAX_ITEMS = 1000  # the server's bound on containers, and on events, per report
-MAX_BODY_BYTES = 3 * 1024 * 1024  # under the server's 4 MiB, with room for the host and the framing
+log = logging.getLogger(__name__)
 
 
 def _dump(value: Any) -> str:

@@ -10,7 +10,7 @@ from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
 from server import config as config_module
-from server import errors, health, query, report, service
+from server import discovery, errors, health, query, report, service
 from server.config import Config
 from server.ecs import EcsClient
 from server.nerdgraph import NerdGraphClient
@@ -63,7 +63,7 @@ def create_app(
     )
 
     errors.register(app)
-    for module in (query, service, report, health):
+    for module in (query, service, report, health, discovery):
         app.register_blueprint(module.bp)
     return app
 

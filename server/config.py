@@ -9,7 +9,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from server import links
@@ -17,6 +17,8 @@ from server.flags import parse_bool
 from server.store import validate_url
 
 PREFIX = "ECS_ID_MAPPER_"
+#: ``ECS_ID_MAPPER_LINK_<NAME>`` adds a link called ``<name>``.
+LINK_PREFIX = "link_"
 
 
 class ConfigError(ValueError):
@@ -50,6 +52,8 @@ class Config:
     health_interval: float = 5.0
     retention_days: float = 30.0
     log_level: str = "INFO"
+    #: Links added by ``ECS_ID_MAPPER_LINK_<NAME>=TEMPLATE``: lower-case name → template.
+    links: Mapping[str, str] = field(default_factory=dict)
 
 
 NEWRELIC_PLACEHOLDERS = ("account_id", "application_id", "instance_id")
@@ -146,23 +150,31 @@ PARSERS: dict[str, Callable[[str], Any]] = {
 
 
 def load(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Config:
-    """Build the configuration. Override keys are field names, any case, with or without the prefix."""
+    """Build the configuration. Override keys are field names (or ``link_<name>``), any case, with or without the
+    prefix."""
     environ = os.environ if environ is None else environ
+    names = {f.name for f in fields(Config)} - {"links"}
     given: dict[str, tuple[str, Any]] = {}
-    for field in fields(Config):
-        variable = PREFIX + field.name.upper()
-        if variable in environ:
-            given[field.name] = (variable, environ[variable])
+    for variable, value in environ.items():
+        name = variable.removeprefix(PREFIX).lower()
+        if variable.startswith(PREFIX) and (name in names or name.startswith(LINK_PREFIX)):
+            given[name] = (variable, value)
     for key, value in (overrides or {}).items():
         name = key.upper().removeprefix(PREFIX).lower()
-        if name not in {f.name for f in fields(Config)}:
+        if name not in names and not name.startswith(LINK_PREFIX):
             raise ConfigError(f"{PREFIX}{name.upper()}: unknown setting")
         given[name] = (PREFIX + name.upper(), value)
 
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = {"links": {}}
     for name, (variable, raw) in given.items():
         try:
-            values[name] = PARSERS.get(name, str.strip)(str(raw).strip())
+            if name.startswith(LINK_PREFIX):
+                link = links.validate_name(name.removeprefix(LINK_PREFIX))
+                if str(raw).strip():
+                    values["links"][link] = links.validate_template(str(raw).strip())
+            else:
+                values[name] = PARSERS.get(name, str.strip)(str(raw).strip())
         except ValueError as exc:
             raise ConfigError(f"{variable}: {exc}") from None
+    values["links"] = dict(sorted(values["links"].items()))
     return Config(**values)

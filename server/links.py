@@ -20,8 +20,13 @@ PLACEHOLDERS = (*FIELDS, "short_id")
 #: What may stand in a URL's host part: dot-separated labels of letters, digits and inner hyphens.
 HOST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?")
 
-#: link name → the variable that configures its template
+#: The built-in links, rendered from templates: name → the variable that configures the template.
 LINKS = {"cadvisor": "ECS_ID_MAPPER_CADVISOR_URL", "graylog": "ECS_ID_MAPPER_GRAYLOG_URL"}
+#: Names no configured link may take: the built-in links and the fixed route segments beside them
+#: (``/query/container_id/<id>/<name>``, ``/query/task_id/<id>/<name>``).
+RESERVED = (*LINKS, "newrelic", "_all", "urls", "events", "containers")
+#: A link name: it becomes a path segment and the JSON key ``<name>_url``.
+LINK_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
 class MissingValue(LookupError):
@@ -30,6 +35,22 @@ class MissingValue(LookupError):
 
 class InvalidLink(ValueError):
     """The rendered link is no URL a client could follow (say, a host name that is not one)."""
+
+
+def validate_name(name: str) -> str:
+    """Check the name of a configured link at start: lower-case letters, digits and ``_``, not a route's."""
+    if not LINK_NAME.fullmatch(name):
+        raise ValueError(f"link name {name!r} must be a letter, then up to 63 letters, digits or '_'")
+    if name in LINKS:
+        raise ValueError(f"{name} is a built-in link: set {LINKS[name]} instead")
+    if name in RESERVED:
+        raise ValueError(f"link name {name!r} is taken (reserved: {', '.join(RESERVED)})")
+    return name
+
+
+def variable(name: str) -> str:
+    """The variable that configures the template of the link called ``name``."""
+    return LINKS.get(name) or f"ECS_ID_MAPPER_LINK_{name.upper()}"
 
 
 def placeholders(template: str) -> list[str]:

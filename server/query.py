@@ -63,6 +63,18 @@ def task_container(raw_id: str) -> tuple[Record, list[Record]]:
     raise ApiError(f"task has no container named {name!r}; it has: {names}", 404)
 
 
+def link_names() -> list[str]:
+    """Every link name the routes answer: the built-in ones, then those configured with ECS_ID_MAPPER_LINK_*."""
+    return [*links.LINKS, "newrelic", *state().config.links]
+
+
+def link_name(name: str) -> str:
+    """``name`` if it is a link; 404 listing the links otherwise (before any lookup of the record)."""
+    if name not in link_names():
+        raise ApiError(f"no link is called {name!r}; the links are: {', '.join(link_names())}", 404)
+    return name
+
+
 def link_url(name: str, record: Record, lookup: bool = False) -> str:
     """The rendered link, or 404 saying what to configure or what the record lacks.
 
@@ -75,8 +87,9 @@ def link_url(name: str, record: Record, lookup: bool = False) -> str:
                 return store_newrelic_url(app_state.store, app_state.newrelic, record)
             raise ApiError("no New Relic URL is on record for this container", 404)
         return record["newrelic_url"]
-    variable = links.LINKS[name]
-    template = getattr(state().config, f"{name}_url")
+    config = state().config
+    variable = links.variable(name)
+    template = getattr(config, f"{name}_url") if name in links.LINKS else config.links.get(name, "")
     if not template:
         raise ApiError(f"{name} links are not configured: set {variable}", 404)
     try:
@@ -90,7 +103,7 @@ def link_url(name: str, record: Record, lookup: bool = False) -> str:
 def configured_links(record: Record) -> dict[str, str]:
     """Every link this record has, by name; links not configured or lacking a value are left out."""
     urls = {}
-    for name in ("cadvisor", "graylog", "newrelic"):
+    for name in link_names():
         with suppress(ApiError):
             urls[name] = link_url(name, record)
     return urls
@@ -125,9 +138,11 @@ def container_all(container_id: str) -> Response:
     return jsonify(full_record(container_record(container_id)))
 
 
-@bp.get("/container_id/<container_id>/<any(cadvisor, graylog, newrelic):link>")
+# Fixed segments (``_all``, ``urls``, ``events``) are matched before this rule; configured link names never
+# take one (``links.RESERVED``).
+@bp.get("/container_id/<container_id>/<link>")
 def container_link(container_id: str, link: str) -> BaseResponse:
-    return link_answer(link, container_record(container_id))
+    return link_answer(link_name(link), container_record(container_id))
 
 
 @bp.get("/container_id/<container_id>/urls")
@@ -160,10 +175,11 @@ def task_containers(task_id: str) -> Response:
     return jsonify([full_record(r) for r in task_records(task_id)])
 
 
-@bp.get("/task_id/<task_id>/<any(cadvisor, graylog, newrelic):link>")
+@bp.get("/task_id/<task_id>/<link>")
 def task_link(task_id: str, link: str) -> BaseResponse:
+    name = link_name(link)
     record, _ = task_container(task_id)
-    return link_answer(link, record)
+    return link_answer(name, record)
 
 
 @bp.get("/task_id/<task_id>/urls")

@@ -96,7 +96,7 @@ class SimTask:
 class SimulatedHost:
     """The tasks of one ECS container instance, as its ECS agent and instance metadata would describe them.
 
-    `churn` keeps that many tasks alive on its own: each runs for `run_seconds` (a range), is asked to stop, stops
+    `churn` keeps that many tasks of its own alive: each runs for `run_seconds` (a range), is asked to stop, stops
     and stays listed `linger_seconds` before it vanishes, and a new one starts in its place. With `churn=0` the
     tasks are only those a caller starts, and a caller moves them on with `advance`.
     """
@@ -209,7 +209,8 @@ class SimulatedHost:
 
     def _keep_churning(self, now: float) -> None:
         self.tasks = [t for t in self.tasks if t.moments["vanished"] > now]
-        alive = sum(1 for t in self.tasks if t.moments["stopping"] > now)
+        # Only the tasks it scheduled itself count: those a caller started live as long as the caller says.
+        alive = sum(1 for t in self.tasks if now < t.moments["stopping"] < math.inf)
         for n in range(self.churn - alive):
             # A multi-container task and an awsvpc task among them, the ARN forms alternating.
             self.start_task(containers=2 if n % 3 == 0 else 1, awsvpc=n % 3 == 1, scheduled=True)

@@ -81,6 +81,10 @@ class Store(ABC):
         """Every record whose ``cluster_name`` and ``service_name`` match, ordered by task ID, then name."""
 
     @abstractmethod
+    def running_containers(self) -> list[Record]:
+        """Every record whose ``known_status`` is RUNNING, in no particular order, read in one query."""
+
+    @abstractmethod
     def update_container(self, container_id: str, fields: Record) -> None:
         """Set ``fields`` (cached lookups such as ``newrelic_url``) on one existing record; no-op if absent."""
 

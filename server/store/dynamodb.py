@@ -11,7 +11,9 @@ Items (``pk``, ``sk``; full table in docs/dynamodb.md):
 
 Two global secondary indexes hold keys only, so that rewriting a record costs no index write: ``by_task``
 (``task``, ``sk``) lists a task's containers, and ``by_service`` (``svc``, ``task``), sparse, a service's tasks.
-Index queries are eventually consistent; the records they lead to are read strongly consistent.
+Index queries are eventually consistent; the records they lead to are read strongly consistent. A third,
+``running`` (``run``, ``sk``), sparse, holds the records of the running containers themselves, for service
+discovery: a write of a running container's record also writes its index copy.
 
 Every record write is a ``PutItem`` conditional on the version it was merged against, so replicas never lose each
 other's changes: the loser re-reads and merges again. Because of that each process may merge a report against
@@ -47,7 +49,15 @@ DEPLOY_FILE = "deploy/cloudformation.yaml"
 TTL_ATTRIBUTE = "expires_at"
 #: (attribute, key type) of the table and of each index; every key attribute is a string.
 TABLE_KEYS = (("pk", "HASH"), ("sk", "RANGE"))
-INDEXES = {"by_task": (("task", "HASH"), ("sk", "RANGE")), "by_service": (("svc", "HASH"), ("task", "RANGE"))}
+INDEXES = {
+    "by_task": (("task", "HASH"), ("sk", "RANGE")),
+    "by_service": (("svc", "HASH"), ("task", "RANGE")),
+    "running": (("run", "HASH"), ("sk", "RANGE")),
+}
+#: What each index holds besides its keys. ``running`` (sparse: running containers only) carries the record, so
+#: that service discovery reads every running container in one paged Query and no further read.
+PROJECTIONS = {"running": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["r", TTL_ATTRIBUTE]}}
+RUNNING = "RUNNING"
 #: DynamoDB's most keys per BatchGetItem, and rounds for the keys it leaves unprocessed under load.
 BATCH_KEYS = 100
 BATCH_ROUNDS = 5
@@ -207,7 +217,11 @@ class DynamoDBStore(MergingStore):
             AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in sorted(names)],
             KeySchema=_key_schema(TABLE_KEYS),
             GlobalSecondaryIndexes=[
-                {"IndexName": name, "KeySchema": _key_schema(keys), "Projection": {"ProjectionType": "KEYS_ONLY"}}
+                {
+                    "IndexName": name,
+                    "KeySchema": _key_schema(keys),
+                    "Projection": PROJECTIONS.get(name, {"ProjectionType": "KEYS_ONLY"}),
+                }
                 for name, keys in INDEXES.items()
             ],
         )
@@ -333,6 +347,8 @@ class DynamoDBStore(MergingStore):
             item["task"] = {"S": record["task_id"]}
         if record.get("service_name"):
             item["svc"] = {"S": service_key(record.get("cluster_name", ""), record["service_name"])}
+        if record.get("known_status") == RUNNING:
+            item["run"] = {"S": RUNNING}
         item.update(self._expires(record.get("last_seen", "")))
         return item
 
@@ -431,6 +447,19 @@ class DynamoDBStore(MergingStore):
             and held.record.get("service_name", "") == service_name
         ]
         return sorted(found, key=lambda r: (r.get("task_id", ""), r.get("container_name", ""), r["container_id"]))
+
+    def running_containers(self) -> list[Record]:
+        # One paged Query on the sparse index, which carries the records. Index reads are eventually
+        # consistent: a container stopped a moment ago may still be listed, which the next refresh corrects.
+        self._ready_to_use()
+        items = self._pages(
+            IndexName="running",
+            KeyConditionExpression="#run = :running",
+            ExpressionAttributeNames={"#run": "run"},
+            ExpressionAttributeValues={":running": {"S": RUNNING}},
+        )
+        found = [decode(item) for item in items if self._live(item)]
+        return [record for record in found if record.get("known_status") == RUNNING]
 
     def update_container(self, container_id: str, fields: Record) -> None:
         self._ready_to_use()

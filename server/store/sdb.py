@@ -1,4 +1,5 @@
-"""The AWS SimpleDB store: every lookup the API makes is a consistent GetAttributes by name, never a Select.
+"""The AWS SimpleDB store: every lookup by ID is a consistent GetAttributes by name; only retention (records not seen
+for long) and the running containers (for service discovery) are found with a Select.
 
 Three domains, ``PREFIX.containers``, ``PREFIX.indexes`` and ``PREFIX.events`` (layout in ``sdb_items``):
 
@@ -451,6 +452,27 @@ class SimpleDBStore(MergingStore):
         (slot_attrs,) = self._read_buckets([prefix[:12]]).values()
         found = [r for r in map(items.record_from, slot_attrs) if r and r.get("container_id", "").startswith(prefix)]
         return sorted(found, key=lambda r: r["container_id"])[:limit]
+
+    def running_containers(self) -> list[Record]:
+        # The one Select in the store: there is no item name to look the running containers up by. It is
+        # paged (SimpleDB answers at most 2,500 items or 1 MB at a time) and consistent like every read here.
+        self._ready_to_use()
+        params: dict[str, Any] = {
+            "SelectExpression": (
+                f"select * from `{self.domains['containers']}` where {items.RECORD_STATUS} = 'RUNNING' limit 2500"
+            ),
+            "ConsistentRead": True,
+        }
+        found = []
+        while True:
+            page = self._call("select", **params)
+            for item in page.get("Items", []):
+                record = items.record_from({a["Name"]: a["Value"] for a in item.get("Attributes", [])})
+                if record and record.get("known_status") == "RUNNING":
+                    found.append(record)
+            if not page.get("NextToken"):
+                return found
+            params["NextToken"] = page["NextToken"]
 
     def _task_members(self, task_ids: Iterable[str]) -> dict[str, list[str]]:
         names = {t: items.task_family(t) for t in task_ids}

@@ -32,6 +32,9 @@ RECORD_ID = "container_id"
 RECORD_COUNT = "record.n"
 #: Attribute of a record's slot item: the record's ``last_seen``, plain, so that retention can Select on it.
 LAST_SEEN = "last_seen"
+#: Attribute of a record's slot item repeating the record's ``known_status``, so that a Select can find the
+#: running containers (the record itself is chunked JSON, which no query can look into).
+RECORD_STATUS = "known_status"
 
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 _HEX = re.compile(r"[0-9a-f]{12,64}")
@@ -91,7 +94,7 @@ def service_family(cluster_name: str, service_name: str) -> str:
 
 
 def record_attributes(record: dict[str, str]) -> dict[str, str]:
-    """The attributes that hold one record: its ID, the number of chunks, and the chunks of its JSON.
+    """The attributes that hold one record: its ID, the number of chunks, its status and the chunks of its JSON.
 
     Chunks left over from a longer earlier version stay in the item (there is no delete in the write path) and
     are ignored because ``record.n`` says how many count.
@@ -103,6 +106,7 @@ def record_attributes(record: dict[str, str]) -> dict[str, str]:
         RECORD_ID: dumps(record.get("container_id", "")),
         RECORD_COUNT: str(len(parts)),
         LAST_SEEN: record.get("last_seen", ""),
+        RECORD_STATUS: record.get("known_status", ""),
     }
     attrs.update({f"record.{i}": part for i, part in enumerate(parts)})
     return attrs

@@ -25,7 +25,7 @@ from server import records
 from server.store.base import Event, Record, Store, StoreUnavailable
 
 #: Bumped when the layout changes; older files are converted when opened.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS containers (
@@ -35,12 +35,15 @@ CREATE TABLE IF NOT EXISTS containers (
     cluster_name  TEXT NOT NULL DEFAULT '',
     service_name  TEXT NOT NULL DEFAULT '',
     last_seen     TEXT NOT NULL DEFAULT '',
+    known_status  TEXT NOT NULL DEFAULT '',
     record        BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS containers_by_task ON containers (task_id, container_name, container_id);
 CREATE INDEX IF NOT EXISTS containers_by_service
     ON containers (cluster_name, service_name, task_id, container_name);
 CREATE INDEX IF NOT EXISTS containers_by_last_seen ON containers (last_seen);
+-- Only the running containers, for service discovery: a small index however long the history grows.
+CREATE INDEX IF NOT EXISTS containers_running ON containers (container_id) WHERE known_status = 'RUNNING';
 CREATE TABLE IF NOT EXISTS events (
     seq          INTEGER PRIMARY KEY AUTOINCREMENT,
     event_id     TEXT NOT NULL UNIQUE,
@@ -56,7 +59,7 @@ CREATE INDEX IF NOT EXISTS events_by_task ON events (task_id, timestamp, seq);
 RETENTION_INDEX = "CREATE INDEX IF NOT EXISTS events_by_time ON events (timestamp)"
 
 # Columns copied out of the record so that lookups are index scans.
-INDEXED = ("task_id", "container_name", "cluster_name", "service_name", "last_seen")
+INDEXED = ("task_id", "container_name", "cluster_name", "service_name", "last_seen", "known_status")
 
 #: The WAL's largest size between checkpoints (and what SQLite truncates it to when it resets it).
 WAL_LIMIT = 32 * 1024 * 1024
@@ -128,8 +131,10 @@ class SQLiteStore(Store):
         old = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'containers'").fetchone()
         if old:
             conn.execute("ALTER TABLE containers RENAME TO containers_v1")
-            for index in ("containers_by_task", "containers_by_service", "containers_by_last_seen"):
-                conn.execute(f"DROP INDEX IF EXISTS {index}")
+            for (index,) in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'containers_v1' AND sql IS NOT NULL"
+            ).fetchall():
+                conn.execute(f"DROP INDEX {index}")
         for statement in SCHEMA.split(";"):
             if statement.strip():
                 conn.execute(statement)
@@ -177,16 +182,15 @@ class SQLiteStore(Store):
     @staticmethod
     def _insert(conn: sqlite3.Connection, record: Record) -> None:
         conn.execute(
-            "INSERT INTO containers (container_id, task_id, container_name, cluster_name, service_name, last_seen,"
-            " record) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO containers (container_id, {', '.join(INDEXED)}, record)"
+            f" VALUES (?, {', '.join('?' for _ in INDEXED)}, ?)",
             (record["container_id"], *(record.get(name, "") for name in INDEXED), encode_record(record)),
         )
 
     @staticmethod
     def _update(conn: sqlite3.Connection, record: Record) -> None:
         conn.execute(
-            "UPDATE containers SET task_id = ?, container_name = ?, cluster_name = ?, service_name = ?,"
-            " last_seen = ?, record = ? WHERE container_id = ?",
+            f"UPDATE containers SET {', '.join(f'{name} = ?' for name in INDEXED)}, record = ? WHERE container_id = ?",
             (*(record.get(name, "") for name in INDEXED), encode_record(record), record["container_id"]),
         )
 
@@ -255,6 +259,11 @@ class SQLiteStore(Store):
             " ORDER BY task_id, container_name, container_id",
             (cluster_name, service_name),
         )
+        return [decode_record(r[0]) for r in rows]
+
+    def running_containers(self) -> list[Record]:
+        # The condition is the partial index's own, so that SQLite reads only the index's rows.
+        rows = self._query("SELECT record FROM containers WHERE known_status = 'RUNNING'")
         return [decode_record(r[0]) for r in rows]
 
     def update_container(self, container_id: str, fields: Record) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from agent.diff import Change, diff, event_id
 from agent.ecs import Snapshot, parse_tasks
-from tests.agent.fakes import EVENT_ID, container, container_id, long_arn, task, tasks
+from agent.wire import EVENT_ID
+from tests.agent.fakes import container, container_id, long_arn, task, tasks
 
 A = container_id(1)
 B = container_id(2)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.ecs import EcsUnavailable, parse_metadata, parse_tasks, text
+from agent.ecs import EcsUnavailable, parse_metadata, parse_tasks
+from agent.wire import text
 from tests.agent.fakes import container, container_id, long_arn, old_arn, task, tasks
 
 EXAMPLES = Path(__file__).parent / "payloads"  # the design's example payloads

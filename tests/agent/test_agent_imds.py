@@ -139,3 +139,12 @@ def test_answers_without_a_content_type_are_read_as_ascii():
 
         service.route("GET", f"{IMDS}/latest/{path}", plain)
     assert InstanceMetadata(service, IMDS, (1, 2)).read() == {**EXPECTED, "instance_ip": "10.9.9.9"}
+
+
+def test_a_local_ipv4_that_is_no_ip_address_is_left_empty_with_a_warning(caplog):
+    service = FakeImds()
+    service.route("GET", f"{IMDS}/latest/meta-data/local-ipv4", response(200, b"<html>captive portal</html>"))
+    with caplog.at_level(logging.WARNING, logger="agent"):
+        fields = InstanceMetadata(service, IMDS, (1, 2)).read()
+    assert fields == {**EXPECTED, "instance_ip": ""}  # the server would refuse every report carrying it
+    assert "not an IP address" in caplog.text

@@ -16,7 +16,8 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from agent.delivery import Backoff, Delivery
+from agent.backoff import Backoff
+from agent.delivery import Delivery
 from agent.outbox import Outbox
 from tests.agent.fakes import TOKEN, container_id
 

@@ -57,7 +57,7 @@ def test_a_task_from_pending_to_vanished_reports_each_step_once(make_agent, scri
     assert first["containers"][0]["ports"] == []
     assert running["full"] is False
     assert running["containers"][0]["ports"] == [{"container_port": 8000, "host_port": 49001, "protocol": "tcp"}]
-    assert running["containers"][0]["instance_port"] == "49001"
+    assert "instance_port" not in running["containers"][0]  # the server takes it from `ports`
     assert running["containers"][0]["started_at"] == "2026-11-20T08:12:04.001Z"
     assert stopped["containers"][0]["known_status"] == "STOPPED"
     assert vanished["containers"] == []  # its last state was already reported
@@ -132,7 +132,7 @@ def test_old_agent_without_image_ports_or_desired_status(make_agent, script, rep
     (record,) = reports.bodies[0]["containers"]
     assert record["desired_status"] == ""
     assert record["known_status"] == "RUNNING"
-    assert (record["image"], record["ports"], record["networks"], record["instance_port"]) == ("", [], [], "")
+    assert (record["image"], record["ports"], record["networks"]) == ("", [], [])
     assert reports.bodies[0]["host"]["container_instance_arn"] == ""
 
 

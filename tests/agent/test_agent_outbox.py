@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from agent.outbox import MAX_BODY_BYTES, MAX_ITEMS, Outbox
+from agent.outbox import Outbox
+from agent.wire import MAX_BODY_BYTES, MAX_ITEMS
 from tests.agent.fakes import container_id
 
 HOST = {"instance_id": "i-1"}

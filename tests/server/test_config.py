@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -109,3 +110,37 @@ def test_unwritable_store_path_stops_the_server(tmp_path):
     )
     assert result.returncode != 0
     assert "ECS_ID_MAPPER_STORE" in result.stderr
+
+
+def test_links_come_from_link_variables_lower_cased_and_sorted():
+    environ = {
+        "ECS_ID_MAPPER_LINK_KIBANA": "https://kibana.example/app/discover#/?q={short_id}",
+        "ECS_ID_MAPPER_LINK_GRAFANA_EXPLORE": " https://grafana.example/explore?task={task_id} ",
+        "ECS_ID_MAPPER_LINK_DATADOG": "",  # empty: no link
+    }
+    cfg = config.load({"link_cloudwatch": "https://console.aws.amazon.com/?s={task_id}"}, environ=environ)
+    assert list(cfg.links) == ["cloudwatch", "grafana_explore", "kibana"]
+    assert cfg.links["grafana_explore"] == "https://grafana.example/explore?task={task_id}"
+    assert config.load(environ={}).links == {}
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("ECS_ID_MAPPER_LINK_URLS", "https://x.example/", "'urls' is taken"),
+        ("ECS_ID_MAPPER_LINK__ALL", "https://x.example/", "'_all' must be a letter"),
+        ("ECS_ID_MAPPER_LINK_EVENTS", "https://x.example/", "'events' is taken"),
+        ("ECS_ID_MAPPER_LINK_CONTAINERS", "https://x.example/", "'containers' is taken"),
+        ("ECS_ID_MAPPER_LINK_NEWRELIC", "https://x.example/", "'newrelic' is taken"),
+        ("ECS_ID_MAPPER_LINK_CADVISOR", "https://x.example/", "set ECS_ID_MAPPER_CADVISOR_URL instead"),
+        ("ECS_ID_MAPPER_LINK_GRAF-ANA", "https://x.example/", "must be a letter"),
+        ("ECS_ID_MAPPER_LINK_", "https://x.example/", "must be a letter"),
+        ("ECS_ID_MAPPER_LINK_GRAFANA", "ftp://x.example/{short_id}", "http(s) URL template"),
+        ("ECS_ID_MAPPER_LINK_GRAFANA", "https://x.example/{nonsense}", "unknown placeholder(s) nonsense"),
+        ("ECS_ID_MAPPER_LINK_GRAFANA", "https://x.example/{task_id!r}", "no conversion or format spec"),
+        ("ECS_ID_MAPPER_LINK_GRAFANA", "https://x.example/{task_id", "malformed template"),
+    ],
+)
+def test_bad_link_names_and_templates_name_the_variable(variable, value, message):
+    with pytest.raises(ConfigError, match=re.escape(variable) + ".*" + re.escape(message)):
+        config.load(environ={variable: value})

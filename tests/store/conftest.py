@@ -5,7 +5,8 @@ The clean environment (no real AWS variables, fake credentials) comes from the a
 ``tests/conftest.py``. Every SimpleDB store made here checks each PutAttributes against SimpleDB's limits and,
 after the test, that no item holds more than 256 name-value pairs. moto enforces neither, nor conditional
 puts: ``strict_moto`` makes it refuse both as SimpleDB does. moto serves neither ``DeleteAttributes`` nor
-``Select``, which retention needs: ``strict_moto`` adds both, ``Select`` for the one query shape the store sends.
+``Select``, which retention and service discovery need: ``strict_moto`` adds both, ``Select`` for the two query
+shapes the store sends.
 """
 
 from __future__ import annotations
@@ -135,20 +136,36 @@ def _delete_attributes(self: SimpleDBResponse) -> Any:
 
 
 SELECT_EXPIRED = re.compile(r"select itemName\(\) from `([^`]+)` where last_seen < '([^']*)' limit (\d+)")
+SELECT_RUNNING = re.compile(r"select \* from `([^`]+)` where known_status = 'RUNNING' limit (\d+)")
+#: Items per page of the running containers: fewer than asked, as SimpleDB answers when a page passes 1 MB, so
+#: that the contract suite follows NextToken.
+SELECT_PAGE = 3
 
 
 def _select(self: SimpleDBResponse) -> Any:
-    """SimpleDB's Select, for the one query the store sends: item names whose ``last_seen`` is below a value."""
-    query = SELECT_EXPIRED.fullmatch(self._get_param("SelectExpression"))
-    assert query, self._get_param("SelectExpression")
-    domain = self.sdb_backend._get_domain(query[1])
+    """SimpleDB's Select, for the two queries the store sends: the item names whose ``last_seen`` is below a value
+    (retention), and the whole items whose ``known_status`` is RUNNING (service discovery), paged."""
+    expression = self._get_param("SelectExpression")
+    expired, running = SELECT_EXPIRED.fullmatch(expression), SELECT_RUNNING.fullmatch(expression)
+    assert expired or running, expression
+    domain = self.sdb_backend._get_domain((expired or running)[1])
+    if expired:
+        with _STRICT_LOCK:
+            found = sorted(
+                name
+                for name, item in domain.items.items()
+                if any(a["Name"] == "last_seen" and a["Value"] < expired[2] for a in item.attributes)
+            )
+        return ActionResult({"Items": [{"Name": name, "Attributes": []} for name in found[: int(expired[3])]]})
     with _STRICT_LOCK:
-        found = sorted(
-            name
-            for name, item in domain.items.items()
-            if any(a["Name"] == "last_seen" and a["Value"] < query[2] for a in item.attributes)
-        )
-    return ActionResult({"Items": [{"Name": name, "Attributes": []} for name in found[: int(query[3])]]})
+        hits = [
+            {"Name": name, "Attributes": [{"Name": a["Name"], "Value": a["Value"]} for a in item.attributes]}
+            for name, item in sorted(domain.items.items())
+            if any(a["Name"] == "known_status" and a["Value"] == "RUNNING" for a in item.attributes)
+        ]
+    start = int(self._get_param("NextToken") or 0)
+    end = start + min(int(running[2]), SELECT_PAGE)
+    return ActionResult({"Items": hits[start:end], **({"NextToken": str(end)} if end < len(hits) else {})})
 
 
 _MOTO_PUT_ATTRIBUTES = SimpleDBResponse.put_attributes

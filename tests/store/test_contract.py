@@ -182,6 +182,21 @@ def test_containers_of_a_service(store):
     assert store.containers_of_service("default", "nope") == []
 
 
+def test_running_containers_follow_their_status(store):
+    assert store.running_containers() == []
+    store.upsert_containers([record(n, task=f"{n:032x}") for n in range(1, 8)], at(1))
+    store.upsert_containers([record(8, status="PENDING"), record(9, status="STOPPED")], at(1))
+    store.upsert_containers([record(2, task=f"{2:032x}", status="STOPPED", sample=2)], at(2))
+    store.update_container(cid(3), {"newrelic_url": "https://one.newrelic.com/redirect/entity/x"})
+
+    running = sorted(store.running_containers(), key=lambda r: r["container_id"])
+
+    assert [r["container_id"] for r in running] == [cid(n) for n in (1, 3, 4, 5, 6, 7)]
+    assert running[1] == store.get_container(cid(3))
+    store.upsert_containers([record(8, status="RUNNING", sample=3)], at(3))
+    assert cid(8) in {r["container_id"] for r in store.running_containers()}
+
+
 def test_update_container(store):
     store.upsert_containers([record(1), record(2)], at(1))
     store.update_container(cid(1), {"newrelic_url": "https://rpm.example/1", "service_name": "api"})

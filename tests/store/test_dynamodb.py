@@ -39,6 +39,7 @@ def test_opened_from_a_url_with_options():
         assert {i["IndexName"]: i["Projection"]["ProjectionType"] for i in table["GlobalSecondaryIndexes"]} == {
             "by_task": "KEYS_ONLY",
             "by_service": "KEYS_ONLY",
+            "running": "INCLUDE",
         }
         ttl = store.client.describe_time_to_live(TableName="mapper-prod")["TimeToLiveDescription"]
         assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", "expires_at")
@@ -349,3 +350,14 @@ def test_a_lookup_is_one_request(dynamodb_mock):
     store.get_container(cid(1))
     store.find_containers(cid(1)[:12], 10)
     assert requests.counts == {"GetItem": 1, "Query": 1}
+
+
+def test_the_running_containers_are_one_query_on_a_sparse_index_carrying_the_records(dynamodb_mock):
+    store = dynamodb_mock()
+    store.upsert_containers([record(1), record(2, status="STOPPED"), record(3, status="PENDING")], at(0))
+    requests = Requests(store.client, "dynamodb")
+
+    assert [r["container_id"] for r in store.running_containers()] == [cid(1)]
+    assert requests.counts == {"Query": 1}
+    indexed = store.client.scan(TableName=store.table, IndexName="running")["Items"]
+    assert [item["sk"]["S"] for item in indexed] == [cid(1)]  # stopped and pending records are not in it

@@ -136,6 +136,32 @@ def test_every_request_path_reads_by_name_consistently(sdb_mock):
     assert consistent and all(consistent)
 
 
+def test_running_containers_is_one_consistent_select_followed_page_by_page(sdb_mock):
+    store = sdb_mock("pinned")
+    running, stopped = record(1), record(2, status="STOPPED")
+    expression = "select * from `pinned.containers` where known_status = 'RUNNING' limit 2500"
+
+    def item(record_: dict) -> dict:
+        attrs = items.record_attributes(record_)
+        return {"Name": record_["container_id"][:12], "Attributes": [{"Name": n, "Value": v} for n, v in attrs.items()]}
+
+    with Stubber(store.client) as stub:
+        stub.add_response(
+            "select",
+            {"Items": [item(running)], "NextToken": "page-2"},
+            {"SelectExpression": expression, "ConsistentRead": True},
+        )
+        # What the answer holds is checked again: a record that is not running, or a torn item, is left out.
+        torn = {"Name": "torn", "Attributes": [{"Name": "known_status", "Value": "RUNNING"}]}
+        stub.add_response(
+            "select",
+            {"Items": [item(stopped), torn]},
+            {"SelectExpression": expression, "ConsistentRead": True, "NextToken": "page-2"},
+        )
+        assert store.running_containers() == [running]
+        stub.assert_no_pending_responses()
+
+
 def test_the_writes_of_one_report_run_on_the_bounded_pool(sdb_mock):
     store = sdb_mock(max_workers=3)
     threads: set[str] = set()

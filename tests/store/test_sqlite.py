@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from server.store.sqlite import RECORD_DICTIONARY, SQLiteStore, decode_record, encode_record
+from server.store.sqlite import RECORD_DICTIONARY, SCHEMA_VERSION, SQLiteStore, decode_record, encode_record
 from tests.store.samples import TASK, at, cid, event, record
 
 # The layout files had before SCHEMA_VERSION 2: a WITHOUT ROWID table of plain JSON records.
@@ -56,15 +56,53 @@ def test_a_file_of_the_older_layout_is_converted_and_keeps_everything(tmp_path):
     assert store.events_of_task(TASK) == [ev]
     store.upsert_containers([record(3)], at(2))
     assert len(store.containers_of_task(TASK)) == 3
+    assert len(store.running_containers()) == 3
     store.close()
 
     check = sqlite3.connect(path)
-    assert check.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     (table,) = check.execute("SELECT sql FROM sqlite_master WHERE name = 'containers'").fetchone()
     assert "WITHOUT ROWID" not in table
     assert check.execute("SELECT count(*) FROM sqlite_master WHERE name = 'containers_v1'").fetchone()[0] == 0
     assert all(isinstance(r, bytes) for (r,) in check.execute("SELECT record FROM containers"))
     check.close()
+
+
+# The layout of SCHEMA_VERSION 2: compressed records, no known_status column.
+LAYOUT_2 = """
+CREATE TABLE containers (
+    container_id TEXT NOT NULL UNIQUE, task_id TEXT NOT NULL, container_name TEXT NOT NULL DEFAULT '',
+    cluster_name TEXT NOT NULL DEFAULT '', service_name TEXT NOT NULL DEFAULT '',
+    last_seen TEXT NOT NULL DEFAULT '', record BLOB NOT NULL
+);
+CREATE INDEX containers_by_task ON containers (task_id, container_name, container_id);
+CREATE INDEX containers_by_service ON containers (cluster_name, service_name, task_id, container_name);
+CREATE INDEX containers_by_last_seen ON containers (last_seen);
+CREATE TABLE events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE, container_id TEXT NOT NULL,
+    task_id TEXT NOT NULL, timestamp TEXT NOT NULL, event TEXT NOT NULL
+);
+PRAGMA user_version = 2;
+"""
+
+
+def test_a_file_without_the_status_column_learns_which_containers_run(tmp_path):
+    path = tmp_path / "v2.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(LAYOUT_2)
+    for rec in (stored(1), {**stored(2), "known_status": "STOPPED"}):
+        old.execute(
+            "INSERT INTO containers VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (rec["container_id"], TASK, rec["container_name"], "default", "api", rec["last_seen"], encode_record(rec)),
+        )
+    old.commit()
+    old.close()
+
+    store = SQLiteStore(str(path))
+    assert [r["container_id"] for r in store.running_containers()] == [cid(1)]
+    (plan,) = store._query("EXPLAIN QUERY PLAN SELECT record FROM containers WHERE known_status = 'RUNNING'")
+    assert "USING INDEX containers_running" in plan[-1]
+    store.close()
 
 
 def test_opening_a_current_file_again_changes_nothing(tmp_path):

@@ -1,0 +1,45 @@
+"""Waiting between failed attempts: capped exponential backoff with jitter, and the server's `Retry-After`."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+MAX_RETRY_AFTER = 3600.0  # a server asking for longer than this is more likely wrong than busy
+
+
+class Backoff:
+    """Exponential delay between attempts: doubled per failure up to `cap`, the upper half jittered."""
+
+    def __init__(self, base: float, cap: float, rng: random.Random | None = None) -> None:
+        self.base = base
+        self.cap = cap
+        self.rng = rng or random.Random()
+        self.failures = 0
+
+    def next_delay(self, retry_after: float | None = None) -> float:
+        """Seconds to wait after one more failure; at least `retry_after` when the server said so."""
+        self.failures += 1
+        ceiling = min(self.cap, self.base * 2 ** min(self.failures - 1, 32))
+        delay = ceiling / 2 + self.rng.uniform(0, ceiling / 2)
+        return max(delay, min(retry_after or 0.0, MAX_RETRY_AFTER))
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+def retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds asked for by a `Retry-After` header (delta-seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, (moment - (now or datetime.now(UTC))).total_seconds())

@@ -1,0 +1,193 @@
+"""``/sd/prometheus``: Prometheus HTTP service discovery from the record, one target group per running container
+that publishes a port.
+
+The answer is what ``http_sd_configs`` reads: a JSON list of ``{"targets": ["HOST:PORT", …], "labels": {…}}``.
+Labels are named like those of Prometheus's own ECS discovery (``__meta_ecs_*``), so relabelling rules written
+for it keep working. The answer is built by pure functions from the running records and the filters; the route
+only reads the store once.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+
+from server.errors import ApiError
+from server.state import state
+from server.store import Record
+
+bp = Blueprint("discovery", __name__, url_prefix="/sd")
+
+#: ECS cluster, service and container names: letters, digits, hyphens and underscores, at most 255.
+ECS_NAME = re.compile(r"[A-Za-z0-9_-]{1,255}")
+#: Prometheus scrapes over TCP; a UDP or SCTP port is no target.
+SCRAPED_PROTOCOL = "tcp"
+
+#: label → the record field it shows; labels whose field is empty are left out.
+LABELS = {
+    "__meta_ecs_cluster": "cluster_name",
+    "__meta_ecs_service": "service_name",
+    "__meta_ecs_task_id": "task_id",
+    "__meta_ecs_task_arn": "task_arn",
+    "__meta_ecs_task_family": "task_name",
+    "__meta_ecs_task_version": "task_version",
+    "__meta_ecs_container_name": "container_name",
+    "__meta_ecs_container_id": "container_id",
+    "__meta_ecs_image": "image",
+    "__meta_ecs_availability_zone": "instance_az",
+    "__meta_ecs_region": "region",
+    "__meta_ecs_ec2_instance_id": "instance_id",
+    "__meta_ecs_desired_status": "desired_status",
+    "__meta_ecs_last_status": "known_status",
+}
+
+
+class FilterError(ApiError):
+    """A query-string filter is malformed; 400, the message says which and why."""
+
+    status = 400
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What ``/sd/prometheus?…`` narrows the answer to; None matches everything."""
+
+    cluster: str | None = None
+    service: str | None = None
+    port: int | None = None
+    container_name: str | None = None
+
+    @classmethod
+    def parse(cls, args: Mapping[str, list[str]]) -> Filters:
+        """Filters from query parameters (each name with its list of values); FilterError for a bad one."""
+        unknown = sorted(set(args) - set(cls.__dataclass_fields__))
+        if unknown:
+            known = ", ".join(cls.__dataclass_fields__)
+            raise FilterError(f"unknown filter {', '.join(unknown)}; the filters are {known}")
+        values: dict[str, Any] = {}
+        for name, given in args.items():
+            if len(given) != 1:
+                raise FilterError(f"{name}: give it once")
+            values[name] = _port(given[0]) if name == "port" else _name(name, given[0])
+        return cls(**values)
+
+    def match(self, record: Record) -> bool:
+        return all(
+            wanted is None or record.get(field, "") == wanted
+            for wanted, field in (
+                (self.cluster, "cluster_name"),
+                (self.service, "service_name"),
+                (self.container_name, "container_name"),
+            )
+        )
+
+
+def _name(filter_name: str, value: str) -> str:
+    if not ECS_NAME.fullmatch(value):
+        raise FilterError(f"{filter_name} {value!r} is malformed: expected up to 255 letters, digits, '-' or '_'")
+    return value
+
+
+def _port(value: str) -> int:
+    if not (value.isascii() and value.isdigit() and 0 < int(value) < 65536):
+        raise FilterError(f"port {value!r} is malformed: expected a container port 1-65535")
+    return int(value)
+
+
+def target_groups(running: Iterable[Record], filters: Filters = Filters()) -> list[dict[str, Any]]:
+    """The HTTP SD answer for these running records: a group per container with at least one target, ordered by
+    cluster, service, task and container name so that the answer only changes when the containers do."""
+    groups = []
+    for record in running:
+        if record.get("known_status") != "RUNNING" or not filters.match(record):
+            continue
+        found = targets(record, filters.port)
+        if found:
+            groups.append({"targets": found, "labels": labels(record)})
+    return sorted(groups, key=_order)
+
+
+def _order(group: dict[str, Any]) -> tuple[str, ...]:
+    shown = group["labels"]
+    return tuple(
+        shown.get(f"__meta_ecs_{n}", "") for n in ("cluster", "service", "task_id", "container_name", "container_id")
+    )
+
+
+def targets(record: Record, container_port: int | None = None) -> list[str]:
+    """``HOST:PORT`` for each TCP port the container publishes (only ``container_port`` when given).
+
+    On awsvpc the task has an address of its own and the container listens on its own port there; on bridge and
+    host networking the port is published on the EC2 instance. A port not mapped yet (host port 0) is no target.
+    """
+    task_address = _task_address(_decoded(record.get("networks")))
+    host = task_address or record.get("instance_ip", "")
+    if not host:
+        return []
+    found = set()
+    for port in _decoded(record.get("ports")):
+        if not isinstance(port, dict) or port.get("protocol", SCRAPED_PROTOCOL) != SCRAPED_PROTOCOL:
+            continue
+        inside, outside = port.get("container_port"), port.get("host_port")
+        if container_port is not None and inside != container_port:
+            continue
+        published = inside if task_address else outside
+        if isinstance(published, int) and not isinstance(published, bool) and 0 < published < 65536:
+            found.add(_join(host, published))
+    return sorted(found)
+
+
+def labels(record: Record) -> dict[str, str]:
+    """The ``__meta_ecs_*`` labels of one container; those the record does not know are left out."""
+    shown = {label: record[field] for label, field in LABELS.items() if record.get(field)}
+    networks = _decoded(record.get("networks"))
+    task_address = _task_address(networks)
+    if task_address:
+        shown["__meta_ecs_ip_address"] = task_address
+        shown["__meta_ecs_network_mode"] = "awsvpc"
+    elif record.get("instance_ip"):
+        shown["__meta_ecs_ip_address"] = record["instance_ip"]
+    launch_type = record.get("launch_type") or ("EC2" if record.get("instance_id") else "")
+    if launch_type:
+        shown["__meta_ecs_launch_type"] = launch_type
+    return shown
+
+
+def _task_address(networks: list[Any]) -> str:
+    """The task's own address on awsvpc (IPv4 first), else ''."""
+    awsvpc = [n for n in networks if isinstance(n, dict) and n.get("network_mode") == "awsvpc"]
+    for key in ("ipv4_addresses", "ipv6_addresses"):
+        for network in awsvpc:
+            addresses = network.get(key)
+            if isinstance(addresses, list) and addresses and isinstance(addresses[0], str) and addresses[0]:
+                return addresses[0]
+    return ""
+
+
+def _join(host: str, port: int) -> str:
+    try:
+        bracketed = ipaddress.ip_address(host).version == 6
+    except ValueError:
+        bracketed = False
+    return f"[{host}]:{port}" if bracketed else f"{host}:{port}"
+
+
+def _decoded(text: str | None) -> list[Any]:
+    """A list field stored as JSON text; anything unreadable is no entries."""
+    try:
+        value = json.loads(text) if text else []
+    except ValueError:
+        return []
+    return value if isinstance(value, list) else []
+
+
+@bp.get("/prometheus")
+def prometheus() -> Response:
+    filters = Filters.parse(request.args.to_dict(flat=False))  # a bad filter is a 400 before the store is asked
+    return jsonify(target_groups(state().store.running_containers(), filters))

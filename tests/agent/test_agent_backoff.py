@@ -1,0 +1,34 @@
+"""Backoff: how long the agent waits after a failure, and what a server's Retry-After adds."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+
+from agent.backoff import MAX_RETRY_AFTER, Backoff, retry_after
+
+
+def test_backoff_doubles_up_to_the_cap_with_jitter_in_the_upper_half():
+    backoff = Backoff(base=1, cap=60, rng=random.Random(1))
+    delays = [backoff.next_delay() for _ in range(12)]
+    for n, delay in enumerate(delays):
+        ceiling = min(60, 2**n)
+        assert ceiling / 2 <= delay <= ceiling
+    assert len(set(delays[-4:])) == 4  # jittered, not in lockstep with every other agent
+    backoff.reset()
+    assert backoff.next_delay() <= 1
+
+
+def test_backoff_honours_retry_after_within_reason():
+    backoff = Backoff(base=1, cap=60)
+    assert backoff.next_delay(retry_after=120) == 120
+    assert backoff.next_delay(retry_after=10**9) == MAX_RETRY_AFTER
+
+
+def test_retry_after_in_seconds_or_as_a_date():
+    now = datetime(2026, 11, 25, 15, 0, 0, tzinfo=UTC)
+    assert retry_after("30") == 30
+    assert retry_after("Wed, 25 Nov 2026 15:01:30 GMT", now) == 90
+    assert retry_after("Wed, 25 Nov 2026 14:00:00 GMT", now) == 0
+    assert retry_after("soon") is None
+    assert retry_after(None) is None
