@@ -27,6 +27,7 @@ bench: $(VENV)/.dev
 		|| echo "wrk is missing: apt-get install wrk (Debian, Ubuntu) or brew install wrk"
 	$(BIN)/python bench/agent_poll.py
 	$(BIN)/python -m bench.sdb_cost
+	$(BIN)/python -m bench.dynamodb_cost
 	$(BIN)/python -m bench.lookup
 	$(BIN)/python -m bench.sd_prometheus
 

@@ -9,6 +9,7 @@ import threading
 
 import requests
 
+from agent import logs
 from agent.config import ConfigError, load_config
 from agent.daemon import Agent
 
@@ -19,9 +20,7 @@ def main() -> int:
     except ConfigError as exc:
         print(f"ecs-id-mapper-agent: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    logs.configure(config.log_level, config.log_format)
     stop = threading.Event()
 
     def request_stop(signum: int, frame: object) -> None:

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 PREFIX = "ECS_ID_MAPPER_"
 LEGACY_SERVER_URL = "endpoint"  # the 2016 agent's variable; deployments still set it
+LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -29,6 +30,7 @@ class Config:
     resync_interval: float = 600.0
     spool_dir: Path | None = None
     log_level: str = "INFO"
+    log_format: str = "text"
     # Not in the environment: fixed choices that tests and the benchmark may override.
     ecs_timeout: tuple[float, float] = (2.0, 10.0)
     imds_timeout: tuple[float, float] = (1.0, 2.0)
@@ -104,4 +106,11 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
         if level not in LOG_LEVELS:
             raise ConfigError(f"{PREFIX}LOG_LEVEL: expected one of {', '.join(LOG_LEVELS)}, got {get('LOG_LEVEL')!r}")
         settings["log_level"] = level
+    if get("LOG_FORMAT"):
+        log_format = get("LOG_FORMAT").lower()
+        if log_format not in LOG_FORMATS:
+            raise ConfigError(
+                f"{PREFIX}LOG_FORMAT: expected one of {', '.join(LOG_FORMATS)}, got {get('LOG_FORMAT')!r}"
+            )
+        settings["log_format"] = log_format
     return Config(**settings)  # type: ignore[arg-type]

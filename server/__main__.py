@@ -8,6 +8,7 @@ from flask import Flask
 from gunicorn.app.base import BaseApplication
 
 from server import config as config_module
+from server import logs
 from server.app import create_app
 from server.store import StoreError, open_store
 
@@ -30,7 +31,8 @@ class ServerApplication(BaseApplication):
             "keepalive": cfg.keepalive,
             "limit_request_line": 8190,  # the largest gunicorn allows: long IDs get the app's JSON 400
             "graceful_timeout": 10,
-            "accesslog": "-",
+            "accesslog": None,  # the app logs each request itself, without credentials
+            "logconfig_dict": logs.gunicorn_logconfig(cfg.log_level, cfg.log_format),
             "control_socket_disable": True,  # several servers may share a host; nothing uses it
             "loglevel": cfg.log_level.lower(),
         }.items():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,7 +9,7 @@ from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
 from server import config as config_module
-from server import discovery, errors, health, query, report, service
+from server import discovery, errors, health, logs, query, report, requestlog, service
 from server.config import Config
 from server.ecs import EcsClient
 from server.nerdgraph import NerdGraphClient
@@ -40,8 +39,7 @@ def create_app(
     ``state(app).close()`` stops the background worker and closes the store.
     """
     cfg = config if isinstance(config, Config) else config_module.load(config)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(cfg.log_level, cfg.log_format)
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = cfg.max_body_bytes
@@ -62,6 +60,7 @@ def create_app(
         pruner=None if store.expires_itself or not store.retention else Pruner(store).start(),
     )
 
+    requestlog.register(app)
     errors.register(app)
     for module in (query, service, report, health, discovery):
         app.register_blueprint(module.bp)

@@ -30,6 +30,8 @@ class Config:
     bind: str = "127.0.0.1:5001"
     store: str = "sqlite:///data/ecs-id-mapper.sqlite3"
     token: str = ""
+    #: When set, the query, service and discovery routes need it (or the report token) as a bearer token.
+    read_token: str = ""
     allow_anonymous_reports: bool = False
     cadvisor_url: str = "http://{instance_ip}:8080/docker/{container_id}"
     graylog_url: str = ""
@@ -52,12 +54,14 @@ class Config:
     health_interval: float = 5.0
     retention_days: float = 30.0
     log_level: str = "INFO"
+    log_format: str = "text"
     #: Links added by ``ECS_ID_MAPPER_LINK_<NAME>=TEMPLATE``: lower-case name → template.
     links: Mapping[str, str] = field(default_factory=dict)
 
 
 NEWRELIC_PLACEHOLDERS = ("account_id", "application_id", "instance_id")
 NEWRELIC_APIS = ("nerdgraph", "rest")
+LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -129,6 +133,7 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "bind": _bind,
     "store": _store,
     "token": _token,
+    "read_token": _token,
     "allow_anonymous_reports": parse_bool,
     "service_names": parse_bool,
     "cadvisor_url": links.validate_template,
@@ -146,6 +151,7 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "health_interval": _positive(float),
     "retention_days": _not_negative,
     "log_level": _log_level,
+    "log_format": _choice(LOG_FORMATS),
 }
 
 

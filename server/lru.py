@@ -34,6 +34,11 @@ class LRU(Generic[K, V]):
             while len(self._entries) > self.size:
                 self._entries.popitem(last=False)
 
+    def items(self) -> list[tuple[K, V]]:
+        """A snapshot of the entries, least recently used first."""
+        with self._lock:
+            return list(self._entries.items())
+
     def drop(self, key: K) -> None:
         with self._lock:
             self._entries.pop(key, None)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 from typing import Any
@@ -11,6 +10,7 @@ from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from server import schema
+from server.auth import authorize_report
 from server.errors import ApiError
 from server.records import utc_now, with_event_times
 from server.state import state
@@ -19,20 +19,7 @@ bp = Blueprint("report", __name__, url_prefix="/report")
 log = logging.getLogger(__name__)
 
 
-@bp.before_request
-def authorize() -> None:
-    cfg = state().config
-    if not cfg.token:
-        if cfg.allow_anonymous_reports:
-            return
-        raise ApiError(
-            "reports are refused: set ECS_ID_MAPPER_TOKEN (or ECS_ID_MAPPER_ALLOW_ANONYMOUS_REPORTS=true)", 403
-        )
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise ApiError("missing Authorization: Bearer TOKEN", 401)
-    if not hmac.compare_digest(token.strip().encode(), cfg.token.encode()):
-        raise ApiError("wrong token", 403)
+bp.before_request(authorize_report)
 
 
 def body() -> Any:

@@ -7,6 +7,7 @@ import re
 from flask import Blueprint, Response, jsonify
 from werkzeug.wrappers import Response as BaseResponse
 
+from server.auth import authorize_read
 from server.ecs import task_id_of
 from server.errors import ApiError
 from server.lookups import store_service_name
@@ -16,6 +17,7 @@ from server.state import state
 from server.store import Record
 
 bp = Blueprint("service", __name__, url_prefix="/query/service")
+bp.before_request(authorize_read)
 
 #: ECS cluster and service names: letters, digits, hyphens and underscores, at most 255.
 ECS_NAME = re.compile(r"[A-Za-z0-9_-]{1,255}")

@@ -77,6 +77,8 @@ class SimHostServer:
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self.requests = 0  # answered by the introspection API, faults included
+        self.task_reads = 0  # `/v1/tasks` answered with the tasks: each is one poll of the agent that saw them
+        self.polled = threading.Condition()
 
     # --- control --------------------------------------------------------------------------------------------
 
@@ -98,6 +100,15 @@ class SimHostServer:
                 self._fault = None
                 return None
             return status
+
+    def wait_for_polls(self, count: int, timeout: float = 30.0) -> bool:
+        """Wait until `/v1/tasks` has been read `count` more times; False if `timeout` seconds pass first.
+
+        Two reads after a change mean the agent has read the change and finished the cycle that reported it.
+        """
+        with self.polled:
+            target = self.task_reads + count
+            return self.polled.wait_for(lambda: self.task_reads >= target, timeout)
 
     # --- requests -------------------------------------------------------------------------------------------
 
@@ -121,6 +132,9 @@ class SimHostServer:
             request._answer(200, self.host.metadata_payload())
         elif path == "/v1/tasks":
             request._answer(200, self.host.tasks_payload())
+            with self.polled:
+                self.task_reads += 1
+                self.polled.notify_all()
         else:
             request._answer(404, b"404 page not found\n")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -82,6 +83,46 @@ class ServerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class AgentProcess:
+    """``python -m agent`` reading a simulated host and reporting to ``server_url``, as hosts run it."""
+
+    def __init__(self, server_url: str, sim: Any, token: str, log_path: Path, **settings: str):
+        self.env = {
+            "PATH": "/usr/bin:/bin",
+            "NO_PROXY": "127.0.0.1",
+            "ECS_ID_MAPPER_SERVER_URL": server_url,
+            "ECS_ID_MAPPER_TOKEN": token,
+            "ECS_ID_MAPPER_ECS_AGENT_URL": sim.ecs_url,
+            "ECS_ID_MAPPER_IMDS_URL": sim.imds_url,
+            "ECS_ID_MAPPER_POLL_INTERVAL": "0.2",
+            "ECS_ID_MAPPER_LOG_LEVEL": "DEBUG",
+            **{f"ECS_ID_MAPPER_{name.upper()}": value for name, value in settings.items()},
+        }
+        self.log_path = log_path
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> AgentProcess:
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "agent"], cwd=ROOT, env=self.env, stdout=log, stderr=log
+            )
+        return self
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        """Send ``signum`` and wait for the exit status (killed after ``timeout`` seconds)."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
 
 
 def eventually(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:

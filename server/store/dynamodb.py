@@ -116,7 +116,7 @@ class DynamoDBStore(MergingStore):
         connect_timeout: float | str = 2.0,
         read_timeout: float | str = 5.0,
         max_attempts: int | str = 3,
-        last_seen_resolution: float | str = 300.0,
+        last_seen_resolution: float | str = 3600.0,
         cache_size: int | str = 10_000,
         retention_days: float = 0,
         clock: Callable[[], float] | None = None,
@@ -127,7 +127,8 @@ class DynamoDBStore(MergingStore):
         ``region`` and ``endpoint_url`` go straight to boto3 (which also reads ``AWS_REGION`` and
         ``AWS_ENDPOINT_URL_DYNAMODB``). ``max_attempts`` counts the first try; throttling and 5xx answers are
         retried with botocore's standard mode. ``last_seen_resolution`` (seconds): an otherwise unchanged record is
-        rewritten only when its ``last_seen`` is older than this, so that a resync costs nothing.
+        rewritten only when its ``last_seen`` is older than this (an hour: retention counts in days), so that most
+        resyncs cost nothing.
         ``cache_size``: records this process remembers to merge the next report against without a read (0: none).
         ``retention_days`` (0: keep everything): a record expires that long after its ``last_seen``, an event that
         long after its ``timestamp``.
@@ -321,18 +322,20 @@ class DynamoDBStore(MergingStore):
         hits = {c: held for c in container_ids if (held := self._cache.get(c)) is not None}
         return {**hits, **self._read_held([c for c in container_ids if c not in hits])}
 
-    def _records_at(self, index: str, condition: str, values: dict[str, Any]) -> list[Held]:
-        """The live records an index query names, each read strongly consistent from the table."""
-        keys = [
-            {"pk": item["pk"], "sk": item["sk"]}
+    def _records_at(self, index: str, condition: str, values: dict[str, Any], also: Iterable[str] = ()) -> list[Held]:
+        """The live records an index query names (and the container IDs in ``also``), read strongly consistent."""
+        keys = {
+            item["sk"]["S"]: {"pk": item["pk"], "sk": item["sk"]}
             for item in self._pages(IndexName=index, KeyConditionExpression=condition, ExpressionAttributeValues=values)
-        ]
-        return [held for held in (self._held_of(item) for item in self._get_items(keys)) if held.record is not None]
+        }
+        keys.update({cid: record_key(cid) for cid in also if cid not in keys})
+        found = (self._held_of(item) for item in self._get_items(list(keys.values())))
+        return [held for held in found if held.record is not None]
 
-    def _of_task(self, task_id: str) -> list[Held]:
+    def _of_task(self, task_id: str, also: Iterable[str] = ()) -> list[Held]:
         if not task_id:
             return []
-        found = self._records_at("by_task", "task = :t", {":t": {"S": task_id}})
+        found = self._records_at("by_task", "task = :t", {":t": {"S": task_id}}, also)
         return [held for held in found if held.record and held.record.get("task_id") == task_id]
 
     # --- writing records -----------------------------------------------------------------------------------
@@ -466,8 +469,11 @@ class DynamoDBStore(MergingStore):
         self._set_fields(lambda: self._read_held([container_id]).values(), fields)
 
     def update_task(self, task_id: str, fields: Record) -> None:
+        # The service-name worker sets a task's fields moments after this process wrote its new records, maybe
+        # before the index lists them: the records this process remembers for the task are read too.
         self._ready_to_use()
-        self._set_fields(lambda: self._of_task(task_id), fields)
+        mine = [cid for cid, held in self._cache.items() if held.record and held.record.get("task_id") == task_id]
+        self._set_fields(lambda: self._of_task(task_id, mine), fields)
 
     def _events(self, task_id: str, container_id: str = "") -> list[Event]:
         condition, values = "pk = :pk", {":pk": {"S": "E#" + task_id}}

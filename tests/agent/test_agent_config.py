@@ -65,6 +65,7 @@ def test_the_2016_endpoint_variable_is_accepted_and_the_new_one_wins():
         ("ECS_ID_MAPPER_POLL_INTERVAL", "nan"),
         ("ECS_ID_MAPPER_RESYNC_INTERVAL", "inf"),
         ("ECS_ID_MAPPER_LOG_LEVEL", "chatty"),
+        ("ECS_ID_MAPPER_LOG_FORMAT", "xml"),
         ("ECS_ID_MAPPER_TOKEN", "two\nlines"),
         ("ECS_ID_MAPPER_TOKEN", "with space"),
     ],

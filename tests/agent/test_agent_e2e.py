@@ -2,41 +2,18 @@
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import requests
 
-from simhost import SimHostServer
-
 try:
     import server  # noqa: F401 - only to know whether the server is in this checkout
-    from tests.support import ROOT, ServerProcess, eventually
+    from tests.support import AgentProcess, ServerProcess, eventually
 except ImportError:  # pragma: no cover - an agent-only checkout
     pytest.skip("the server package is not importable", allow_module_level=True)
 
 pytestmark = pytest.mark.slow
 
 TOKEN = "e2e-token"
-
-
-def start_agent(server_url: str, ecs_host: SimHostServer, spool: Path, log_path: Path) -> subprocess.Popen:
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "NO_PROXY": "127.0.0.1",
-        "ECS_ID_MAPPER_SERVER_URL": server_url,
-        "ECS_ID_MAPPER_TOKEN": TOKEN,
-        "ECS_ID_MAPPER_ECS_AGENT_URL": ecs_host.ecs_url,
-        "ECS_ID_MAPPER_IMDS_URL": ecs_host.imds_url,
-        "ECS_ID_MAPPER_POLL_INTERVAL": "0.2",
-        "ECS_ID_MAPPER_SPOOL_DIR": str(spool),
-        "ECS_ID_MAPPER_LOG_LEVEL": "DEBUG",
-    }
-    with open(log_path, "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "agent"], cwd=ROOT, env=env, stdout=log, stderr=log)
 
 
 def test_agent_reports_a_lifecycle_to_the_server_across_a_server_restart(tmp_path, ecs_host):
@@ -47,7 +24,7 @@ def test_agent_reports_a_lifecycle_to_the_server_across_a_server_restart(tmp_pat
     host.advance(sim_task, "created")
     cid = sim_task.containers[0].docker_id
     server = ServerProcess(server_env, tmp_path / "server.log").start()
-    agent = start_agent(server.url, ecs_host, tmp_path / "spool", agent_log)
+    agent = AgentProcess(server.url, ecs_host, TOKEN, agent_log, spool_dir=str(tmp_path / "spool")).start()
     try:
 
         def get(path: str) -> requests.Response | None:
@@ -82,13 +59,9 @@ def test_agent_reports_a_lifecycle_to_the_server_across_a_server_restart(tmp_pat
         ])  # fmt: skip
         assert get(f"/query/container_id/{cid}/_all").json()["known_status"] == "STOPPED"
     finally:
-        agent.send_signal(signal.SIGTERM)
-        try:
-            code = agent.wait(20)
-        finally:
-            agent.kill()
-            server.stop()
-    log = agent_log.read_text(errors="replace")
+        code = agent.stop()
+        server.stop()
+    log = agent.log()
     assert code == 0, log
     assert "Traceback" not in log
     assert "Traceback" not in server.log()

@@ -361,3 +361,13 @@ def test_the_running_containers_are_one_query_on_a_sparse_index_carrying_the_rec
     assert requests.counts == {"Query": 1}
     indexed = store.client.scan(TableName=store.table, IndexName="running")["Items"]
     assert [item["sk"]["S"] for item in indexed] == [cid(1)]  # stopped and pending records are not in it
+
+
+def test_update_task_reaches_records_this_process_wrote_before_the_index_lists_them(dynamodb_mock, monkeypatch):
+    store = dynamodb_mock()
+    store.upsert_containers([record(1), record(2)], at(0))
+    pages = store._pages
+    # The task index has not caught up with the write yet: it lists none of the task's containers.
+    monkeypatch.setattr(store, "_pages", lambda **params: [] if params.get("IndexName") else pages(**params))
+    store.update_task(TASK, {"service_name": "api"})
+    assert [store.get_container(cid(n)).get("service_name") for n in (1, 2)] == ["api", "api"]

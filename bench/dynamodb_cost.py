@@ -1,0 +1,309 @@
+"""What the DynamoDB store costs in requests and capacity units, next to the SimpleDB store's requests for the same
+work: one container's life with its events, an unchanged resync of 50, a service name set, the lookups.
+
+Runs against moto in-process and counts requests with botocore's event hooks. moto answers ``ConsumedCapacity``
+with fixed numbers, so capacity units are computed here from the items' sizes by DynamoDB's rules: a write is one
+unit per started KB of the larger of the old and the new item, plus, for each index, one per started KB of the
+entry put when its keys or the attributes it carries changed (and one more where an entry is deleted); a strongly
+consistent read one unit per started 4 KB (a GetItem of nothing: one), an eventually consistent index query half
+that; a Query rounds its items' total up, a BatchGetItem each item. Records are as the agent reports them (host
+fields, awsvpc network, one port). ``.venv/bin/python -m bench.dynamodb_cost``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from moto import mock_aws
+
+from server.records import format_time
+from server.store.base import Store
+from server.store.dynamodb import INDEXES, PROJECTIONS, DynamoDBStore
+from server.store.sdb import SimpleDBStore
+
+T0 = datetime.fromisoformat("2026-11-25T15:00:00.000Z")
+TASK = "0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e"
+REGION = "us-west-2"  # moto serves SimpleDB outside us-east-1 only
+TARGETS = {"life": 8, "resync": 0, "lookup": 1}
+
+
+def at(seconds: float) -> str:
+    return format_time(T0 + timedelta(seconds=seconds))
+
+
+def container(n: int, status: str, seconds: float, task: str = TASK) -> dict[str, str]:
+    """A report entry as the server stores it from a real agent's report (host fields included)."""
+    return {
+        "container_id": f"{n:012x}" + "ab" * 26,
+        "container_name": f"api-{n}",
+        "docker_name": f"ecs-api-42-api-{n}-c8e9f0a1b2c3d4e5f6a7",
+        "image": "210987654321.dkr.ecr.eu-central-1.amazonaws.com/api:2.3.1",
+        "image_id": "sha256:" + "1f" * 32,
+        "task_id": task,
+        "task_arn": f"arn:aws:ecs:eu-central-1:210987654321:task/default/{task}",
+        "task_name": "api",
+        "task_version": "42",
+        "known_status": status,
+        "desired_status": "STOPPED" if status == "STOPPED" else "RUNNING",
+        "created_at": "2026-11-25T15:00:00.417281938Z",
+        "started_at": "2026-11-25T15:00:01.001Z",
+        "ports": '[{"container_port":8000,"host_port":8000,"protocol":"tcp"}]',
+        "networks": '[{"ipv4_addresses":["172.31.9.44"],"network_mode":"awsvpc"}]',
+        "container_port": "8000",
+        "instance_port": "8000",
+        "instance_id": "i-0123456789abcdef0",
+        "instance_ip": "10.0.1.17",
+        "instance_type": "m5.large",
+        "instance_az": "eu-central-1a",
+        "region": "eu-central-1",
+        "host_name": "ip-10-0-1-17",
+        "cluster_name": "default",
+        "container_instance_arn": "arn:aws:ecs:eu-central-1:210987654321:container-instance/default/5a0c6f2e9d",
+        "ecs_agent_version": "Amazon ECS Agent - v1.88.0 (4f2e1d0c)",
+        "sample_time": at(seconds),
+    }
+
+
+def event(n: int, old: str, new: str, seconds: float) -> dict[str, str]:
+    kind = "appeared" if not old else "vanished" if not new else "known_status"
+    cid = container(n, new, 0)["container_id"]
+    return {"event_id": f"{cid[:12]}-{kind}-{old}-{new}", "container_id": cid, "task_id": TASK, "event": kind,
+            "from": old, "to": new, "timestamp": at(seconds)}  # fmt: skip
+
+
+# --- metering ----------------------------------------------------------------------------------------------
+
+
+def item_size(item: dict[str, Any]) -> int:
+    """DynamoDB's size of an item: each attribute's name and value in bytes (a number: 1 byte per 2 digits + 1)."""
+    size = 0
+    for name, value in item.items():
+        (kind, data), = value.items()  # fmt: skip
+        size += len(name.encode())
+        if kind == "S":
+            size += len(data.encode())
+        elif kind == "B":
+            size += len(data)
+        elif kind == "N":
+            size += math.ceil(len(data.lstrip("-").replace(".", "").strip("0") or "0") / 2) + 1
+    return size
+
+
+def index_writes(index: str, old: dict[str, Any], new: dict[str, Any]) -> int:
+    """Write units an index takes when ``old`` becomes ``new``: an entry put (by its size), deleted (1), or both
+    when its key changed; none when neither its keys nor the attributes it carries changed."""
+    keys = [name for name, _ in INDEXES[index]]
+    carried = {*keys, "pk", "sk", *PROJECTIONS.get(index, {}).get("NonKeyAttributes", [])}
+
+    def entry(item: dict[str, Any]) -> dict[str, Any] | None:
+        return {a: v for a, v in item.items() if a in carried} if all(k in item for k in keys) else None
+
+    before, after = entry(old), entry(new)
+    if before == after:
+        return 0
+    deleted = 1 if before is not None and (after is None or any(before[k] != after[k] for k in keys)) else 0
+    return deleted + (math.ceil(item_size(after) / 1024) if after is not None else 0)
+
+
+@dataclass
+class Figures:
+    requests: int = 0
+    reads: float = 0.0  # SimpleDB: GetAttributes; DynamoDB: read capacity units
+    writes: float = 0.0  # SimpleDB: PutAttributes; DynamoDB: write capacity units, indexes included
+    index_writes: float = 0.0
+
+    def __add__(self, other: Figures) -> Figures:
+        return Figures(self.requests + other.requests, self.reads + other.reads, self.writes + other.writes,
+                       self.index_writes + other.index_writes)  # fmt: skip
+
+
+class SimpleDBMeter:
+    def __init__(self, store: SimpleDBStore):
+        self.counts: Counter[str] = Counter()
+        store.client.meta.events.register("before-call.sdb", lambda model, **_: self.counts.update([model.name]))
+
+    def take(self) -> Figures:
+        counts, self.counts = self.counts, Counter()
+        return Figures(sum(counts.values()), counts["GetAttributes"], counts["PutAttributes"])
+
+
+@dataclass
+class DynamoDBMeter:
+    """Requests and capacity units of one DynamoDB client; items as this client (or ``items``' owner) wrote them."""
+
+    store: DynamoDBStore
+    figures: Figures = field(default_factory=Figures)
+    items: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        events = self.store.client.meta.events
+        events.register("before-parameter-build.dynamodb", self._keep_params)
+        events.register("after-call.dynamodb", self._count)
+
+    def _keep_params(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        context["metered"] = dict(params)
+
+    def _count(self, model: Any, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        params = context.get("metered", {})
+        self.figures.requests += 1
+        if model.name == "PutItem" and "Error" not in parsed:
+            item = params["Item"]
+            key = (item["pk"]["S"], item["sk"]["S"])
+            old = self.items.get(key, {})
+            self.figures.writes += math.ceil(max(item_size(item), item_size(old)) / 1024)
+            for name in INDEXES:
+                units = index_writes(name, old, item)
+                self.figures.writes += units
+                self.figures.index_writes += units
+            self.items[key] = item
+        elif model.name == "GetItem":
+            found = parsed.get("Item")
+            units = math.ceil(item_size(found) / 4096) if found else 1
+            self.figures.reads += units if params.get("ConsistentRead") else units / 2
+        elif model.name == "BatchGetItem":
+            asked = sum(len(t["Keys"]) for t in params["RequestItems"].values())
+            found = [i for items in parsed.get("Responses", {}).values() for i in items]
+            self.figures.reads += sum(math.ceil(item_size(i) / 4096) for i in found) + (asked - len(found))
+        elif model.name == "Query":
+            total = sum(item_size(i) for i in parsed.get("Items", []))
+            units = max(1, math.ceil(total / 4096))
+            self.figures.reads += units / 2 if "IndexName" in params else units
+
+    def take(self) -> Figures:
+        figures, self.figures = self.figures, Figures()
+        return figures
+
+
+# --- the scenarios -----------------------------------------------------------------------------------------
+
+LIFE = [("PENDING", "", 0), ("RUNNING", "PENDING", 20), ("STOPPED", "RUNNING", 3600)]
+
+
+def life(store: Store, n: int) -> list[tuple[str, Callable[[], object]]]:
+    """The reports of one container's life: each state with its event, then the vanished event alone."""
+    steps: list[tuple[str, Callable[[], object]]] = []
+    for status, old, seconds in LIFE:
+        label = f"report: first seen {status}" if not old else f"report: {old} -> {status}"
+        steps.append((label, lambda s=status, o=old, t=seconds: (
+            store.upsert_containers([container(n, s, t)], at(t + 1)),
+            store.add_events([event(n, o, s, t)]),
+        )))  # fmt: skip
+    steps.append(("report: vanished event", lambda: store.add_events([event(n, "STOPPED", "", 3605)])))
+    return steps
+
+
+FLEET = [container(100 + n, "RUNNING", 0, task=f"{n // 5:032x}") for n in range(50)]
+
+
+def resync(store: Store) -> list[tuple[str, Callable[[], object]]]:
+    later = 660 + store.last_seen_resolution  # type: ignore[attr-defined]  # SimpleDB: 5 min; DynamoDB: 1 h
+    return [
+        ("first full report, 50 new in 10 tasks", lambda: store.upsert_containers(FLEET, at(1))),
+        ("unchanged resync 1 min later, same worker", lambda: store.upsert_containers(FLEET, at(60))),
+        ("unchanged resync 10 min later (agent's interval)", lambda: store.upsert_containers(FLEET, at(660))),
+        ("resync once last_seen is older than resolution", lambda: store.upsert_containers(FLEET, at(later))),
+    ]
+
+
+def lookups(store: Store) -> list[tuple[str, Callable[[], object]]]:
+    cid = FLEET[0]["container_id"]
+    return [
+        ("get_container (full ID)", lambda: store.get_container(cid)),
+        ("find_containers (12-hex short ID)", lambda: store.find_containers(cid[:12], 11)),
+        ("containers_of_task (5 containers)", lambda: store.containers_of_task(FLEET[0]["task_id"])),
+        ("update_task: service name on 5", lambda: store.update_task(FLEET[0]["task_id"], {"service_name": "api"})),
+        ("containers_of_service (1 task of 5)", lambda: store.containers_of_service("default", "api")),
+        ("events_of_container (4 events)", lambda: store.events_of_container(container(1, "", 0)["container_id"])),
+        ("events_of_task (4 events)", lambda: store.events_of_task(TASK)),
+        ("ping", store.ping),
+    ]
+
+
+def measure(steps: list[tuple[str, Callable[[], object]]], meter: Any) -> list[tuple[str, Figures]]:
+    meter.take()
+    found = []
+    for label, step in steps:
+        step()
+        found.append((label, meter.take()))
+    return found
+
+
+def table(title: str, sdb: list[tuple[str, Figures]], dynamo: list[tuple[str, Figures]], total: str = "") -> None:
+    print(f"\n{title}")
+    print(f"  {'':<48} {'SimpleDB requests':>17} {'gets':>5} {'puts':>5} | {'DynamoDB requests':>17} "
+          f"{'RCU':>5} {'WCU':>5} {'(index)':>7}")  # fmt: skip
+    rows = list(zip(sdb, dynamo, strict=True))
+    if total:
+        rows.append(((total, sum((f for _, f in sdb), Figures())), (total, sum((f for _, f in dynamo), Figures()))))
+    for (label, s), (_, d) in rows:
+        print(f"  {label:<48} {s.requests:>17} {s.reads:>5g} {s.writes:>5g} | {d.requests:>17} "
+              f"{d.reads:>5g} {d.writes:>5g} {d.index_writes:>7g}")  # fmt: skip
+
+
+def main() -> None:
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
+    with mock_aws():
+        sdb = SimpleDBStore("bench", region=REGION)
+        dynamo = DynamoDBStore("bench", region=REGION, create=True, retention_days=30)
+        sdb_meter, dynamo_meter = SimpleDBMeter(sdb), DynamoDBMeter(dynamo)
+        print("Each line: the requests one store call (or report) makes; DynamoDB's capacity units computed from item")
+        print("sizes (see the module docstring). SimpleDB bills machine time per request, not units.")
+
+        sdb_life, dynamo_life = measure(life(sdb, 1), sdb_meter), measure(life(dynamo, 1), dynamo_meter)
+        table("One container's life with its 4 events, reports on one worker", sdb_life, dynamo_life, "whole life")
+        cold_sdb = SimpleDBStore("benchcold", region=REGION, cache_size=0)
+        cold_dynamo = DynamoDBStore("benchcold", region=REGION, create=True, retention_days=30, cache_size=0)
+        table(
+            "The same life, each report on another worker (cache_size=0)",
+            measure(life(cold_sdb, 2), SimpleDBMeter(cold_sdb)),
+            measure(life(cold_dynamo, 2), DynamoDBMeter(cold_dynamo)),
+            "whole life",
+        )
+
+        fresh_sdb = SimpleDBStore("bench", region=REGION)  # replicas that have not seen these containers
+        fresh_dynamo = DynamoDBStore("bench", region=REGION, retention_days=30)
+        cold_step = "unchanged resync, worker with empty cache"
+        table(
+            "A full resync of 50 containers (10 tasks of 5)",
+            measure(resync(sdb), sdb_meter)
+            + measure(
+                [(cold_step, lambda: fresh_sdb.upsert_containers(FLEET, at(720 + sdb.last_seen_resolution)))],
+                SimpleDBMeter(fresh_sdb),
+            ),
+            measure(resync(dynamo), dynamo_meter)
+            + measure(
+                [(cold_step, lambda: fresh_dynamo.upsert_containers(FLEET, at(720 + dynamo.last_seen_resolution)))],
+                DynamoDBMeter(fresh_dynamo, items=dynamo_meter.items),
+            ),
+        )
+        table("Lookups", measure(lookups(sdb), sdb_meter), measure(lookups(dynamo), dynamo_meter))
+
+        life_units = sum((f for _, f in dynamo_life), Figures())
+        get_units = measure(lookups(dynamo)[:2], dynamo_meter)
+        print(
+            "\nTargets: a life <= 8 write units, an unchanged resync on a warm worker 0 writes, a lookup <= 1 read unit"
+        )
+        print(f"  life: {life_units.writes:g} WCU, of which {life_units.index_writes:g} to indexes;"
+              f" lookups: {', '.join(f'{f.reads:g} RCU' for _, f in get_units)}")  # fmt: skip
+        print("  (the 'running' index, for service discovery, carries a running container's record: it takes a")
+        print("  write when the container starts and stops running and with every write of a running record)")
+        records = [item_size(item) for (pk, _), item in dynamo_meter.items.items() if pk.startswith("C#")]
+        events = [item_size(item) for (pk, _), item in dynamo_meter.items.items() if pk.startswith("E#")]
+        stored = dynamo.get_container(container(1, "", 0)["container_id"])
+        text = len(json.dumps(stored, separators=(",", ":")))
+        print(f"  item sizes: a record {max(records)} bytes (its JSON {text} bytes before compression),"
+              f" an event {max(events)} bytes")  # fmt: skip
+        for store in (sdb, dynamo, cold_sdb, cold_dynamo, fresh_sdb, fresh_dynamo):
+            store.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""Bearer tokens: agents' reports need the report token; reads need the read token (or the report token) once
+``ECS_ID_MAPPER_READ_TOKEN`` is set. Every token is compared in constant time."""
+
+from __future__ import annotations
+
+import hmac
+
+from flask import request
+
+from server.errors import ApiError
+from server.state import state
+
+
+def require_bearer(*accepted: str) -> None:
+    """401 when the request carries no bearer token, 403 when it carries none of the ``accepted`` ones."""
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    given = given.strip()
+    if scheme.lower() != "bearer" or not given:
+        raise ApiError("missing Authorization: Bearer TOKEN", 401, headers={"WWW-Authenticate": "Bearer"})
+    # Every token is compared, even after a match, so that the time taken tells nothing about which one matched.
+    matches = [hmac.compare_digest(given.encode(), token.encode()) for token in accepted if token]
+    if not any(matches):
+        raise ApiError("wrong token", 403)
+
+
+def authorize_report() -> None:
+    cfg = state().config
+    if not cfg.token:
+        if cfg.allow_anonymous_reports:
+            return
+        raise ApiError(
+            "reports are refused: set ECS_ID_MAPPER_TOKEN (or ECS_ID_MAPPER_ALLOW_ANONYMOUS_REPORTS=true)", 403
+        )
+    require_bearer(cfg.token)
+
+
+def authorize_read() -> None:
+    """Open unless ``ECS_ID_MAPPER_READ_TOKEN`` is set; then the read token or the report token."""
+    cfg = state().config
+    if cfg.read_token:
+        require_bearer(cfg.read_token, cfg.token)

@@ -1,0 +1,366 @@
+"""deploy/cloudformation.yaml: cfn-lint clean, deployed to moto's CloudFormation, and its server task role holding
+exactly the AWS operations the server's code calls, as recorded while the server runs against moto."""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import botocore
+import botocore.session
+import pytest
+from moto import mock_aws
+from moto.core.utils import pascal_to_camelcase, remap_nested_keys
+from moto.ecs import models as moto_ecs
+
+from server import create_app
+from server.retention import Pruner
+from server.state import state
+from tests.server import samples
+from tests.service import helpers
+from tests.support import ROOT, eventually
+
+TEMPLATE = ROOT / "deploy" / "cloudformation.yaml"
+CFN_LINT = Path(sys.executable).with_name("cfn-lint")
+REGION = helpers.REGION
+STACK = "mapper"
+TOKEN = "stack-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture(autouse=True)
+def ecs_is_moto(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AWS_ENDPOINT_URL_ECS")  # the suite's closed port: here ECS is moto's
+
+
+def cfn_lint(path: Path) -> subprocess.CompletedProcess:
+    """cfn-lint failing on any finding, informational ones included."""
+    return subprocess.run(
+        [CFN_LINT, "--include-checks", "I", "--", str(path)], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_template_lints_clean():
+    result = cfn_lint(TEMPLATE)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_cfn_lint_fails_on_a_finding(tmp_path):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(TEMPLATE.read_text().replace("HealthCheckPath: /health", "HealthCheckPath: 17\n      Bogus: 1"))
+    result = cfn_lint(broken)
+    assert result.returncode != 0
+    assert "Bogus" in result.stdout
+
+
+# What the server calls ------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def recording_operations() -> Iterator[set[str]]:
+    """Every call boto3 clients made inside the block, as IAM actions (``sdb:GetAttributes``)."""
+    called: set[str] = set()
+
+    def record(model: Any, **_: Any) -> None:
+        called.add(f"{model.service_model.signing_name}:{model.name}")
+
+    make_client = boto3.session.Session.client
+
+    def client(self: boto3.session.Session, *args: Any, **kwargs: Any) -> Any:
+        made = make_client(self, *args, **kwargs)
+        made.meta.events.register("before-call", record)
+        return made
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(boto3.session.Session, "client", client)
+        yield called
+
+
+def server_operations(store_url: str, task_arn: str) -> set[str]:
+    """The operations the server called while it took reports, answered every kind of query and pruned expired
+    containers, on a store and on ECS in moto, with a fresh account (so a SimpleDB store creates its domains)."""
+    with recording_operations() as called:
+        drive(store_url, helpers.CLUSTER, task_arn)
+    return set(called)
+
+
+def drive(store_url: str, cluster: str, task_arn: str) -> None:
+    """Reports and every kind of query, as agents and users send them, then a retention prune."""
+    container_id, task_id = samples.API_ID, task_arn.rsplit("/", 1)[1]
+    app = create_app({"store": store_url, "token": TOKEN})
+    client = app.test_client()
+    containers = [samples.container(task_arn=task_arn), samples.container(samples.SIDECAR_ID, "log", task_arn=task_arn)]
+    body = samples.map_report(*containers, events=[samples.event("e-1", task_id=task_id)])
+    body["host"]["cluster_name"] = cluster
+    assert client.post("/report/map", json=body, headers=AUTH).status_code == 200
+    events = {"events": [samples.event("e-2", task_id=task_id)]}
+    assert client.post("/report/event", json=events, headers=AUTH).status_code == 200
+    eventually(
+        lambda: client.get(f"/query/container_id/{container_id}/_all").get_json().get("service_name") == "web",
+        "the service-name worker to describe the task",
+    )
+    for path in (
+        f"/query/container_id/{container_id[:12]}",
+        f"/query/container_id/{container_id}/events",
+        f"/query/task_id/{task_id}/_all",
+        f"/query/task_id/{task_id}/events",
+        f"/query/service/{cluster}/web/_all?include_stopped=true",
+        "/sd/prometheus",
+        "/health",
+    ):
+        assert client.get(path).status_code == 200, path
+    store = state(app).store
+    if not store.expires_itself:  # DynamoDB's TTL removes expired items; the other stores prune them
+        store.clock = lambda: time.time() + store.retention + 86_400
+        assert Pruner(store).run_once() == 2
+    state(app).close()
+
+
+def operations_named_in_code() -> set[str]:
+    """The AWS operations the server's source calls, as IAM actions: each module's ``client.METHOD(...)`` and
+    ``_call("METHOD", ...)``, in the service of the client the module makes (``new_client("sdb", ...)``)."""
+    methods = client_methods()
+    found: set[str] = set()
+    for path in (ROOT / "server").rglob("*.py"):
+        calls = [node for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Call)]
+        services = {
+            call.args[0].value
+            for call in calls
+            if ast.unparse(call.func).endswith("client") and call.args and isinstance(call.args[0], ast.Constant)
+        } & set(methods)
+        for call in calls:
+            if not isinstance(call.func, ast.Attribute):
+                continue
+            if call.func.attr == "_call" and call.args and isinstance(call.args[0], ast.Constant):
+                method = call.args[0].value
+            elif ast.unparse(call.func.value).endswith("client"):
+                method = call.func.attr
+            else:
+                continue
+            found |= {methods[service][method] for service in services if method in methods[service]}
+    return found
+
+
+def client_methods() -> dict[str, dict[str, str]]:
+    """For each service the server uses, its boto3 methods → IAM actions (``"select"`` → ``"sdb:Select"``)."""
+    session = botocore.session.get_session()
+    methods = {}
+    for service in ("sdb", "ecs", "dynamodb"):
+        model = session.get_service_model(service)
+        methods[service] = {botocore.xform_name(op): f"{model.signing_name}:{op}" for op in model.operation_names}
+    return methods
+
+
+#: What the server calls only when its store URL says create=true, which the stack's own table makes unneeded.
+CREATING_A_TABLE = {"dynamodb:CreateTable", "dynamodb:UpdateTimeToLive"}
+
+
+# The stack in moto -----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def moto_ecs_takes_every_property(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto's CloudFormation hands RegisterTaskDefinition only Family, ContainerDefinitions, Volumes and Memory, and
+    CreateService only Cluster, TaskDefinition and DesiredCount. Hand them every property the template sets, so that
+    network mode, roles, scheduling strategy and load balancers reach moto's ECS as CloudFormation would send them."""
+
+    def camel(value: Any) -> Any:
+        return remap_nested_keys(value, pascal_to_camelcase) if value is not None else None
+
+    def task_definition(cls: type, name: str, template: dict, account_id: str, region_name: str, **_: Any) -> Any:
+        properties = template["Properties"]
+        return moto_ecs.ecs_backends[account_id][region_name].register_task_definition(
+            family=properties["Family"],
+            container_definitions=camel(properties["ContainerDefinitions"]),
+            volumes=camel(properties.get("Volumes")),
+            network_mode=properties.get("NetworkMode"),
+            requires_compatibilities=properties.get("RequiresCompatibilities"),
+            task_role_arn=properties.get("TaskRoleArn"),
+            execution_role_arn=properties.get("ExecutionRoleArn"),
+        )
+
+    def service(cls: type, name: str, template: dict, account_id: str, region_name: str, **_: Any) -> Any:
+        properties = template["Properties"]
+        task = properties["TaskDefinition"]
+        count = properties.get("DesiredCount")
+        return moto_ecs.ecs_backends[account_id][region_name].create_service(
+            properties["Cluster"],
+            name,
+            int(count) if count is not None else None,
+            task_definition_str=task.arn if isinstance(task, moto_ecs.TaskDefinition) else task,
+            load_balancers=camel(properties.get("LoadBalancers")),
+            scheduling_strategy=properties.get("SchedulingStrategy"),
+            launch_type=properties.get("LaunchType"),
+            network_configuration=camel(properties.get("NetworkConfiguration")),
+        )
+
+    monkeypatch.setattr(moto_ecs.TaskDefinition, "create_from_cloudformation_json", classmethod(task_definition))
+    monkeypatch.setattr(moto_ecs.Service, "create_from_cloudformation_json", classmethod(service))
+
+
+@pytest.fixture
+def account(moto_ecs_takes_every_property) -> Iterator[dict[str, str]]:
+    """A moto account with what the stack needs: a VPC with two subnets, the cluster (running one task of service
+    ``web``), the token as a secret. Its stack parameters, but the store's."""
+    with mock_aws():
+        ec2 = boto3.client("ec2", region_name=REGION)
+        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+        subnets = [
+            ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{n}.0/24", AvailabilityZone=f"{REGION}{zone}")["Subnet"]
+            for n, zone in ((1, "a"), (2, "b"))
+        ]
+        (task_arn,) = helpers.run_tasks(boto3.client("ecs", region_name=REGION), ["service:web"])
+        secret = boto3.client("secretsmanager", region_name=REGION).create_secret(
+            Name="ecs-id-mapper/token", SecretString=TOKEN
+        )["ARN"]
+        yield {
+            "ClusterName": helpers.CLUSTER,
+            "VpcId": vpc,
+            "Subnets": ",".join(s["SubnetId"] for s in subnets),
+            "ClientCidr": "10.0.0.0/16",
+            "ServerImage": "123456789012.dkr.ecr.eu-central-1.amazonaws.com/ecs-id-mapper-server:1.0",
+            "AgentImage": "123456789012.dkr.ecr.eu-central-1.amazonaws.com/ecs-id-mapper-agent:1.0",
+            "TokenArn": secret,
+            "task_arn": task_arn,
+        }
+
+
+def deploy(account: dict[str, str], **parameters: str) -> dict[str, Any]:
+    """The stack created in moto's CloudFormation: its parameters, outputs and resources' physical IDs."""
+    parameters = {k: v for k, v in account.items() if k[0].isupper()} | parameters
+    cloudformation = boto3.client("cloudformation", region_name=REGION)
+    cloudformation.create_stack(
+        StackName=STACK,
+        TemplateBody=TEMPLATE.read_text(),
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+        Capabilities=["CAPABILITY_IAM"],
+    )
+    (stack,) = cloudformation.describe_stacks(StackName=STACK)["Stacks"]
+    assert stack["StackStatus"] == "CREATE_COMPLETE", stack.get("StackStatusReason")
+    resources = cloudformation.list_stack_resources(StackName=STACK)["StackResourceSummaries"]
+    return {
+        "parameters": parameters,
+        "outputs": {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]},
+        "resources": {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in resources},
+    }
+
+
+@pytest.fixture
+def deployed(account) -> dict[str, Any]:
+    return deploy(account, StoreUrl=f"dynamodb://mapper?region={REGION}", CreateTable="true")
+
+
+def task_definition(family: str) -> dict:
+    return boto3.client("ecs", region_name=REGION).describe_task_definition(taskDefinition=family)["taskDefinition"]
+
+
+def service(name: str) -> dict:
+    ecs = boto3.client("ecs", region_name=REGION)
+    (found,) = ecs.describe_services(cluster=helpers.CLUSTER, services=[name])["services"]
+    return found
+
+
+def role_policy(role: str) -> list[dict]:
+    """The statements of a role's inline policies."""
+    iam = boto3.client("iam", region_name=REGION)
+    statements = []
+    for name in iam.list_role_policies(RoleName=role)["PolicyNames"]:
+        document = iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
+        if isinstance(document, str):  # moto keeps what its CloudFormation was given as Python's repr of a dict
+            document = ast.literal_eval(document)
+        statements += document["Statement"]
+    return statements
+
+
+def actions(statements: list[dict]) -> set[str]:
+    return {a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+
+
+def test_the_agent_is_a_daemon_on_host_networking_with_the_token_from_the_secret(deployed):
+    agent = task_definition(f"{STACK}-agent")
+    assert agent["networkMode"] == "host"
+    (container,) = agent["containerDefinitions"]
+    assert container["image"] == deployed["parameters"]["AgentImage"]
+    assert container["memoryReservation"] <= 64
+    assert container["secrets"] == [{"name": "ECS_ID_MAPPER_TOKEN", "valueFrom": deployed["parameters"]["TokenArn"]}]
+    assert {e["name"]: e["value"] for e in container["environment"]} == {
+        "ECS_ID_MAPPER_SERVER_URL": deployed["outputs"]["Url"]
+    }
+    assert "TOKEN" not in json.dumps(container["environment"])
+    assert container["logConfiguration"]["options"]["awslogs-group"] == f"/ecs/{STACK}/agent"
+    assert "taskRoleArn" not in agent  # the agent calls no AWS API
+
+    daemon = service(f"{STACK}-agent")
+    assert (daemon["schedulingStrategy"], daemon["launchType"]) == ("DAEMON", "EC2")
+    assert daemon["taskDefinition"] == agent["taskDefinitionArn"]
+
+
+def test_the_server_is_replicated_behind_a_load_balancer_that_checks_health(deployed):
+    server = task_definition(f"{STACK}-server")
+    (container,) = server["containerDefinitions"]
+    environment = {e["name"]: e["value"] for e in container["environment"]}
+    assert environment["ECS_ID_MAPPER_STORE"] == deployed["parameters"]["StoreUrl"]
+    assert container["secrets"] == [{"name": "ECS_ID_MAPPER_TOKEN", "valueFrom": deployed["parameters"]["TokenArn"]}]
+    assert container["portMappings"][0]["containerPort"] == 5001
+
+    replicated = service(f"{STACK}-server")
+    assert (replicated["schedulingStrategy"], replicated["desiredCount"]) == ("REPLICA", 2)
+    (balanced,) = replicated["loadBalancers"]
+    assert (balanced["containerName"], balanced["containerPort"]) == ("server", 5001)
+
+    elbv2 = boto3.client("elbv2", region_name=REGION)
+    (group,) = elbv2.describe_target_groups(TargetGroupArns=[balanced["targetGroupArn"]])["TargetGroups"]
+    assert (group["HealthCheckPath"], group["Port"], group["TargetType"]) == ("/health", 5001, "ip")
+    (balancer,) = elbv2.describe_load_balancers()["LoadBalancers"]
+    assert deployed["outputs"]["Url"] == f"http://{balancer['DNSName']}"
+    (listener,) = elbv2.describe_listeners(LoadBalancerArn=balancer["LoadBalancerArn"])["Listeners"]
+    assert listener["DefaultActions"][0]["TargetGroupArn"] == group["TargetGroupArn"]
+
+
+def test_ecs_reads_only_the_one_token_secret(deployed):
+    role = deployed["resources"]["ExecutionRole"]
+    statements = role_policy(role)
+    secret_reads = [s for s in statements if "secretsmanager:GetSecretValue" in actions([s])]
+    assert [s["Resource"] for s in secret_reads] == [deployed["parameters"]["TokenArn"]]
+    assert not any(a.startswith(("sdb:", "ecs:", "dynamodb:")) for a in actions(statements))
+
+
+@pytest.mark.parametrize(
+    ("store_url", "server_store_url"),
+    [
+        (f"dynamodb://mapper?region={REGION}", f"dynamodb://mapper?region={REGION}"),
+        # moto serves SimpleDB in-process only in some regions, such as us-west-2.
+        (f"sdb://mapper?region={REGION}", "sdb://mapper?region=us-west-2"),
+    ],
+    ids=["dynamodb", "sdb"],
+)
+def test_the_server_task_role_holds_exactly_what_the_server_calls(account, store_url, server_store_url, monkeypatch):
+    deploy(account, StoreUrl=store_url, CreateTable="true")
+    # On DynamoDB the server runs on the table the stack made, so this also proves the server accepts it.
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)  # the server's ECS client's region, where the tasks run
+    called = server_operations(server_store_url, account["task_arn"])
+    prefix = store_url.partition(":")[0]
+    assert {action.partition(":")[0] for action in called} == {prefix, "ecs"}
+
+    named = operations_named_in_code()
+    assert {"sdb:Select", "dynamodb:BatchGetItem", "ecs:DescribeTasks"} <= named
+    # The recording saw every operation of this store (and of ECS) the code names: it is the whole set.
+    assert {a for a in named if a.startswith((f"{prefix}:", "ecs:"))} - CREATING_A_TABLE == called
+
+    role = task_definition(f"{STACK}-server")["taskRoleArn"].rsplit("/", 1)[1]
+    statements = role_policy(role)
+    assert actions(statements) == called
+    for statement in statements:
+        if any(a.startswith(f"{prefix}:") for a in actions([statement]) - {"sdb:ListDomains"}):  # it takes no resource
+            resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            assert all(r.endswith((":domain/mapper.*", ":table/mapper", ":table/mapper/index/*")) for r in resources)
+    ecs = next(s for s in statements if "ecs:DescribeTasks" in actions([s]))
+    assert ecs["Condition"]["ArnEquals"]["ecs:cluster"].endswith(f":cluster/{helpers.CLUSTER}")
