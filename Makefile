@@ -12,13 +12,14 @@ run: $(VENV)/.runtime
 demo: $(VENV)/.runtime
 	$(BIN)/python -m simhost.demo
 
-test: $(VENV)/.dev
-	$(BIN)/ruff check .
+test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Types are checked over agent/ and server/ (pyproject.toml says where and how strictly).
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # The lookup benchmark drives wrk: installed here from Debian's packages when missing and we may.
 bench: $(VENV)/.dev
@@ -46,4 +47,4 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 	touch $@
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis

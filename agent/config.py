@@ -8,6 +8,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 PREFIX = "ECS_ID_MAPPER_"
@@ -82,7 +83,7 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
     def get(key: str) -> str:
         return env.get(PREFIX + key, "").strip()
 
-    settings: dict[str, object] = {}
+    settings: dict[str, Any] = {}
     server_url = get("SERVER_URL")
     name = PREFIX + "SERVER_URL"
     if not server_url and env.get(LEGACY_SERVER_URL, "").strip():
@@ -113,4 +114,4 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
                 f"{PREFIX}LOG_FORMAT: expected one of {', '.join(LOG_FORMATS)}, got {get('LOG_FORMAT')!r}"
             )
         settings["log_format"] = log_format
-    return Config(**settings)  # type: ignore[arg-type]
+    return Config(**settings)

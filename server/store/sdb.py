@@ -339,7 +339,7 @@ class SimpleDBStore(MergingStore):
             state = self._families_seen.get((domain, name))
             if len(attrs) > items.SHARD_PAIRS or state == "crowded":
                 return name
-            conditions = [{"Name": items.SHARDS, "Value": "1"}]
+            conditions: list[dict[str, Any]] = [{"Name": items.SHARDS, "Value": "1"}]
             if state != "counted":
                 conditions.insert(0, {"Name": items.SHARDS, "Exists": False})
             for expected in conditions:
