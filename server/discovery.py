@@ -9,7 +9,6 @@ only reads the store once.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -109,9 +108,10 @@ def target_groups(running: Iterable[Record], filters: Filters = Filters()) -> li
     for record in running:
         if record.get("known_status") != "RUNNING" or not filters.match(record):
             continue
-        found = targets(record, filters.port)
+        address = task_address(record)  # decoded once for both
+        found = targets(record, filters.port, address=address)
         if found:
-            groups.append({"targets": found, "labels": labels(record)})
+            groups.append({"targets": found, "labels": labels(record, address=address)})
     return sorted(groups, key=_order)
 
 
@@ -122,14 +122,15 @@ def _order(group: dict[str, Any]) -> tuple[str, ...]:
     )
 
 
-def targets(record: Record, container_port: int | None = None) -> list[str]:
+def targets(record: Record, container_port: int | None = None, *, address: str | None = None) -> list[str]:
     """``HOST:PORT`` for each TCP port the container publishes (only ``container_port`` when given).
 
-    On awsvpc the task has an address of its own and the container listens on its own port there; on bridge and
-    host networking the port is published on the EC2 instance. A port not mapped yet (host port 0) is no target.
+    On awsvpc the task has an address of its own (``address``: its ``task_address``, when already known) and the
+    container listens on its own port there; on bridge and host networking the port is published on the EC2
+    instance. A port not mapped yet (host port 0) is no target.
     """
-    task_address = _task_address(_decoded(record.get("networks")))
-    host = task_address or record.get("instance_ip", "")
+    on_task = task_address(record) if address is None else address
+    host = on_task or record.get("instance_ip", "")
     if not host:
         return []
     found = set()
@@ -139,19 +140,18 @@ def targets(record: Record, container_port: int | None = None) -> list[str]:
         inside, outside = port.get("container_port"), port.get("host_port")
         if container_port is not None and inside != container_port:
             continue
-        published = inside if task_address else outside
+        published = inside if on_task else outside
         if isinstance(published, int) and not isinstance(published, bool) and 0 < published < 65536:
             found.add(_join(host, published))
     return sorted(found)
 
 
-def labels(record: Record) -> dict[str, str]:
+def labels(record: Record, *, address: str | None = None) -> dict[str, str]:
     """The ``__meta_ecs_*`` labels of one container; those the record does not know are left out."""
     shown = {label: record[field] for label, field in LABELS.items() if record.get(field)}
-    networks = _decoded(record.get("networks"))
-    task_address = _task_address(networks)
-    if task_address:
-        shown["__meta_ecs_ip_address"] = task_address
+    on_task = task_address(record) if address is None else address
+    if on_task:
+        shown["__meta_ecs_ip_address"] = on_task
         shown["__meta_ecs_network_mode"] = "awsvpc"
     elif record.get("instance_ip"):
         shown["__meta_ecs_ip_address"] = record["instance_ip"]
@@ -161,8 +161,9 @@ def labels(record: Record) -> dict[str, str]:
     return shown
 
 
-def _task_address(networks: list[Any]) -> str:
+def task_address(record: Record) -> str:
     """The task's own address on awsvpc (IPv4 first), else ''."""
+    networks = _decoded(record.get("networks"))
     awsvpc = [n for n in networks if isinstance(n, dict) and n.get("network_mode") == "awsvpc"]
     for key in ("ipv4_addresses", "ipv6_addresses"):
         for network in awsvpc:
@@ -173,11 +174,8 @@ def _task_address(networks: list[Any]) -> str:
 
 
 def _join(host: str, port: int) -> str:
-    try:
-        bracketed = ipaddress.ip_address(host).version == 6
-    except ValueError:
-        bracketed = False
-    return f"[{host}]:{port}" if bracketed else f"{host}:{port}"
+    # Of a host name, an IPv4 and an IPv6 address, only the last holds a colon, and it needs brackets.
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _decoded(text: str | None) -> list[Any]:
