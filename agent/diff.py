@@ -71,7 +71,7 @@ def diff(old: Snapshot, new: Snapshot) -> tuple[list[Change], Snapshot]:
     for container_id, record in old.containers.items():
         if container_id in new.containers:
             continue
-        if container_id in new.held or record["task_arn"] in new.held_tasks:
+        if new.held_all or container_id in new.held or record["task_arn"] in new.held_tasks:
             if kept is new.containers:
                 kept = dict(new.containers)
             kept[container_id] = record
@@ -79,4 +79,4 @@ def diff(old: Snapshot, new: Snapshot) -> tuple[list[Change], Snapshot]:
             changes.append(Change(container_id, record, None))
     if kept is new.containers:
         return changes, new
-    return changes, Snapshot(kept, new.held, new.held_tasks)
+    return changes, Snapshot(kept, new.held, new.held_tasks, new.held_all)

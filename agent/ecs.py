@@ -25,12 +25,14 @@ class Snapshot:
     """The containers of this host as last read: container ID → record (the wire fields but `sample_time`).
 
     `held` and `held_tasks` name containers and tasks that were listed but could not be read this time:
-    they are not gone, so their last known state stands.
+    they are not gone, so their last known state stands. `held_all` says an entry could not even be told apart
+    (a task that is not an object): then nothing missing is gone, while what was read is reported as usual.
     """
 
     containers: dict[str, dict[str, Any]] = field(default_factory=dict)
     held: frozenset[str] = frozenset()
     held_tasks: frozenset[str] = frozenset()
+    held_all: bool = False
 
 
 def _show(value: Any) -> str:
@@ -71,9 +73,16 @@ def parse_tasks(payload: Any, warn: _Warnings | None = None, cache: Cache | None
     containers: dict[str, dict[str, Any]] = {}
     held: set[str] = set()
     held_tasks: set[str] = set()
+    held_all = False
     for task in payload["Tasks"]:
         if not isinstance(task, dict):
-            raise EcsUnavailable("/v1/tasks listed a task that is not an object")
+            warn(
+                f"task:{_show(task)}",
+                "/v1/tasks listed a task that is not an object (%s); keeping the rest",
+                _show(task),
+            )
+            held_all = True
+            continue
         arn = task.get("Arn")
         task_id = wire.task_id_of_arn(arn)
         raw_containers = task.get("Containers")
@@ -81,7 +90,11 @@ def parse_tasks(payload: Any, warn: _Warnings | None = None, cache: Cache | None
             continue  # a task with no containers yet
         if not isinstance(raw_containers, list) or not all(isinstance(c, dict) for c in raw_containers):
             if not isinstance(arn, str):
-                raise EcsUnavailable("/v1/tasks listed a task with neither an ARN nor a container list")
+                warn(
+                    "task:unnamed", "/v1/tasks listed a task with neither an ARN nor a container list; keeping the rest"
+                )
+                held_all = True
+                continue
             warn(f"containers:{arn[:200]}", "task %s: its container list is malformed; keeping its state", _show(arn))
             held_tasks.add(arn)
             continue
@@ -120,7 +133,7 @@ def parse_tasks(payload: Any, warn: _Warnings | None = None, cache: Cache | None
     if cache is not None:
         cache.clear()
         cache.update(seen)
-    return Snapshot(containers, frozenset(held), frozenset(held_tasks))
+    return Snapshot(containers, frozenset(held), frozenset(held_tasks), held_all)
 
 
 def _record(
@@ -171,7 +184,8 @@ class EcsAgent:
 
     def _get(self, path: str) -> Any:
         try:
-            response = self.session.get(self.base_url + path, timeout=self.timeout)
+            # A redirect is not the ECS agent's answer: following one could read another host's (or no) tasks.
+            response = self.session.get(self.base_url + path, timeout=self.timeout, allow_redirects=False)
         except requests.RequestException as exc:
             raise EcsUnavailable(f"{path}: {exc.__class__.__name__}: {exc}") from None
         if response.status_code != 200:

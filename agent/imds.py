@@ -56,6 +56,7 @@ class InstanceMetadata:
                 self.base_url + "api/token",
                 headers={"X-aws-ec2-metadata-token-ttl-seconds": str(TOKEN_TTL)},
                 timeout=self.timeout,
+                allow_redirects=False,  # instance metadata never redirects; whatever does is not it
             )
         except requests.Timeout:
             # A PUT that never comes back is IMDSv2 behind one network hop too many; plain GETs may work.
@@ -83,7 +84,9 @@ class InstanceMetadata:
         for attempt in (1, 2):
             headers = self._headers()
             try:
-                response = self.session.get(self.base_url + path, headers=headers, timeout=self.timeout)
+                response = self.session.get(
+                    self.base_url + path, headers=headers, timeout=self.timeout, allow_redirects=False
+                )
             except requests.RequestException as exc:
                 raise ImdsUnavailable(f"{path}: {exc.__class__.__name__}") from None
             if response.status_code == 401 and attempt == 1:

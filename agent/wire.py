@@ -8,15 +8,14 @@ must never cost a whole report, which the server would reject whole.
 from __future__ import annotations
 
 import ipaddress
-import json
 import re
 from typing import Any
 
 MAX_BYTES = 1024  # every string
 MAX_ITEMS = 1000  # containers, and events, per report
-MAX_PORTS = 100
-MAX_NETWORKS = 16
-MAX_ADDRESSES = 16
+MAX_PORTS = 100  # per container
+MAX_NETWORKS = 16  # per container
+MAX_ADDRESSES = 16  # IPv4 and IPv6 each, per network; only IP addresses
 MAX_BODY_BYTES = 3 * 1024 * 1024  # the agent's own report size: under the server's 4 MiB, with room for framing
 PROTOCOLS = ("tcp", "udp", "sctp")
 CONTAINER_ID = re.compile(r"[0-9a-f]{64}")
@@ -78,11 +77,6 @@ def task_id_of_arn(arn: Any) -> str | None:
     return task_id if TASK_ID.fullmatch(task_id) else None
 
 
-def compact_size(value: list) -> int:
-    """Bytes of `value` as the server stores it (compact JSON), so lists can be cut to fit its bound."""
-    return len(json.dumps(value, separators=(",", ":")))
-
-
 def _port(value: Any) -> int | None:
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 65535:
         return value
@@ -90,7 +84,8 @@ def _port(value: Any) -> int | None:
 
 
 def ports(raw: Any, awsvpc: bool) -> list[dict[str, Any]]:
-    """The `ports` list of one container from the ECS agent's `Ports`: malformed entries skipped, cut to fit."""
+    """The `ports` list of one container from the ECS agent's `Ports`: malformed entries skipped, the first
+    `MAX_PORTS` kept."""
     found: list[dict[str, Any]] = []
     if not isinstance(raw, list):
         return found
@@ -108,21 +103,27 @@ def ports(raw: Any, awsvpc: bool) -> list[dict[str, Any]]:
         found.append({"container_port": container_port, "host_port": host_port, "protocol": protocol})
         if len(found) == MAX_PORTS:
             break
-    # An entry is at most 59 bytes ({"container_port":65535,"host_port":65535,"protocol":"sctp"},): 17 always fit.
-    while len(found) > 17 and compact_size(found) > MAX_BYTES:
-        found.pop()
     return found
 
 
-def _addresses(raw: Any) -> list[str]:
+def _addresses(raw: Any, version: int) -> list[str]:
+    """The first `MAX_ADDRESSES` entries of `raw` that are IP addresses of that version (what the server takes)."""
     if not isinstance(raw, list):
         return []
-    found = (text(a) for a in raw[:MAX_ADDRESSES])
-    return [a for a in found if a]
+    found = []
+    for value in raw:
+        try:
+            if isinstance(value, str) and ipaddress.ip_address(value).version == version:
+                found.append(value)
+        except ValueError:
+            continue
+        if len(found) == MAX_ADDRESSES:
+            break
+    return found
 
 
 def networks(raw: Any) -> list[dict[str, Any]]:
-    """The `networks` list of one container from the ECS agent's `Networks` (awsvpc tasks only), cut to fit."""
+    """The `networks` list of one container from the ECS agent's `Networks` (awsvpc tasks only)."""
     found: list[dict[str, Any]] = []
     if not isinstance(raw, list):
         return found
@@ -131,9 +132,7 @@ def networks(raw: Any) -> list[dict[str, Any]]:
             continue
         found.append({
             "network_mode": text(entry.get("NetworkMode")) or "",
-            "ipv4_addresses": _addresses(entry.get("IPv4Addresses")),
-            "ipv6_addresses": _addresses(entry.get("IPv6Addresses")),
+            "ipv4_addresses": _addresses(entry.get("IPv4Addresses"), 4),
+            "ipv6_addresses": _addresses(entry.get("IPv6Addresses"), 6),
         })  # fmt: skip
-    while found and compact_size(found) > MAX_BYTES:
-        found.pop()
     return found

@@ -76,7 +76,7 @@ class Bench:
     def fleet(self, cases: set[int]) -> None:
         n = self.args.containers
         database = self.workdir / "fleet.sqlite3"
-        env = clean_env(ECS_ID_MAPPER_STORE=f"sqlite:///{database}", ECS_ID_MAPPER_TOKEN=TOKEN)
+        env = clean_env(ECS_ID_MAPPER_STORE=f"sqlite:///{database}", ECS_ID_MAPPER_TOKEN=TOKEN, **self.args.settings)
         ids = [fleet.container_id(i) for i in range(n)]
         tasks = sorted({fleet.task_id(i) for i in range(n)})
         with Served("server", env, self.log("server-fleet")) as server:
@@ -128,7 +128,9 @@ class Bench:
             began = time.monotonic()
             bulk_load(database, count)
             print(f"growth: loaded {count} in {time.monotonic() - began:.0f} s", file=sys.stderr)
-            env = clean_env(ECS_ID_MAPPER_STORE=f"sqlite:///{database}", ECS_ID_MAPPER_TOKEN=TOKEN)
+            env = clean_env(
+                ECS_ID_MAPPER_STORE=f"sqlite:///{database}", ECS_ID_MAPPER_TOKEN=TOKEN, **self.args.settings
+            )
             servers.append(Served("server", env, self.log(f"server-growth-{name}")).__enter__())
             sample = [fleet.container_id(random.randrange(count)) for _ in range(min(count, 200_000))]
             targets[name] = (servers[-1].url, [f"/query/container_id/{i}" for i in sample])
@@ -172,6 +174,7 @@ class Bench:
             AWS_SECRET_ACCESS_KEY="testing",
             AWS_REGION="eu-central-1",
             AWS_ENDPOINT_URL_ECS=f"http://127.0.0.1:{moto_port}",
+            **self.args.settings,
         )
         n = self.args.remote_containers
         try:
@@ -187,19 +190,32 @@ class Bench:
                 container_paths = [f"/query/container_id/{i}" for i in ids]
                 task_paths = [f"/query/task_id/{t}" for t in stopped]
                 a = self.args
-                for paths in (container_paths, task_paths):  # every worker learns the answers once
-                    wrk(server.url, paths, max(a.seconds, 5), a.connections)
+                for paths in (container_paths, task_paths):
+                    warm_up(server.url, paths, a.connections)
                 self.figures["remote"] = {
                     "containers": 2 * n,
                     "container_text": self.compare(server.url, container_paths),
                     "stopped_task_text": self.compare(server.url, task_paths),
-                    "running_task_text": wrk(server.url, [f"/query/task_id/{t}" for t in running], a.seconds, 4),
+                    "running_task_text": {
+                        k: round(v, 1)
+                        for k, v in wrk(server.url, [f"/query/task_id/{t}" for t in running], a.seconds, 4).items()
+                    },
                 }
                 print(f"remote: {self.figures['remote']}", file=sys.stderr)
         finally:
             proxy.close()
             moto.terminate()
             moto.wait()
+
+
+def warm_up(url: str, paths: list[str], connections: int, most: int = 10) -> None:
+    """Ask until every worker has learnt the answers it can keep: until the rate stops rising."""
+    last = 0.0
+    for _ in range(most):
+        rate = wrk(url, paths, 3, connections)["rps"]
+        if rate < last * 1.1:
+            return
+        last = rate
 
 
 def bulk_load(database: Path, count: int, events: bool = False) -> None:
@@ -293,18 +309,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small fleets and short runs, to try the harness")
     parser.add_argument("--containers", type=int, default=100_000)
     parser.add_argument("--big", type=int, default=1_000_000, help="the large fleet of the growth case")
-    parser.add_argument("--remote-containers", type=int, default=500, help="per half (running, stopped)")
+    parser.add_argument("--remote-containers", type=int, default=250, help="per half (running, stopped)")
     parser.add_argument("--event-containers", type=int, default=20_000)
     parser.add_argument("--busy-rate", type=float, default=1000.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="NAME=VALUE", help="a server setting, e.g. WORKERS=4"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the working directory (databases, logs)")
     args = parser.parse_args(argv)
     if args.quick:
         args.containers, args.big, args.remote_containers, args.event_containers = 10_000, 50_000, 100, 2000
         args.rounds, args.seconds = 1, 2.0
     cases = {int(c) for c in args.cases.split(",") if c.strip()}
+    args.settings = {"ECS_ID_MAPPER_" + k.upper(): v for k, _, v in (item.partition("=") for item in args.set)}
     if not wrk_available():
         print(
             "bench.lookup needs wrk on PATH: apt-get install wrk (Debian, Ubuntu) or brew install wrk", file=sys.stderr
@@ -315,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     bench = Bench(args, workdir)
     bench.figures["machine"] = machine()
     bench.figures["command"] = "python -m bench.lookup " + " ".join(argv if argv is not None else sys.argv[1:])
-    bare_env = clean_env()
+    bare_env = clean_env(**args.settings)
     try:
         with Served("bench.bare", bare_env, bench.log("bare")) as bare:
             bench.bare_url = bare.url

@@ -9,7 +9,7 @@ from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
 from server import config as config_module
-from server import discovery, errors, health, logs, query, report, requestlog, service
+from server import discovery, errors, health, logs, openapi, query, report, requestlog, service
 from server.config import Config
 from server.ecs import EcsClient
 from server.nerdgraph import NerdGraphClient
@@ -62,7 +62,7 @@ def create_app(
 
     requestlog.register(app)
     errors.register(app)
-    for module in (query, service, report, health, discovery):
+    for module in (query, service, report, health, discovery, openapi):
         app.register_blueprint(module.bp)
     return app
 

@@ -45,7 +45,7 @@ class Config:
     )
     newrelic_application_url: str = "https://rpm.newrelic.com/accounts/{account_id}/applications/{application_id}"
     workers: int = 2
-    threads: int = 4
+    threads: int = 8
     timeout: int = 30
     #: Seconds an idle keep-alive connection stays open: longer than a load balancer's idle timeout (an ALB's is
     #: 60 s by default), so that the balancer, never gunicorn, closes a connection it may be sending on.
@@ -55,6 +55,8 @@ class Config:
     retention_days: float = 30.0
     log_level: str = "INFO"
     log_format: str = "text"
+    #: The SQS queue the ECS event feed (``python -m server.feed``) reads; the server does not use it.
+    events_queue_url: str = ""
     #: Links added by ``ECS_ID_MAPPER_LINK_<NAME>=TEMPLATE``: lower-case name → template.
     links: Mapping[str, str] = field(default_factory=dict)
 
@@ -152,6 +154,7 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "retention_days": _not_negative,
     "log_level": _log_level,
     "log_format": _choice(LOG_FORMATS),
+    "events_queue_url": _url,
 }
 
 

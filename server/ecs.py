@@ -51,6 +51,11 @@ class EcsUnavailable(EcsError):
         self.retry_after = retry_after
 
 
+class EcsNotConfigured(EcsUnavailable):
+    """The ECS API cannot be asked at all: no AWS region, or no credentials. Retrying cannot help until the
+    configuration changes."""
+
+
 class EcsNotFound(EcsError):
     """ECS knows no such cluster or service; 404."""
 
@@ -96,7 +101,7 @@ class EcsClient:
                 try:
                     self._client = self._factory()
                 except boto_errors.NoRegionError:
-                    raise EcsUnavailable(
+                    raise EcsNotConfigured(
                         "no AWS region for the ECS API: set AWS_REGION or AWS_DEFAULT_REGION"
                     ) from None
             return self._client
@@ -173,7 +178,9 @@ class EcsClient:
         try:
             return getattr(client, operation)(**params)
         except (boto_errors.NoCredentialsError, boto_errors.PartialCredentialsError):
-            raise EcsUnavailable(
+            with self._lock:
+                self._client = None  # the credentials were looked up when it was made: look again next time
+            raise EcsNotConfigured(
                 "no AWS credentials for the ECS API: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
                 "AWS_PROFILE, or give the server an instance or task role"
             ) from None

@@ -1,4 +1,8 @@
-"""Parsing the identifiers users type: Docker container IDs (or prefixes) and ECS task IDs."""
+"""Parsing the identifiers users type: container IDs (or prefixes) and ECS task IDs.
+
+A container ID is a Docker ID (64 hex) or, on Fargate and ECS Managed Instances, a runtime ID: the task's
+32-hex ID, a dash and a 10-digit number. Either may be given in full or by a prefix of at least 12 characters.
+"""
 
 from __future__ import annotations
 
@@ -8,25 +12,35 @@ from server.errors import ApiError
 
 HEX = re.compile(r"[0-9a-f]*")
 CONTAINER_ID = re.compile(r"[0-9a-f]{64}")
+RUNTIME_ID = re.compile(r"[0-9a-f]{32}-[0-9]{10}")
+#: A prefix of either form, at least 12 characters long.
+CONTAINER_PREFIX = re.compile(r"[0-9a-f]{12,64}|[0-9a-f]{32}-[0-9]{0,10}")
 TASK_ID = re.compile(r"[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 SHORT_ID_LENGTH = 12
 
 
 def container_prefix(raw: str) -> str:
-    """A full container ID or a prefix of at least 12 hex digits, lowercased; 400 otherwise."""
-    value = raw.strip().lower()
-    if not HEX.fullmatch(value):
-        raise ApiError(f"container ID {raw!r} is not hexadecimal")
-    if len(value) < SHORT_ID_LENGTH:
-        raise ApiError(f"container ID {raw!r} is too short: give at least {SHORT_ID_LENGTH} hex digits")
-    if len(value) > 64:
+    """A full container ID or a prefix of at least 12 characters, lowercased; 400 otherwise."""
+    value = raw.lower()  # no stripping: an ID with spaces or control characters around it is malformed
+    if CONTAINER_PREFIX.fullmatch(value):
+        return value
+    if HEX.fullmatch(value):
+        if len(value) < SHORT_ID_LENGTH:
+            raise ApiError(f"container ID {raw!r} is too short: give at least {SHORT_ID_LENGTH} hex digits")
         raise ApiError(f"container ID {raw!r} is too long: a Docker container ID has 64 hex digits")
-    return value
+    raise ApiError(
+        f"container ID {raw!r} is not hexadecimal, nor a Fargate runtime ID (32 hex digits, a dash, 10 digits)"
+    )
+
+
+def is_full_container_id(value: str) -> bool:
+    """True for a whole container ID (either form), false for a prefix."""
+    return bool(CONTAINER_ID.fullmatch(value) or RUNTIME_ID.fullmatch(value))
 
 
 def task_id(raw: str) -> str:
     """A task ID (32 hex digits or a UUID), lowercased; 400 otherwise."""
-    value = raw.strip().lower()
+    value = raw.lower()
     if not TASK_ID.fullmatch(value):
         raise ApiError(f"task ID {raw!r} is malformed: expected 32 hex digits or a UUID")
     return value

@@ -123,13 +123,13 @@ class RestV2Client(NewRelicClient):
             self._list("applications", "/v2/applications.json", {"filter[host]": host}),
             f"New Relic knows no application on host {host}",
         )
-        app_id = application["id"]
+        app_id = _ident(application["id"], "application")
         hosts = self._list("application_hosts", f"/v2/applications/{app_id}/hosts.json", {"filter[hostname]": host})
         hosts = [h for h in hosts if str(h.get("host", "")).lower() == host] or hosts
         if not hosts:
             raise NewRelicNotFound(f"New Relic application {application.get('name')!r} has no host {host}")
         instance_ids: set[Any] = {
-            i for h in hosts for i in _links(h).get("application_instances") or [] if isinstance(i, int | str)
+            _ident(i, "application instance") for h in hosts for i in _list_of(_links(h).get("application_instances"))
         }
         if len(instance_ids) != 1:
             # The host does not name exactly one instance: ask for the instances on that host name.
@@ -138,10 +138,10 @@ class RestV2Client(NewRelicClient):
                 f"/v2/applications/{app_id}/instances.json",
                 {"filter[hostname]": host},
             )
-            host_ids = {h.get("id") for h in hosts}
-            linked = [i for i in instances if _links(i).get("application_host") in host_ids]
+            host_ids: set[Any] = {_ident(h["id"], "application host") for h in hosts if h.get("id") is not None}
+            linked = [i for i in instances if any(_links(i).get("application_host") == h for h in host_ids)]
             named = [i for i in instances if str(i.get("host", "")).lower() == host]
-            instance_ids = {i.get("id") for i in linked or named} - {None}
+            instance_ids = {_ident(i["id"], "application instance") for i in linked or named if i.get("id") is not None}
         if not instance_ids:
             raise NewRelicNotFound(f"New Relic application {application.get('name')!r} has no instance on {host}")
         urls = sorted(self._render(self.instance_url_template, app_id, i) for i in instance_ids)
@@ -159,7 +159,7 @@ class RestV2Client(NewRelicClient):
         return self._render(self.application_url_template, application["id"], None)
 
     def _one_application(self, applications: list[dict], not_found: str) -> dict:
-        applications = [a for a in applications if a.get("id") is not None]
+        applications = [{**a, "id": _ident(a["id"], "application")} for a in applications if a.get("id") is not None]
         if not applications:
             raise NewRelicNotFound(not_found)
         if len(applications) > 1:
@@ -277,3 +277,17 @@ def _error_title(response: requests.Response) -> str:
 
 def _seconds(timeout: float | tuple[float, float]) -> str:
     return f"{max(timeout) if isinstance(timeout, tuple) else timeout:g}"
+
+
+def _ident(value: Any, what: str) -> int | str:
+    """An ID as New Relic gives one, a number or a non-empty string; anything else is a malformed answer."""
+    if isinstance(value, bool) or not isinstance(value, int | str) or value == "":
+        raise NewRelicError(f"New Relic answered a malformed {what} ID: {value!r}")
+    return value
+
+
+def _list_of(value: Any) -> list:
+    """A listing's ``links`` entry that should be a list of IDs; a lone ID counts as one."""
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]

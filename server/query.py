@@ -26,7 +26,7 @@ def container_record(raw_id: str) -> Record:
     """The one record a container ID or unique prefix names: 404 unknown, 409 ambiguous."""
     prefix = ids.container_prefix(raw_id)
     store = state().store
-    if len(prefix) == 64:
+    if ids.is_full_container_id(prefix):
         record = store.get_container(prefix)
         matches = [record] if record else []
     else:
@@ -116,7 +116,14 @@ def container_events(container_id: str) -> Response:
 
 @bp.get("/task_id/<task_id>")
 def containers_of_task(task_id: str) -> Response:
-    return text(*(r["container_id"] for r in task_records(task_id)))
+    cache, key = state().containers_of_stopped_task, ids.task_id(task_id)
+    found = cache.get(key)
+    if found is None:
+        records = task_records(task_id)
+        found = tuple(r["container_id"] for r in records)
+        if all(r.get("known_status") == "STOPPED" for r in records):
+            cache.put(key, found)
+    return text(*found)
 
 
 @bp.get("/task_id/<task_id>/_all")

@@ -20,6 +20,12 @@ ADDED_FIELDS = (
     "newrelic_url",
 )  # fmt: skip
 FIELDS = LEGACY_FIELDS + ADDED_FIELDS
+#: What only the ECS event feed knows (``server.ecs_events``); ``state_version`` is the task's ``version`` in the
+#: last event applied, which orders the feed's states of one task.
+FEED_FIELDS = (
+    "service_name", "launch_type", "availability_zone", "private_ip", "image_digest", "exit_code", "reason",
+    "stopped_reason", "stop_code", "state_version",
+)  # fmt: skip
 
 #: Fields a report never sets: kept by the server, or cached from outside lookups.
 SERVER_FIELDS = ("first_seen", "last_seen", "stopped_at", "service_name", "newrelic_url")
@@ -41,12 +47,17 @@ def format_time(moment: datetime) -> str:
 
 
 def merge(old: dict[str, str] | None, new: dict[str, str], now: str) -> dict[str, str]:
-    """The record after ``new`` (a validated report entry) is applied to ``old`` at server time ``now``.
+    """The record after ``new`` (a validated report entry, or an entry of the ECS event feed) is applied to
+    ``old`` at server time ``now``.
 
     ``first_seen`` (the first sample time) is kept and ``last_seen`` advanced; an entry older than the stored one
     (a late retry) changes nothing else; cached lookups survive; ``stopped_at`` is set the first time the
     container is seen STOPPED. ``new`` may carry ``first_seen`` and ``stopped_at`` hints from the events of its
     report (see ``with_event_times``): an earlier moment than its ``sample_time`` wins.
+
+    A feed entry carries ``state_version``: its feed fields apply unless the record holds a later version, and
+    its other fields only if it is newer by both version and sample time. Once the feed and the agent both wrote
+    a record, an empty value never erases the other source's.
     """
     new = dict(new)
     first_seen_hint = new.pop("first_seen", None) or now
@@ -55,14 +66,26 @@ def merge(old: dict[str, str] | None, new: dict[str, str], now: str) -> dict[str
         # When the agent saw it, not when a report (perhaps delayed by an outage) arrived.
         first_seen = min(now, new.get("sample_time") or now, first_seen_hint)
         record = {**new, "first_seen": first_seen, "last_seen": now}
-    elif new.get("sample_time", "") < old.get("sample_time", ""):
-        record = {**old, "last_seen": max(now, old.get("last_seen", ""))}
     else:
-        fresh = {k: v for k, v in new.items() if k not in SERVER_FIELDS and k not in IDENTITY_FIELDS}
-        record = {**old, **fresh, "last_seen": max(now, old.get("last_seen", ""))}
+        record = {**old, "last_seen": max(now, old.get("last_seen", ""))}
+        from_feed = "state_version" in new
+        both = from_feed or "state_version" in old
+        current = not from_feed or _version(new) >= _version(old)
+        if from_feed and current:
+            record.update({k: new[k] for k in FEED_FIELDS if new.get(k)})
+        if current and new.get("sample_time", "") >= old.get("sample_time", ""):
+            record.update({
+                k: v for k, v in new.items()
+                if k not in SERVER_FIELDS and k not in IDENTITY_FIELDS and k not in FEED_FIELDS and (v or not both)
+            })  # fmt: skip
     if record.get("known_status") == "STOPPED" and not record.get("stopped_at"):
         record["stopped_at"] = min(record.get("sample_time") or now, stopped_at_hint)
     return record
+
+
+def _version(record: dict[str, str]) -> int:
+    version = record.get("state_version", "")
+    return int(version) if version.isdigit() else -1
 
 
 def with_event_times(containers: list[dict[str, str]], events: list[dict[str, str]]) -> list[dict[str, str]]:

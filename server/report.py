@@ -9,7 +9,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from server import schema
+from server import ecs_events, schema
 from server.auth import authorize_report
 from server.errors import ApiError
 from server.records import utc_now, with_event_times
@@ -59,3 +59,12 @@ def report_event() -> Response:
     events = schema.event_report(body())
     new_events = state().store.add_events(events)
     return jsonify({"containers": 0, "events": new_events})
+
+
+@bp.post("/ecs-events")
+def report_ecs_events() -> Response:
+    """ECS task state changes as EventBridge delivers them (one event or a list): from an API destination."""
+    conversions = ecs_events.convert_all(body())
+    _, new_events = ecs_events.store_conversions(state().store, conversions, utc_now())
+    held = sum(len(c.held) for c in conversions)
+    return jsonify({"containers": sum(len(c.records) for c in conversions), "events": new_events, "held": held})

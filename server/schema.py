@@ -18,9 +18,9 @@ from server.errors import ApiError
 from server.records import STATUSES, format_time
 
 MAX_ITEMS = 1000
-MAX_PORTS = 100
-MAX_NETWORKS = 16
-MAX_ADDRESSES = 16
+MAX_PORTS = 100  # per container
+MAX_NETWORKS = 16  # per container
+MAX_ADDRESSES = 16  # IPv4 and IPv6 each, per network; only IP addresses
 MAX_BYTES = 1024
 
 HOST_FIELDS = (
@@ -31,6 +31,8 @@ CONTAINER_TEXT_FIELDS = ("docker_name", "image", "image_id", "task_name", "creat
 EVENT_KINDS = ("appeared", "known_status", "desired_status", "vanished")
 PROTOCOLS = ("tcp", "udp", "sctp")
 CLOCK_SKEW = timedelta(minutes=5)
+#: Times before this are implausible for a container (ECS began in 2014); they would sort before every real one.
+EARLIEST_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 EVENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
@@ -94,10 +96,12 @@ def _time(value: Any, path: str) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     try:
+        if moment < EARLIEST_TIME:  # a clock that was never set, not a container's life
+            raise OverflowError
         # A clock far ahead must not freeze a record (later reports would all look older): no time past now.
         return format_time(min(moment, datetime.now(UTC) + CLOCK_SKEW))
-    except OverflowError:  # year 1 with a positive offset is before datetime's first UTC moment
-        raise _fail(path, f"time out of range: {text!r}") from None
+    except OverflowError:  # also year 1 with a positive offset, before datetime's first UTC moment
+        raise _fail(path, f"time out of range (before {EARLIEST_TIME.year} or unrepresentable): {text!r}") from None
 
 
 def _port(value: Any, path: str) -> int:
@@ -128,14 +132,26 @@ def _networks(value: Any, path: str) -> list[dict]:
     for i, raw in enumerate(_list(value, path, MAX_NETWORKS)):
         entry = _object(raw, f"{path}[{i}]")
         network: dict[str, Any] = {"network_mode": _optional_text(entry, "network_mode", f"{path}[{i}]")}
-        for key in ("ipv4_addresses", "ipv6_addresses"):
-            addresses = entry.get(key) or []
+        for key, version in (("ipv4_addresses", 4), ("ipv6_addresses", 6)):
+            addresses = entry.get(key)
             network[key] = [
-                _text(a, f"{path}[{i}].{key}[{j}]")
-                for j, a in enumerate(_list(addresses, f"{path}[{i}].{key}", MAX_ADDRESSES))
+                _address(a, f"{path}[{i}].{key}[{j}]", version)
+                for j, a in enumerate(
+                    _list([] if addresses is None else addresses, f"{path}[{i}].{key}", MAX_ADDRESSES)
+                )
             ]
         networks.append(network)
     return networks
+
+
+def _address(value: Any, path: str, version: int) -> str:
+    text = _text(value, path)
+    try:
+        if ipaddress.ip_address(text).version == version:
+            return text
+    except ValueError:
+        pass
+    raise _fail(path, f"expected an IPv{version} address, got {text[:64]!r}")
 
 
 def _container(raw: Any, path: str, host: dict[str, str]) -> dict[str, str]:
@@ -154,8 +170,9 @@ def _container(raw: Any, path: str, host: dict[str, str]) -> dict[str, str]:
     version = entry.get("task_version")
     if isinstance(version, int) and not isinstance(version, bool):
         version = str(version)
-    ports = _ports(entry.get("ports") or [], f"{path}.ports")
-    networks = _networks(entry.get("networks") or [], f"{path}.networks")
+    # Absent or null is none; any other non-list (0, false, {}) is a malformed body.
+    ports = _ports([] if entry.get("ports") is None else entry["ports"], f"{path}.ports")
+    networks = _networks([] if entry.get("networks") is None else entry["networks"], f"{path}.networks")
     record = {
         **host,
         "container_id": container_id,
@@ -173,8 +190,8 @@ def _container(raw: Any, path: str, host: dict[str, str]) -> dict[str, str]:
     }
     for key in CONTAINER_TEXT_FIELDS:
         record[key] = _optional_text(entry, key, path)
-    for key in ("ports", "networks"):
-        _text(record[key], f"{path}.{key}")  # the stored JSON text is bounded like any value
+    # The stored JSON of ports and networks is bounded by their list limits (about 6 KiB and 40 KiB at most),
+    # not by the 1 KiB of a string: every store holds records that size (SimpleDB in chunks).
     return record
 
 

@@ -2,7 +2,12 @@
 
 A report hands the tasks of its new records to ``ServiceNames.submit``, which only queues them; one worker
 thread per process describes them in batches of up to 100 per cluster and writes ``service_name`` on every
-record of a task whose ECS ``group`` is ``service:NAME``. Failed lookups are retried later with backoff.
+record of a task whose ECS ``group`` is ``service:NAME``. Failed lookups are retried later with backoff, and
+calls are at most one a second (``min_interval``), so that the tasks of a busy second go out in one batch.
+
+With no AWS region or no credentials at all (a laptop, an SQLite-only install) retrying cannot help: the worker
+says so once, drops what it holds, and queues nothing more until the AWS configuration changes (``AWS_*``
+variables, the config or credentials file) or ``recheck`` seconds have passed (an instance role may appear).
 """
 
 from __future__ import annotations
@@ -17,8 +22,9 @@ from collections import defaultdict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from server import aws
 from server.backoff import Backoff
-from server.ecs import DESCRIBE_BATCH, EcsClient, EcsError, EcsNotFound, task_id_of
+from server.ecs import DESCRIBE_BATCH, EcsClient, EcsError, EcsNotConfigured, EcsNotFound, task_id_of
 from server.lookups import store_service_name
 from server.lru import LRU
 from server.store import Record, Store, StoreError
@@ -53,6 +59,9 @@ class ServiceNames:
         clock: Callable[[], float] = time.monotonic,
         autostart: bool = True,
         idle_exit: float = 60.0,
+        min_interval: float = 1.0,
+        recheck: float = 3600.0,
+        aws_configuration: Callable[[], object] = aws.configuration,
     ):
         self.ecs = ecs
         self.autostart = autostart
@@ -75,11 +84,18 @@ class ServiceNames:
         self._pid = 0
         self._dropped = 0
         self._last_failure = ""
+        self.min_interval = min_interval
+        self.recheck = recheck
+        self._aws_configuration = aws_configuration
+        # While ECS cannot be asked at all: when we found out, and the configuration we found out with.
+        self._unusable: tuple[float, object] | None = None
 
     # The request side: never blocks on ECS or the store.
 
     def submit(self, records: Iterable[Record]) -> int:
         """Queue the tasks of records that have no service name yet. Returns how many tasks were queued."""
+        if self._unusable is not None and not self._may_retry():
+            return 0
         queued = 0
         with self._cond:
             for record in records:
@@ -138,6 +154,9 @@ class ServiceNames:
     def _describe(self, cluster: str, batch: list[PendingTask]) -> None:
         try:
             described, failures = self.ecs.describe_tasks(cluster, [t.task for t in batch])
+        except EcsNotConfigured as exc:
+            self._give_up(exc, batch)
+            return
         except EcsNotFound as exc:
             log.info("no service names for %d task(s) of cluster %s: %s", len(batch), cluster, exc)
             for task in batch:
@@ -163,6 +182,34 @@ class ServiceNames:
                 self._done(task)
             else:
                 self._retry(task)
+
+    def _give_up(self, exc: EcsNotConfigured, batch: list[PendingTask]) -> None:
+        """ECS cannot be asked at all: drop every task held and queue none until the configuration changes."""
+        self._warn_once(
+            "service names are off until the AWS configuration changes: %s "
+            "(ECS_ID_MAPPER_SERVICE_NAMES=false turns them off for good)",
+            exc,
+        )
+        self._unusable = (self.clock(), self._aws_configuration())
+        with self._cond:
+            self._incoming.clear()
+            self._retries.clear()
+            self._pending.clear()
+        for task in batch:
+            self._done(task)
+
+    def _may_retry(self) -> bool:
+        """While ECS is unusable: whether the configuration changed, or ``recheck`` passed, since we found out."""
+        assert self._unusable is not None
+        since, configuration = self._unusable
+        if self.clock() - since < self.recheck and self._aws_configuration() == configuration:
+            return False
+        self._unusable = None
+        return True
+
+    def paused(self) -> bool:
+        """True while ECS cannot be asked at all and nothing is queued for it."""
+        return self._unusable is not None
 
     def _warn_once(self, message: str, *args: object) -> None:
         # The same failure (no credentials, say) repeats for every batch: warn on change, else debug.
@@ -225,10 +272,14 @@ class ServiceNames:
             if self._stop.is_set():
                 break
             try:
-                self.run_once()
+                asked = self.run_once()
             except Exception:  # the worker must outlive any one bad batch
                 log.exception("service-name worker failed; continuing")
                 self._stop.wait(1.0)
+                continue
+            if asked:
+                # Bound the rate of DescribeTasks; what arrives meanwhile fills the next batch.
+                self._stop.wait(self.min_interval)
 
     def _idle_wait(self) -> float:
         if not self._retries:

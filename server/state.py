@@ -31,6 +31,8 @@ class AppState:
     health: HealthCheck
     #: full container ID → task ID; a container never changes task, so this never goes stale.
     task_of_container: LRU[str, str] = field(default_factory=lambda: LRU(50_000))
+    #: task ID → its container IDs, once every one of them is STOPPED: ECS starts no container in a stopped task.
+    containers_of_stopped_task: LRU[str, tuple[str, ...]] = field(default_factory=lambda: LRU(50_000))
     #: Removes expired containers in the background, where the store does not expire them itself.
     pruner: Pruner | None = None
 

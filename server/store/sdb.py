@@ -446,8 +446,8 @@ class SimpleDBStore(MergingStore):
         return found[container_id].record if container_id in found else None
 
     def find_containers(self, prefix: str, limit: int) -> list[Record]:
-        if not items.is_hex_prefix(prefix):
-            raise ValueError(f"expected 12 to 64 lowercase hex digits, got {prefix!r}")
+        if not items.is_prefix(prefix):
+            raise ValueError(f"expected a container ID or a prefix of at least 12 characters, got {prefix!r}")
         self._ready_to_use()
         (slot_attrs,) = self._read_buckets([prefix[:12]]).values()
         found = [r for r in map(items.record_from, slot_attrs) if r and r.get("container_id", "").startswith(prefix)]

@@ -37,7 +37,8 @@ LAST_SEEN = "last_seen"
 RECORD_STATUS = "known_status"
 
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
-_HEX = re.compile(r"[0-9a-f]{12,64}")
+#: A container ID or prefix of either form (``server.ids.CONTAINER_PREFIX``: the store does not import the routes').
+_PREFIX = re.compile(r"[0-9a-f]{12,64}|[0-9a-f]{32}-[0-9]{0,10}")
 
 
 def dumps(value: object) -> str:
@@ -62,14 +63,15 @@ def key(value: str) -> str:
 
 
 def bucket(container_id: str) -> str:
-    """The item a container's record lives in: its 12-hex short ID, shared by every ID with that prefix."""
-    if _HEX.fullmatch(container_id):
+    """The item a container's record lives in: its first 12 characters (a Docker ID's short ID, a Fargate runtime
+    ID's task ID prefix), shared by every ID with that prefix."""
+    if _PREFIX.fullmatch(container_id):
         return container_id[:12]
     return key(container_id)
 
 
-def is_hex_prefix(prefix: str) -> bool:
-    return bool(_HEX.fullmatch(prefix))
+def is_prefix(prefix: str) -> bool:
+    return bool(_PREFIX.fullmatch(prefix))
 
 
 def slot_item(bucket_name: str, slot: int) -> str:

@@ -50,6 +50,22 @@ def test_a_change_of_other_fields_is_a_change_without_events():
     assert change.events("2026-11-25T15:00:00.000Z") == []
 
 
+def test_an_unreadable_task_entry_keeps_every_missing_container_and_reports_new_ones():
+    old = snapshot(task(long_arn(1), "RUNNING", container(1)), task(long_arn(2), "RUNNING", container(2)))
+    payload = tasks(task(long_arn(1), "RUNNING", container(1)), task(long_arn(3), "PENDING", container(3)))
+    payload["Tasks"].append(None)  # task 2's entry, unreadable this time
+
+    changes, kept = diff(old, parse_tasks(payload))
+
+    assert kinds(changes) == [(container_id(3), "appeared", "", "PENDING")]
+    assert set(kept.containers) == {A, B, container_id(3)}
+    # Once the entry reads again and task 2 is really gone, it vanishes.
+    changes, _ = diff(
+        kept, snapshot(task(long_arn(1), "RUNNING", container(1)), task(long_arn(3), "PENDING", container(3)))
+    )
+    assert kinds(changes) == [(B, "vanished", "RUNNING", "")]
+
+
 def test_held_containers_and_tasks_keep_their_last_state():
     old = snapshot(task(long_arn(1), "RUNNING", container(1)), task(long_arn(2), "RUNNING", container(2)))
     new = Snapshot({}, held=frozenset({A}), held_tasks=frozenset({long_arn(2)}))

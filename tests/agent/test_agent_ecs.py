@@ -7,10 +7,12 @@ import logging
 from pathlib import Path
 
 import pytest
+import requests
+import responses
 
-from agent.ecs import EcsUnavailable, parse_metadata, parse_tasks
+from agent.ecs import EcsAgent, EcsUnavailable, parse_metadata, parse_tasks
 from agent.wire import text
-from tests.agent.fakes import container, container_id, long_arn, old_arn, task, tasks
+from tests.agent.fakes import ECS, METADATA, container, container_id, long_arn, old_arn, task, tasks
 
 EXAMPLES = Path(__file__).parent / "payloads"  # the design's example payloads
 A = container_id(1)
@@ -100,9 +102,19 @@ def test_a_malformed_container_list_holds_the_task():
     assert snapshot.held_tasks == {old_arn(1)}
 
 
-@pytest.mark.parametrize(
-    "payload", [None, [], "Tasks", {}, {"Tasks": None}, {"Tasks": {}}, {"Tasks": [1]}, {"Tasks": [{"Containers": 7}]}]
-)
+@pytest.mark.parametrize("unreadable", [None, "task", 1, [], {"Containers": 7}, {"Arn": None, "Containers": "x"}])
+def test_an_unreadable_task_entry_holds_everything_missing_and_reports_the_rest(unreadable, caplog):
+    payload = tasks(task(long_arn(1), "RUNNING", container(1)))
+    payload["Tasks"].insert(0, unreadable)
+
+    snapshot = parse_tasks(payload)
+
+    assert list(snapshot.containers) == [A]
+    assert snapshot.held_all
+    assert "keeping the rest" in caplog.text
+
+
+@pytest.mark.parametrize("payload", [None, [], "Tasks", {}, {"Tasks": None}, {"Tasks": {}}])
 def test_a_payload_that_is_not_a_task_list_is_an_outage(payload):
     with pytest.raises(EcsUnavailable):
         parse_tasks(payload)
@@ -119,7 +131,7 @@ def test_strings_are_cut_to_1024_bytes_without_splitting_a_character():
     assert len(record.containers[A]["image"].encode()) <= 1024
 
 
-def test_ports_are_checked_and_cut_to_what_the_server_stores():
+def test_ports_are_checked_and_the_first_hundred_kept():
     ports = [
         {"ContainerPort": 80, "Protocol": "TCP", "HostPort": 32768},
         {"ContainerPort": 53, "Protocol": "udp"},
@@ -137,19 +149,18 @@ def test_ports_are_checked_and_cut_to_what_the_server_stores():
     many = [{"ContainerPort": p, "HostPort": 40000 + p, "Protocol": "tcp"} for p in range(1, 200)]
     record = parse_tasks(tasks(task(long_arn(1), "RUNNING", container(1, ports=many))))
     kept = record.containers[A]["ports"]
-    assert 0 < len(kept) < 100
-    assert len(json.dumps(kept, separators=(",", ":"))) <= 1024
-    assert kept[0] == {"container_port": 1, "host_port": 40001, "protocol": "tcp"}
+    assert kept == [{"container_port": p, "host_port": 40000 + p, "protocol": "tcp"} for p in range(1, 101)]
 
 
-def test_networks_are_cut_to_what_the_server_stores():
-    networks = [{"NetworkMode": "awsvpc", "IPv4Addresses": [f"10.0.{i}.{j}" for j in range(40)]} for i in range(30)]
-    networks.append("bridge")
-    record = parse_tasks(tasks(task(long_arn(1), "RUNNING", container(1, Networks=networks))))
+def test_networks_keep_sixteen_of_each_and_only_ip_addresses():
+    v4 = ["not-an-ip", "2001:db8::1", *(f"10.0.0.{j}" for j in range(40))]
+    v6 = ["10.0.0.1", "<html>", *(f"2001:db8::{j:x}" for j in range(40))]
+    networks = [{"NetworkMode": "awsvpc", "IPv4Addresses": v4, "IPv6Addresses": v6} for i in range(30)]
+    record = parse_tasks(tasks(task(long_arn(1), "RUNNING", container(1, Networks=["bridge", *networks]))))
     kept = record.containers[A]["networks"]
-    assert 0 < len(kept) <= 16
-    assert all(len(n["ipv4_addresses"]) <= 16 for n in kept)
-    assert len(json.dumps(kept, separators=(",", ":"))) <= 1024
+    assert len(kept) == 15  # of the first sixteen entries, the string is skipped
+    assert kept[0]["ipv4_addresses"] == [f"10.0.0.{j}" for j in range(16)]
+    assert kept[0]["ipv6_addresses"] == [f"2001:db8::{j:x}" for j in range(16)]
 
 
 def test_metadata_of_an_instance_not_registered_yet():
@@ -157,3 +168,16 @@ def test_metadata_of_an_instance_not_registered_yet():
     assert host == {"cluster_name": "default", "container_instance_arn": "", "ecs_agent_version": ""}
     with pytest.raises(EcsUnavailable):
         parse_metadata(["default"])
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_from_the_ecs_agent_is_an_outage_never_followed(status):
+    elsewhere = "http://127.0.0.1:9/v1/tasks"
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.get(f"{ECS}/v1/tasks", status=status, headers={"Location": elsewhere})
+        followed = mock.get(elsewhere, json={"Tasks": []})
+        mock.get(f"{ECS}/v1/metadata", json=METADATA)
+        agent = EcsAgent(requests.Session(), ECS, (1.0, 1.0))
+        with pytest.raises(EcsUnavailable, match=f"HTTP {status}"):
+            agent.read()
+    assert followed.call_count == 0

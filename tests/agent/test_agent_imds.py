@@ -148,3 +148,15 @@ def test_a_local_ipv4_that_is_no_ip_address_is_left_empty_with_a_warning(caplog)
         fields = InstanceMetadata(service, IMDS, (1, 2)).read()
     assert fields == {**EXPECTED, "instance_ip": ""}  # the server would refuse every report carrying it
     assert "not an IP address" in caplog.text
+
+
+def test_instance_metadata_redirects_are_never_followed():
+    elsewhere = "http://127.0.0.1:9/"
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.put(TOKEN_URL, status=200, body="token-0")
+        for path in INSTANCE:
+            mock.get(f"{IMDS}/latest/{path}", status=302, headers={"Location": f"{elsewhere}{path}"})
+            mock.get(f"{elsewhere}{path}", body="10.6.6.6")
+        with pytest.raises(ImdsUnavailable, match="HTTP 302"):
+            InstanceMetadata(requests.Session(), IMDS, (1, 2)).read()
+    assert all(call.request.url.startswith(IMDS) for call in mock.calls)

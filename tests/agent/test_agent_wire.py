@@ -82,3 +82,30 @@ def test_a_body_from_an_older_agent_with_the_port_fields_is_still_taken():
     }
     (record,), _, _ = schema.map_report({"host": {}, "containers": [entry], "events": [], "full": False})
     assert (record["container_port"], record["instance_port"]) == ("8000", "49153")
+
+
+def test_the_most_ports_and_networks_the_agent_keeps_are_taken_whole():
+    ports = [{"ContainerPort": 65535 - p, "HostPort": 65535 - p, "Protocol": "sctp"} for p in range(wire.MAX_PORTS)]
+    network = {
+        "NetworkMode": "awsvpc",
+        "IPv4Addresses": [f"255.255.255.{j}" for j in range(wire.MAX_ADDRESSES)],
+        "IPv6Addresses": [f"2001:db8:ffff:ffff:ffff:ffff:ffff:{j:04x}" for j in range(wire.MAX_ADDRESSES)],
+    }
+    entry = {
+        "container_id": container_id(1),
+        "container_name": "api",
+        "task_arn": long_arn(1),
+        "known_status": "RUNNING",
+        "sample_time": "2026-11-25T15:05:38.123Z",
+        "ports": wire.ports(ports, awsvpc=False),
+        "networks": wire.networks([network] * wire.MAX_NETWORKS),
+    }
+    assert (len(entry["ports"]), len(entry["networks"])) == (wire.MAX_PORTS, wire.MAX_NETWORKS)
+
+    (record,), _, _ = schema.map_report({"host": {}, "containers": [entry], "events": [], "full": False})
+
+    assert json.loads(record["ports"]) == entry["ports"]
+    assert json.loads(record["networks"]) == entry["networks"]
+    too_many = {**entry, "ports": [*entry["ports"], entry["ports"][0]]}
+    with pytest.raises(schema.ApiError, match="at most 100"):
+        schema.map_report({"host": {}, "containers": [too_many]})

@@ -22,9 +22,10 @@ from moto.core.utils import pascal_to_camelcase, remap_nested_keys
 from moto.ecs import models as moto_ecs
 
 from server import create_app
+from server.feed import Feed
 from server.retention import Pruner
 from server.state import state
-from tests.server import samples
+from tests.server import ecs_samples, samples
 from tests.service import helpers
 from tests.support import ROOT, eventually
 
@@ -34,6 +35,9 @@ REGION = helpers.REGION
 STACK = "mapper"
 TOKEN = "stack-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+# moto's CloudFormation makes no queue policies; the one the template has is checked as written, below.
+pytestmark = pytest.mark.filterwarnings(r"ignore:Tried to parse AWS..SQS..QueuePolicy")
 
 
 @pytest.fixture(autouse=True)
@@ -364,3 +368,79 @@ def test_the_server_task_role_holds_exactly_what_the_server_calls(account, store
             assert all(r.endswith((":domain/mapper.*", ":table/mapper", ":table/mapper/index/*")) for r in resources)
     ecs = next(s for s in statements if "ecs:DescribeTasks" in actions([s]))
     assert ecs["Condition"]["ArnEquals"]["ecs:cluster"].endswith(f":cluster/{helpers.CLUSTER}")
+
+
+# The ECS event feed ------------------------------------------------------------------------------------------------
+
+
+def cluster_event(cluster_arn: str) -> dict:
+    """A Fargate task state change of the cluster ``cluster_arn`` names, as ECS puts it on the default bus."""
+    event = ecs_samples.fargate_lifecycle()[3]
+    return {
+        "Source": event["source"],
+        "DetailType": event["detail-type"],
+        "Resources": event["resources"],
+        "Detail": json.dumps({**event["detail"], "clusterArn": cluster_arn}),
+    }
+
+
+def test_the_clusters_task_state_changes_reach_the_feeds_queue_and_others_do_not(deployed):
+    sqs, events = boto3.client("sqs", region_name=REGION), boto3.client("events", region_name=REGION)
+    queue = deployed["resources"]["EventsQueue"]
+    attributes = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["All"])["Attributes"]
+    dead_letters = sqs.get_queue_attributes(QueueUrl=deployed["resources"]["EventsDeadLetterQueue"],
+                                            AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]  # fmt: skip
+    assert json.loads(attributes["RedrivePolicy"]) == {"deadLetterTargetArn": dead_letters, "maxReceiveCount": 5}
+    cluster = f"arn:aws:ecs:{REGION}:123456789012:cluster/{helpers.CLUSTER}"
+    other = f"arn:aws:ecs:{REGION}:123456789012:cluster/elsewhere"
+    assert events.put_events(Entries=[cluster_event(cluster), cluster_event(other)])["FailedEntryCount"] == 0
+    (message,) = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
+    assert json.loads(message["Body"])["detail"]["clusterArn"] == cluster
+
+    feed = task_definition(f"{STACK}-feed")
+    (container,) = feed["containerDefinitions"]
+    assert container["command"] == ["python", "-m", "server.feed"]
+    assert container["image"] == deployed["parameters"]["ServerImage"]
+    environment = {e["name"]: e["value"] for e in container["environment"]}
+    assert environment["ECS_ID_MAPPER_EVENTS_QUEUE_URL"] == queue
+    assert environment["ECS_ID_MAPPER_STORE"] == deployed["parameters"]["StoreUrl"]
+    assert (service(f"{STACK}-feed")["desiredCount"], "secrets" in container) == (1, False)
+
+
+def test_only_the_rule_may_send_to_the_queue():
+    from cfnlint.decode import decode
+
+    template, problems = decode(str(TEMPLATE))
+    assert not problems
+    (statement,) = template["Resources"]["EventsQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert (statement["Principal"], statement["Action"]) == ({"Service": "events.amazonaws.com"}, "sqs:SendMessage")
+    assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": ["TaskStateRule", "Arn"]}}}
+    targets = template["Resources"]["TaskStateRule"]["Properties"]["Targets"]
+    assert [t["Arn"] for t in targets] == [{"Fn::GetAtt": ["EventsQueue", "Arn"]}]
+
+
+#: IAM authorises a batch call as the single one.
+BATCH_ACTIONS = {"sqs:DeleteMessageBatch": "sqs:DeleteMessage"}
+
+
+def test_the_feed_task_role_holds_what_the_feed_calls(deployed):
+    store_url = deployed["parameters"]["StoreUrl"]
+    queue = deployed["resources"]["EventsQueue"]
+    boto3.client("events", region_name=REGION).put_events(
+        Entries=[cluster_event(f"arn:aws:ecs:{REGION}:123456789012:cluster/{helpers.CLUSTER}")]
+    )
+    with recording_operations() as called:
+        from server.store import open_store
+
+        store = open_store(store_url, 30)
+        feed = Feed(store, boto3.client("sqs", region_name=REGION), queue, wait_seconds=0)
+        assert feed.poll() == 1
+        assert store.get_container(ecs_samples.API_RUNTIME_ID)["exit_code"] == "137"
+        store.close()
+    role = task_definition(f"{STACK}-feed")["taskRoleArn"].rsplit("/", 1)[1]
+    granted = actions(role_policy(role))
+    feed_calls = {BATCH_ACTIONS.get(a, a) for a in called}
+    assert {a for a in granted if a.startswith("sqs:")} == {a for a in feed_calls if a.startswith("sqs:")} == {
+        "sqs:ReceiveMessage", "sqs:DeleteMessage",
+    }  # fmt: skip
+    assert feed_calls <= granted  # its store calls: the server's store policy, which it shares

@@ -8,6 +8,8 @@ from tests.server.samples import API_ID, ARN_OLD, AUTH, MIGRATE_ID, SIDECAR_ID, 
 
 UNKNOWN_ID = "f" * 64
 UNKNOWN_TASK = "f" * 32
+#: Whitespace and control characters around an ID (URL-quoted where a path needs it): the grammar has no room.
+WHITESPACE_AROUND = [("%20", ""), ("", "%0A"), ("%1F", ""), ("", "\u00a0"), ("\u3000", ""), ("", "\u0085"), ("%09", "")]
 
 
 def error_of(response) -> dict:
@@ -26,7 +28,7 @@ def recorded(report):
 
 
 class TestByContainerId:
-    @pytest.mark.parametrize("given", [API_ID, API_ID[:12], API_ID[:20].upper(), f" {API_ID[:12]}"])
+    @pytest.mark.parametrize("given", [API_ID, API_ID[:12], API_ID[:20].upper()])
     def test_task_id_as_text(self, client, recorded, given):
         response = client.get(f"/query/container_id/{given}")
         assert response.status_code == 200
@@ -44,6 +46,7 @@ class TestByContainerId:
             ("a" * 11, "too short"),
             ("a" * 65, "too long"),
             ("9f8e7d6c5b4a-3928", "not hexadecimal"),
+            *((f"{pad[0]}{API_ID[:12]}{pad[1]}", "not hexadecimal") for pad in WHITESPACE_AROUND),
         ],
     )
     def test_malformed_id_is_400(self, client, recorded, given, fragment):
@@ -136,11 +139,37 @@ class TestByTaskId:
         assert response.mimetype == "text/plain"
         assert response.get_data(as_text=True) == f"{SIDECAR_ID}\n{API_ID}\n"  # aaa-sidecar sorts before api
 
+    def test_a_running_task_is_read_fresh_and_a_stopped_one_is_remembered(self, app, client, report):
+        store = state(app).store
+        asked = []
+        real = store.containers_of_task
+        store.containers_of_task = lambda task_id: asked.append(task_id) or real(task_id)
+        report(samples.container(API_ID, "api"), samples.container(SIDECAR_ID, "aaa-sidecar"))
+        for _ in range(2):
+            assert client.get(f"/query/task_id/{TASK_LONG}").get_data(as_text=True) == f"{SIDECAR_ID}\n{API_ID}\n"
+        assert len(asked) == 2
+
+        stop = {"known_status": "STOPPED", "sample_time": "2026-11-25T16:00:00Z"}
+        report(samples.container(API_ID, "api", **stop))  # one of two stopped: still read fresh
+        client.get(f"/query/task_id/{TASK_LONG}")
+        assert len(asked) == 3
+        report(samples.container(SIDECAR_ID, "aaa-sidecar", **stop))
+        for given in (TASK_LONG, TASK_LONG.upper(), TASK_LONG):
+            assert client.get(f"/query/task_id/{given}").get_data(as_text=True) == f"{SIDECAR_ID}\n{API_ID}\n"
+        assert len(asked) == 4
+        assert client.get(f"/query/task_id/{TASK_LONG}/_all").get_json()["known_status"] == "STOPPED"
+
     def test_uuid_task_id_any_case(self, client, recorded):
         response = client.get(f"/query/task_id/{TASK_UUID.upper()}")
         assert response.get_data(as_text=True) == f"{MIGRATE_ID}\n"
 
-    @pytest.mark.parametrize("given", ["abc", "g" * 32, "0" * 31, "0" * 33, "3e4f5a6b7c8d-4e9f-a0b1-c2d3e4f5a6b7"])
+    @pytest.mark.parametrize(
+        "given",
+        [
+            "abc", "g" * 32, "0" * 31, "0" * 33, "3e4f5a6b7c8d-4e9f-a0b1-c2d3e4f5a6b7",
+            *(f"{pad[0]}{TASK_LONG}{pad[1]}" for pad in WHITESPACE_AROUND),
+        ],
+    )  # fmt: skip
     def test_malformed_task_id_is_400(self, client, given):
         response = client.get(f"/query/task_id/{given}")
         assert response.status_code == 400
@@ -241,6 +270,20 @@ def test_a_value_that_is_no_host_name_in_the_host_part_is_404(make_app, settings
     assert "host_name" in response.get_json()["message"]
 
 
+def test_a_host_name_no_dns_could_hold_is_404_every_time(make_app, settings):
+    settings["cadvisor_url"] = "http://{host_name}:8080/docker/{container_id}"
+    client = make_app(settings).test_client()
+    for name, host_name in (("api", "x" * 64 + ".example"), ("sidecar", "ok.example")):
+        body = samples.map_report(samples.container(), host={**samples.HOST, "host_name": host_name})
+        body["containers"][0].update(container_name=name, container_id=(API_ID if name == "api" else SIDECAR_ID))
+        assert client.post("/report/map", json=body, headers=AUTH).status_code == 200
+    for _ in range(2):  # the host's verdict is remembered: the second answer must be the same
+        assert client.get(f"/query/container_id/{API_ID}/cadvisor").status_code == 404
+        assert client.get(f"/query/container_id/{SIDECAR_ID}/cadvisor").get_data(as_text=True) == (
+            f"http://ok.example:8080/docker/{SIDECAR_ID}\n"
+        )
+
+
 def test_a_bad_redir_flag_is_400_before_any_lookup(client, report):
     report(samples.container())
     for route in (f"/query/container_id/{API_ID}/newrelic", f"/query/task_id/{samples.TASK_LONG}/newrelic",
@@ -267,3 +310,37 @@ def test_empty_path_parts_are_json_404(client, path):
     response = client.get(path)
     assert response.status_code == 404
     assert response.get_json()["error"] == "not_found"
+
+
+@pytest.mark.parametrize(
+    ("template", "field", "value"),
+    [
+        ("https://{cluster_name}.graylog.example/search", "cluster_name", "2001:db8::1"),
+        ("https://{cluster_name}.graylog.example/search", "cluster_name", "10.0.0.1"),
+        ("http://cadvisor.example{container_name}", "container_name", "2001:db8::1"),
+        ("https://graylog.example:8443{image}/x", "image", "2001:db8::1"),
+        ("https://graylog.example:8443{image}/x", "image", "@evil.example"),
+        ("https://graylog.example:{image}/x", "image", "99999"),
+    ],
+)
+def test_a_value_can_only_be_a_whole_host_never_a_piece_of_one(make_app, settings, template, field, value):
+    settings["graylog_url"] = template
+    client = make_app(settings).test_client()
+    container = {**samples.container(), field: value}
+    body = samples.map_report(container, host={**samples.HOST, field: value} if field == "cluster_name" else None)
+    assert client.post("/report/map", json=body, headers=AUTH).status_code == 200
+    response = client.get(f"/query/container_id/{API_ID}/graylog?redir=true")
+    assert response.status_code == 404, response.headers.get("Location")
+    assert "ECS_ID_MAPPER_GRAYLOG_URL" in response.get_json()["message"]
+    assert "Location" not in response.headers
+
+
+def test_host_name_labels_may_be_a_piece_of_a_host(make_app, settings):
+    settings["graylog_url"] = "https://{cluster_name}.graylog.example:8443/search?c={cluster_name}"
+    client = make_app(settings).test_client()
+    body = samples.map_report(samples.container(), host={**samples.HOST, "cluster_name": "prod-eu"})
+    assert client.post("/report/map", json=body, headers=AUTH).status_code == 200
+    response = client.get(f"/query/container_id/{API_ID}/graylog?redir=true")
+    assert (response.status_code, response.headers["Location"]) == (
+        302, "https://prod-eu.graylog.example:8443/search?c=prod-eu",
+    )  # fmt: skip

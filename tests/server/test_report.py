@@ -198,6 +198,25 @@ BAD_MAP_BODIES = {
     "nul in a string": {"containers": [samples.container(image="a\x00b")]},
     "task_version a list": {"containers": [samples.container(task_version=[1])]},
     "ports not a list": {"containers": [samples.container(ports="8000")]},
+    **{f"ports {v!r}": {"containers": [samples.container(ports=v)]} for v in (0, False, {}, "")},
+    **{f"networks {v!r}": {"containers": [samples.container(networks=v)]} for v in (0, False, {}, "")},
+    **{
+        f"sample_time {t}": {"containers": [samples.container(sample_time=t)]}
+        for t in (
+            "0999-01-01T00:00:00Z",
+            "0001-01-01T00:00:00Z",
+            "1999-12-31T23:59:59Z",
+            "999-01-01T00:00:00Z",
+            "+2026-01-01T00:00:00Z",
+        )
+    },
+    "an ipv4 address that is none": {
+        "containers": [samples.container(networks=[{"network_mode": "awsvpc", "ipv4_addresses": ["not-an-ip"]}])]
+    },
+    "an ipv6 address in the ipv4 list": {
+        "containers": [samples.container(networks=[{"network_mode": "awsvpc", "ipv4_addresses": ["2001:db8::1"]}])]
+    },
+    "101 ports": {"containers": [samples.container(ports=[{"container_port": 80}] * 101)]},
     "port out of range": {"containers": [samples.container(ports=[{"container_port": 70000}])]},
     "port a string": {"containers": [samples.container(ports=[{"container_port": "80"}])]},
     "port a bool": {"containers": [samples.container(ports=[{"container_port": True}])]},

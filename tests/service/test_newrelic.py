@@ -180,3 +180,37 @@ def test_configured_client_uses_the_configured_api_and_templates(nr):
     get(nr, "/v2/applications.json", {"applications": [{"id": 41, "name": "web"}]})
 
     assert client.application_url("web") == f"https://one.eu.newrelic.com/apps/41?account={ACCOUNT}"
+
+
+MALFORMED_IDS = [[], {}, True, "", 1.5, [7002]]
+
+
+@pytest.mark.parametrize("bad", MALFORMED_IDS, ids=repr)
+def test_a_malformed_application_id_is_a_bad_answer(newrelic, nr, bad):
+    get(nr, "/v2/applications.json", {"applications": [{**APP, "id": bad}]}, {"filter[host]": SHORT_ID})
+
+    with pytest.raises(NewRelicError, match="malformed application ID") as caught:
+        newrelic.instance_url(SHORT_ID)
+    assert caught.value.status == 502
+
+
+@pytest.mark.parametrize("bad", MALFORMED_IDS, ids=repr)
+def test_a_malformed_instance_id_is_a_bad_answer(newrelic, nr, bad):
+    get(nr, "/v2/applications.json", {"applications": [APP]}, {"filter[host]": SHORT_ID})
+    get(nr, "/v2/applications/41/hosts.json", {"application_hosts": [host(5002, [])]}, {"filter[hostname]": SHORT_ID})
+    instances = [{"id": bad, "host": SHORT_ID, "links": {"application": 41, "application_host": [5002]}}]
+    get(nr, "/v2/applications/41/instances.json", {"application_instances": instances}, {"filter[hostname]": SHORT_ID})
+
+    with pytest.raises(NewRelicError, match="malformed application instance ID") as caught:
+        newrelic.instance_url(SHORT_ID)
+    assert caught.value.status == 502
+
+
+@pytest.mark.parametrize("bad", [[[]], [{}], [True]], ids=repr)
+def test_a_host_linking_malformed_instances_is_a_bad_answer(newrelic, nr, bad):
+    get(nr, "/v2/applications.json", {"applications": [APP]}, {"filter[host]": SHORT_ID})
+    get(nr, "/v2/applications/41/hosts.json", {"application_hosts": [host(5002, bad)]}, {"filter[hostname]": SHORT_ID})
+
+    with pytest.raises(NewRelicError, match="malformed application instance ID") as caught:
+        newrelic.instance_url(SHORT_ID)
+    assert caught.value.status == 502

@@ -169,7 +169,7 @@ def test_the_worker_retries_on_its_own(store, stubbed):
     client, stubber = stubbed
     stubber.add_client_error("describe_tasks", "ThrottlingException", "Rate exceeded", 400)
     expect_describe(stubber, CLUSTER, [11], {11: "service:web"})
-    names = ServiceNames(EcsClient(client_factory=lambda: client), store, base_delay=0.05)
+    names = ServiceNames(EcsClient(client_factory=lambda: client), store, base_delay=0.05, min_interval=0.05)
     try:
         names.submit(stored(store, record(11)))
         deadline = time.monotonic() + 5
@@ -196,3 +196,81 @@ def test_with_tasks_moto_started(store):
 
     assert [r.get("service_name") for r in store.containers_of_task(ids[0])] == ["web"]
     assert [r.get("service_name", "") for r in store.containers_of_task(ids[1])] == [""]
+
+
+class Configuration:
+    """A stand-in for the AWS configuration the worker watches."""
+
+    def __init__(self) -> None:
+        self.value = 1
+
+    def __call__(self) -> int:
+        return self.value
+
+
+def no_region_ecs(calls: list[int]) -> EcsClient:
+    def factory():
+        calls.append(1)
+        return boto3.session.Session().client("ecs", region_name=None)
+
+    return EcsClient(client_factory=factory)
+
+
+def test_without_a_region_it_says_so_once_and_stops_trying(store, clock, caplog, monkeypatch):
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    calls: list[int] = []
+    configuration = Configuration()
+    names = ServiceNames(no_region_ecs(calls), store, clock=clock, autostart=False, aws_configuration=configuration)
+    names.submit(stored(store, record(1), record(2)))
+    names.run_once()
+    assert (names.paused(), names.pending(), len(calls)) == (True, 0, 1)
+
+    for n in range(3, 30):  # reports keep coming: nothing is queued, ECS is not asked again, nothing more is said
+        assert names.submit(stored(store, record(n))) == 0
+        assert names.run_once() == 0
+        clock.advance(60)
+    assert len(calls) == 1
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    message = warnings[0].getMessage()
+    assert "AWS_REGION" in message and "until the AWS configuration changes" in message
+    assert service_of(store, 1) == [""]
+
+    configuration.value = 2  # say, AWS_REGION set in a config file
+    assert names.submit(stored(store, record(40))) == 1
+    names.run_once()
+    assert len(calls) == 2
+    assert len([r for r in caplog.records if r.levelname == "WARNING"]) == 1  # the same reason again: not repeated
+
+
+def test_without_a_region_it_tries_again_after_the_recheck_interval(store, clock, monkeypatch):
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    calls: list[int] = []
+    names = ServiceNames(no_region_ecs(calls), store, clock=clock, autostart=False, recheck=600)
+    names.submit(stored(store, record(1)))
+    names.run_once()
+    clock.advance(599)
+    assert names.submit(stored(store, record(2))) == 0
+    clock.advance(2)
+    assert names.submit(stored(store, record(3))) == 1
+
+
+def test_without_credentials_it_says_so_once_and_stops_trying(store, clock, caplog, monkeypatch):
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    names = ServiceNames(EcsClient(), store, clock=clock, autostart=False)
+    names.submit(stored(store, record(1)))
+    names.run_once()
+    assert names.paused() and names.pending() == 0
+    assert names.submit(stored(store, record(2))) == 0
+    (warning,) = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert "no AWS credentials" in warning.getMessage()
+
+
+def test_a_route_still_says_what_is_missing_without_credentials(monkeypatch):
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    ecs = EcsClient()
+    for _ in range(2):  # the client is made again after each refusal, so new credentials would be found
+        with pytest.raises(EcsUnavailable, match="no AWS credentials"):
+            ecs.service_tasks(CLUSTER, "web")

@@ -52,3 +52,20 @@ def event(event_id: str, n: int = 1, timestamp: float = 0, task: str = TASK, **f
         "timestamp": at(timestamp),
         **fields,
     }
+
+
+FARGATE_TASK = "5b7f0c1e9a2d4e3fb6c8d0a1e2f3a4b5"
+
+
+def runtime_id(n: int, task: str = FARGATE_TASK) -> str:
+    """A Fargate runtime ID: the task's 32 hex digits, a dash and 10 digits."""
+    return f"{task}-{n % 10}{n * 104729:09d}"
+
+
+def feed_record(n: int, version: int, status: str = "RUNNING", sample: float = 0, **fields):
+    """An entry of the ECS event feed for a Fargate container, at task state ``version``."""
+    entry = record(n, task=FARGATE_TASK, status=status, sample=sample, container_id=runtime_id(n), **fields)
+    for name in ("ports", "container_port", "instance_port"):
+        entry.pop(name)
+    entry.update(state_version=str(version), service_name="orders-api", launch_type="FARGATE")
+    return entry

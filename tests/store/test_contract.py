@@ -12,7 +12,18 @@ from server.store.base import Store
 from server.store.dynamodb import DynamoDBStore
 from server.store.sdb import SimpleDBStore
 from server.store.sqlite import SQLiteStore
-from tests.store.samples import OTHER_TASK, T0, TASK, at, cid, event, record
+from tests.store.samples import (
+    FARGATE_TASK,
+    OTHER_TASK,
+    T0,
+    TASK,
+    at,
+    cid,
+    event,
+    feed_record,
+    record,
+    runtime_id,
+)
 
 
 def resolution(store: Store) -> float:
@@ -276,3 +287,54 @@ def test_two_handles_share_one_store(make_store):
 
 def test_ping(store):
     assert store.ping() is None
+
+
+# --- Fargate runtime IDs and the event feed's entries ---------------------------------------------------------
+
+
+def test_fargate_runtime_ids_are_found_in_full_by_prefix_and_by_task(store):
+    store.upsert_containers([feed_record(1, 1), feed_record(2, 1, name="log-router")], at(1))
+    # A Docker ID that shares the runtime IDs' first 12 characters is a neighbour, not a match of the longer ones.
+    docker = FARGATE_TASK[:12] + "f" * 52
+    store.upsert_containers([record(3, container_id=docker)], at(1))
+    assert store.get_container(runtime_id(1))["container_name"] == "c1"
+    assert [r["container_id"] for r in store.find_containers(FARGATE_TASK[:12], 10)] == sorted(
+        [runtime_id(1), runtime_id(2), docker]
+    )
+    assert [r["container_id"] for r in store.find_containers(FARGATE_TASK, 10)] == [runtime_id(1), runtime_id(2)]
+    assert [r["container_id"] for r in store.find_containers(FARGATE_TASK + "-", 10)] == [runtime_id(1), runtime_id(2)]
+    assert [r["container_id"] for r in store.find_containers(runtime_id(2)[:-3], 10)] == [runtime_id(2)]
+    assert [r["container_id"] for r in store.containers_of_task(FARGATE_TASK)] == [runtime_id(1), runtime_id(2)]
+    assert store.get_container(runtime_id(3)) is None
+
+
+def test_events_of_a_fargate_container(store):
+    store.upsert_containers([feed_record(1, 1)], at(1))
+    store.add_events([event("f1", container_id=runtime_id(1), task=FARGATE_TASK)])
+    assert [e["event_id"] for e in store.events_of_container(runtime_id(1))] == ["f1"]
+    assert [e["event_id"] for e in store.events_of_task(FARGATE_TASK)] == ["f1"]
+
+
+def test_a_lower_task_version_never_overwrites_a_higher_one(store):
+    stopped = feed_record(1, 5, status="STOPPED", sample=5, exit_code="137", stopped_reason="Essential exited")
+    store.upsert_containers([stopped], at(6))
+    store.upsert_containers([feed_record(1, 3, sample=3), feed_record(1, 5, status="STOPPED", sample=5)], at(7))
+    kept = store.get_container(runtime_id(1))
+    assert (kept["known_status"], kept["exit_code"], kept["stopped_reason"]) == ("STOPPED", "137", "Essential exited")
+    assert kept["state_version"] == "5"
+
+
+def test_the_agent_and_the_feed_merge_into_one_record(store):
+    agent = record(1, sample=2, instance_ip="10.0.0.7", instance_id="i-0abc")
+    feed = {k: v for k, v in record(1, sample=1).items() if k not in ("ports", "container_port", "instance_port")}
+    feed.update(state_version="3", service_name="worker", launch_type="EC2", image="", desired_status="")
+    store.upsert_containers([agent], at(2))
+    store.upsert_containers([feed], at(3))  # older by sample time: the feed's own fields still apply
+    merged = store.get_container(cid(1))
+    assert (merged["instance_ip"], merged["ports"], merged["service_name"]) == ("10.0.0.7", agent["ports"], "worker")
+    stopped = {**feed, "state_version": "4", "sample_time": at(4), "known_status": "STOPPED", "exit_code": "1"}
+    store.upsert_containers([stopped], at(4))
+    store.upsert_containers([{**agent, "instance_ip": "", "sample_time": at(3)}], at(5))  # a late agent report
+    merged = store.get_container(cid(1))
+    assert (merged["known_status"], merged["exit_code"], merged["instance_ip"]) == ("STOPPED", "1", "10.0.0.7")
+    assert merged["image"] == agent["image"] and merged["desired_status"] == "RUNNING"
