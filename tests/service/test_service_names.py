@@ -9,7 +9,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from server.ecs import EcsClient
+from server.ecs import EcsClient, EcsUnavailable
 from server.service_names import ServiceNames
 from tests.service.helpers import CLUSTER, REGION, SlowEcs, described, record, run_tasks, task_arn, task_id
 
