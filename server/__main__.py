@@ -25,7 +25,7 @@ class ServerApplication(BaseApplication):
         for name, value in {
             "bind": [cfg.bind],
             "workers": cfg.workers,
-            "worker_class": "gthread",  # chosen from bench/lookup.py: see README, Speed
+            "worker_class": "gthread",  # chosen from bench/lookup.py: see docs/performance.md
             "threads": cfg.threads,
             "timeout": cfg.timeout,
             "keepalive": cfg.keepalive,

@@ -1,7 +1,7 @@
 """ECS task state changes (EventBridge events, ``detail`` shaped like a DescribeTasks task) as container records
 and events: the one converter behind the event feed (``server.feed``) and ``POST /report/ecs-events``.
 
-The mapping is in the README ("Fargate and agentless clusters"). Delivery is at least once and unordered, so a
+The mapping is in docs/ecs-events.md. Delivery is at least once and unordered, so a
 conversion depends only on the event: ``detail.version`` goes into the record as ``state_version`` (the merge
 rules in ``server.records`` let no lower version overwrite a higher one) and event IDs come from the container
 and the change, as the agent makes them, so a repeat, or the agent reporting the same change, is stored once.

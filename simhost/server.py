@@ -1,6 +1,6 @@
 """The simulated host on loopback: the ECS agent introspection API on one port, IMDSv2 on another.
 
-Both answer the way the real services do (shapes in the README's agent section): `/v1/metadata` and `/v1/tasks`;
+Both answer the way the real services do: `/v1/metadata` and `/v1/tasks`;
 `PUT /latest/api/token`, then `GET /latest/meta-data/…` with the token, 401 without one. A fault switch makes the
 introspection API answer an error status for a while, as an ECS agent that is restarting or broken does.
 """

@@ -1,6 +1,6 @@
 """What Prometheus does with an HTTP SD answer before it scrapes: the target labels after ``relabel_configs``.
 
-No relabelling tool is on PyPI, so this follows Prometheus's documented semantics for the actions the README uses
+No relabelling tool is on PyPI, so this follows Prometheus's semantics for the actions docs/prometheus.md uses
 and a few more: ``replace`` (the default), ``keep``, ``drop``, ``labelmap``, ``labeldrop``, ``labelkeep``.
 Regexes are anchored at both ends; ``$1``, ``${1}`` and ``$name`` in replacements refer to groups; values of
 several source labels are joined with ``separator`` (``;``); a missing label is the empty string. Afterwards

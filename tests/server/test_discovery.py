@@ -1,5 +1,5 @@
 """Prometheus HTTP service discovery: the answer built from records, checked against the documented format and
-run through the README's relabel example as Prometheus would."""
+run through the relabel example of docs/prometheus.md as Prometheus would."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from server.state import state
 from tests.relabel import relabel, scraped_targets
 from tests.server import samples
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+PROMETHEUS_DOC = Path(__file__).resolve().parents[2] / "docs" / "prometheus.md"
 
 #: A target: host name, IPv4 address or bracketed IPv6 address, and a port.
 HOST_PORT = r"^(\[[0-9a-fA-F:.]+\]|[^:\[\]]+):\d+$"
@@ -233,26 +233,26 @@ def test_bad_filters_say_what_is_wrong(args, message):
         Filters.parse(args)
 
 
-# As Prometheus sees it: the README's scrape config, relabelled
+# As Prometheus sees it: the documented scrape config, relabelled
 
 
-def readme_scrape_config() -> dict:
-    """The ``scrape_configs`` entry the README gives for ``/sd/prometheus``."""
-    blocks = re.findall(r"```yaml\n(.*?)```", README.read_text(), re.S)
+def documented_scrape_config() -> dict:
+    """The ``scrape_configs`` entry docs/prometheus.md gives for ``/sd/prometheus``."""
+    blocks = re.findall(r"```yaml\n(.*?)```", PROMETHEUS_DOC.read_text(), re.S)
     (stanza,) = [yaml.safe_load(b) for b in blocks if "http_sd_configs" in b]
     (job,) = stanza["scrape_configs"]
     return job
 
 
-def test_readme_scrape_config_points_at_the_route():
-    job = readme_scrape_config()
+def test_documented_scrape_config_points_at_the_route():
+    job = documented_scrape_config()
     (sd,) = job["http_sd_configs"]
     assert "/sd/prometheus?" in sd["url"]
     assert sd.get("refresh_interval", "60s") == "60s"
 
 
-def test_readme_relabel_example_keeps_and_renames_as_it_says():
-    job = readme_scrape_config()
+def test_documented_relabel_example_keeps_and_renames_as_it_says():
+    job = documented_scrape_config()
     (sd,) = job["http_sd_configs"]
     port = int(re.search(r"port=(\d+)", sd["url"]).group(1))
     answer = target_groups(fleet(), Filters(port=port))
