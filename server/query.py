@@ -5,16 +5,13 @@ Single values answer as text (one per line) for shell scripts; records and lists
 
 from __future__ import annotations
 
-from contextlib import suppress
-
 from flask import Blueprint, Response, jsonify, request
 from werkzeug.wrappers import Response as BaseResponse
 
-from server import ids, links
+from server import ids
 from server.auth import authorize_read
 from server.errors import ApiError
-from server.lookups import store_newrelic_url
-from server.records import public
+from server.record_links import configured_links, full_record, link_names, link_url
 from server.respond import text, url_answer, wants_redirect
 from server.state import state
 from server.store import Record
@@ -65,11 +62,6 @@ def task_container(raw_id: str) -> tuple[Record, list[Record]]:
     raise ApiError(f"task has no container named {name!r}; it has: {names}", 404)
 
 
-def link_names() -> list[str]:
-    """Every link name the routes answer: the built-in ones, then those configured with ECS_ID_MAPPER_LINK_*."""
-    return [*links.LINKS, "newrelic", *state().config.links]
-
-
 def link_name(name: str) -> str:
     """``name`` if it is a link; 404 listing the links otherwise (before any lookup of the record)."""
     if name not in link_names():
@@ -77,48 +69,9 @@ def link_name(name: str) -> str:
     return name
 
 
-def link_url(name: str, record: Record, lookup: bool = False) -> str:
-    """The rendered link, or 404 saying what to configure or what the record lacks.
-
-    ``lookup``: find a New Relic URL not on record yet through New Relic (and cache it in the record).
-    """
-    if name == "newrelic":
-        if not record.get("newrelic_url"):
-            if lookup:
-                app_state = state()
-                return store_newrelic_url(app_state.store, app_state.newrelic, record)
-            raise ApiError("no New Relic URL is on record for this container", 404)
-        return record["newrelic_url"]
-    config = state().config
-    variable = links.variable(name)
-    template = getattr(config, f"{name}_url") if name in links.LINKS else config.links.get(name, "")
-    if not template:
-        raise ApiError(f"{name} links are not configured: set {variable}", 404)
-    try:
-        return links.render(template, record)
-    except links.MissingValue as exc:
-        raise ApiError(f"the record has no {exc.args[0]}, which {variable} needs", 404) from None
-    except links.InvalidLink as exc:
-        raise ApiError(f"the record's values make no valid URL from {variable}: {exc}", 404) from None
-
-
-def configured_links(record: Record) -> dict[str, str]:
-    """Every link this record has, by name; links not configured or lacking a value are left out."""
-    urls = {}
-    for name in link_names():
-        with suppress(ApiError):
-            urls[name] = link_url(name, record)
-    return urls
-
-
 def link_answer(name: str, record: Record) -> BaseResponse:
     redirecting = wants_redirect()  # a bad flag is a 400 before any outside lookup
     return url_answer(link_url(name, record, lookup=True), redirecting)
-
-
-def full_record(record: Record) -> dict:
-    """A record as JSON, with its rendered links."""
-    return {**public(record), **{f"{name}_url": url for name, url in configured_links(record).items()}}
 
 
 # By container ID

@@ -6,7 +6,7 @@ import json
 import logging
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from server import ecs_events, schema
@@ -26,7 +26,7 @@ bp.before_request(authorize_report)
 def body() -> Any:
     if request.content_length is None:
         # A chunked body: Werkzeug would cut it at the limit without a word, so read one byte more ourselves.
-        limit = current_app.config["MAX_CONTENT_LENGTH"]
+        limit = state().config.max_body_bytes
         raw = request.environ["wsgi.input"].read(limit + 1)
         if len(raw) > limit:
             raise RequestEntityTooLarge()

@@ -11,7 +11,7 @@ from server.auth import authorize_read
 from server.ecs import task_id_of
 from server.errors import ApiError
 from server.lookups import store_service_name
-from server.query import full_record
+from server.record_links import full_record
 from server.respond import flag, url_answer, wants_redirect
 from server.state import state
 from server.store import Record

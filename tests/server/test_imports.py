@@ -67,6 +67,13 @@ def test_no_module_of_the_server_is_on_an_import_cycle():
     assert find_cycle(graph) is None, " → ".join(find_cycle(graph) or [])
 
 
+def test_no_routes_module_imports_another():
+    routes = {name for name, path in MODULES.items() if "Blueprint(" in path.read_text()}
+    assert {"server.query", "server.service", "server.health"} <= routes
+    for name in sorted(routes):
+        assert not imported(name, MODULES[name]) & routes, f"{name} imports another routes module"
+
+
 def test_the_cycle_finder_finds_a_lazy_import_loop():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None

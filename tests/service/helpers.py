@@ -1,12 +1,14 @@
-"""Test data for the service tests: records and ECS task descriptions in the shapes the server sees."""
+"""For the service tests: records and ECS task descriptions in the shapes the server sees, settings, a slow ECS."""
 
 from __future__ import annotations
 
 import json
+import threading
 
 import boto3
 
 from server.config import Config, load
+from server.ecs import EcsClient, EcsUnavailable
 
 REGION = "eu-central-1"
 ACCOUNT = "210987654321"
@@ -75,3 +77,18 @@ def run_tasks(ecs_client, groups: list[str | None], cluster: str = CLUSTER) -> l
 def config(**values: str) -> Config:
     """The server's configuration from these values alone, no environment."""
     return load(values, environ={})
+
+
+class SlowEcs:
+    """An ECS client whose DescribeTasks waits until the test releases it."""
+
+    def __init__(self, ecs: EcsClient, release: threading.Event):
+        self.ecs = ecs
+        self.release = release
+        self.called = threading.Event()
+
+    def describe_tasks(self, cluster, tasks):
+        self.called.set()
+        if not self.release.wait(10):
+            raise EcsUnavailable("never released")
+        return self.ecs.describe_tasks(cluster, tasks)

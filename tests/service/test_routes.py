@@ -10,7 +10,7 @@ from responses import matchers
 
 from server.ecs import EcsClient
 from server.state import state
-from tests.service.helpers import CLUSTER, container_id, described, record, task_arn, task_id
+from tests.service.helpers import CLUSTER, SlowEcs, container_id, described, record, task_arn, task_id
 
 TOKEN = "report-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -160,17 +160,11 @@ def test_malformed_requests_are_400(client, path):
 # Enrichment through the report route
 
 
-def test_a_report_returns_before_ecs_answers_and_the_task_gets_its_service(app, client, stubber, monkeypatch):
+def test_a_report_returns_before_ecs_answers_and_the_task_gets_its_service(make_app, settings, ecs, stubber):
     describe(stubber, [7, 8], {7: "service:web", 8: "family:batch"})
     release = threading.Event()
-    ecs = names(app).ecs
-    original = ecs.describe_tasks
-
-    def slow_describe(cluster, tasks):
-        release.wait(10)
-        return original(cluster, tasks)
-
-    monkeypatch.setattr(ecs, "describe_tasks", slow_describe)
+    app = make_app(settings, ecs=SlowEcs(ecs, release))
+    client = app.test_client()
     try:
         started = time.monotonic()
         report(client, record(7), record(8))

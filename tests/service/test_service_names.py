@@ -11,7 +11,7 @@ from moto import mock_aws
 
 from server.ecs import EcsClient, EcsUnavailable
 from server.service_names import ServiceNames
-from tests.service.helpers import CLUSTER, REGION, described, record, run_tasks, task_arn, task_id
+from tests.service.helpers import CLUSTER, REGION, SlowEcs, described, record, run_tasks, task_arn, task_id
 
 NOW = "2026-11-25T15:05:39.000Z"
 
@@ -196,21 +196,6 @@ def test_with_tasks_moto_started(store):
 
     assert [r.get("service_name") for r in store.containers_of_task(ids[0])] == ["web"]
     assert [r.get("service_name", "") for r in store.containers_of_task(ids[1])] == [""]
-
-
-class SlowEcs:
-    """An ECS client whose DescribeTasks waits until the test releases it."""
-
-    def __init__(self, ecs: EcsClient, release: threading.Event):
-        self.ecs = ecs
-        self.release = release
-        self.called = threading.Event()
-
-    def describe_tasks(self, cluster, tasks):
-        self.called.set()
-        if not self.release.wait(10):
-            raise EcsUnavailable("never released")
-        return self.ecs.describe_tasks(cluster, tasks)
 
 
 class Configuration:
