@@ -147,8 +147,7 @@ def store_conversions(store: Store, conversions: list[Conversion], now: str) -> 
     """Write the conversions through ``store``: the records that are new, and how many events were."""
     records = [r for c in conversions for r in c.records]
     events = [e for c in conversions for e in c.events]
-    created = store.upsert_containers(records, now) if records else []
-    return created, store.add_events(events) if events else 0
+    return store.record_report(records, events, now)
 
 
 def _status(value: Any, path: str) -> str:

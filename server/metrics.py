@@ -71,6 +71,7 @@ NEWRELIC_LOOKUPS = Counter(
 
 # Store calls worth timing: every data operation of the Store interface.
 STORE_OPERATIONS = (
+    "record_report",
     "upsert_containers",
     "add_events",
     "get_container",

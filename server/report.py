@@ -45,10 +45,9 @@ def report_map() -> Response:
     containers, events, full = schema.map_report(body())
     app_state = state()
     store = app_state.store
-    created = store.upsert_containers(with_event_times(containers, events), utc_now())
+    created, new_events = store.record_report(with_event_times(containers, events), events, utc_now())
     if app_state.config.service_names:
         app_state.service_names.submit(created)  # queued for the worker; returns at once
-    new_events = store.add_events(events) if events else 0
     EVENTS_STORED.inc(new_events)
     log.debug(
         "map report: %d containers (%d new, full=%s), %d new events", len(containers), len(created), full, new_events
@@ -59,7 +58,7 @@ def report_map() -> Response:
 @bp.post("/event")
 def report_event() -> Response:
     events = schema.event_report(body())
-    new_events = state().store.add_events(events)
+    _, new_events = state().store.record_report([], events, utc_now())
     EVENTS_STORED.inc(new_events)
     return jsonify({"containers": 0, "events": new_events})
 

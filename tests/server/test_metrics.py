@@ -47,7 +47,7 @@ def test_metrics_count_requests_reports_and_store_calls(client, report):
     assert delta("ecs_id_mapper_reports_total", kind="map", outcome="rejected") == 1
     assert delta("ecs_id_mapper_reports_total", kind="event", outcome="rejected") == 1
     assert delta("ecs_id_mapper_events_stored_total") == 1
-    assert delta("ecs_id_mapper_store_duration_seconds_count", operation="upsert_containers") == 1
+    assert delta("ecs_id_mapper_store_duration_seconds_count", operation="record_report") == 1
     assert delta("ecs_id_mapper_store_duration_seconds_count", operation="get_container") >= 3
 
 
