@@ -36,9 +36,13 @@ class ApiError(Exception):
         self.extra = extra
 
 
+def error_slug(status: int) -> str:
+    """The ``error`` field for a status: its reason phrase in snake case, such as ``not_found``."""
+    return HTTP_STATUS_CODES.get(status, "error").lower().replace(" ", "_").replace("-", "_")
+
+
 def error_response(status: int, message: str, **extra: object) -> Response:
-    slug = HTTP_STATUS_CODES.get(status, "error").lower().replace(" ", "_").replace("-", "_")
-    response = jsonify({"error": slug, "message": message, **extra})
+    response = jsonify({"error": error_slug(status), "message": message, **extra})
     response.status_code = status
     return response
 
