@@ -39,10 +39,11 @@ def get(target: bytes, *headers: bytes) -> bytes:
     return b"GET " + target + b" HTTP/1.1\r\nHost: localhost\r\n" + b"".join(h + b"\r\n" for h in headers) + b"\r\n"
 
 
+HEADERS_TOO_LARGE = "request_header_fields_too_large"
 REFUSED = {
     "request line over 8190 bytes": (get(b"/query/container_id/" + b"a" * 9000), 414, "request_uri_too_long"),
-    "header line over 8190 bytes": (get(b"/health", b"X-Big: " + b"b" * 9000), 431, "request_header_fields_too_large"),
-    "over 100 headers": (get(b"/health", *(b"X-H%d: 1" % n for n in range(120))), 431, "request_header_fields_too_large"),
+    "header line over 8190 bytes": (get(b"/health", b"X-Big: " + b"b" * 9000), 431, HEADERS_TOO_LARGE),
+    "over 100 headers": (get(b"/health", *(b"X-H%d: 1" % n for n in range(120))), 431, HEADERS_TOO_LARGE),
     "NUL in the path": (get(b"/query/container_id/\x00"), 400, "bad_request"),
     "control byte in the path": (get(b"/query/task_id/\x1f"), 400, "bad_request"),
     "non-ASCII bytes in the path": (get(b"/query/container_id/\xff\xfe"), 400, "bad_request"),
