@@ -10,6 +10,7 @@ import logging
 from collections.abc import Mapping
 
 from flask import Flask, Response, jsonify
+from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
@@ -69,6 +70,11 @@ def http_error(exc: HTTPException) -> Response:
     return response
 
 
+def unreadable_request(exc: ParseException) -> Response:
+    """gunicorn reads a chunked body only as a route asks for it: a malformed chunk surfaces here, not as a 500."""
+    return error_response(400, f"malformed request body: {exc}")
+
+
 def unexpected(exc: Exception) -> Response:
     log.exception("unhandled error")
     return error_response(500, "internal error; the server log has the details")
@@ -78,4 +84,5 @@ def register(app: Flask) -> None:
     app.register_error_handler(ApiError, api_error)
     app.register_error_handler(StoreUnavailable, store_unavailable)
     app.register_error_handler(HTTPException, http_error)
+    app.register_error_handler(ParseException, unreadable_request)
     app.register_error_handler(Exception, unexpected)

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.server.samples import TOKEN
 from tests.support import ServerProcess
 
 pytestmark = pytest.mark.slow
@@ -17,7 +18,11 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     directory = tmp_path_factory.mktemp("gunicorn-errors")
-    env = {"ECS_ID_MAPPER_STORE": f"sqlite:///{directory}/store.sqlite3", "ECS_ID_MAPPER_SERVICE_NAMES": "false"}
+    env = {
+        "ECS_ID_MAPPER_STORE": f"sqlite:///{directory}/store.sqlite3",
+        "ECS_ID_MAPPER_SERVICE_NAMES": "false",
+        "ECS_ID_MAPPER_TOKEN": TOKEN,
+    }
     with ServerProcess(env, directory / "server.log") as running:
         yield running
 
@@ -66,6 +71,20 @@ def test_a_request_gunicorn_refuses_is_answered_in_the_json_error_shape(server, 
     parsed = json.loads(body)
     assert set(parsed) == {"error", "message"}
     assert parsed["error"] == error and parsed["message"]
+
+
+MALFORMED_CHUNKS = {"chunk size not hex": b"zz\r\n", "chunk without its CRLF": b"2\r\n{}XX0\r\n\r\n"}
+
+
+@pytest.mark.parametrize("chunks", MALFORMED_CHUNKS.values(), ids=MALFORMED_CHUNKS.keys())
+def test_a_malformed_chunked_body_is_a_400_not_a_500(server, chunks):
+    """gunicorn decodes chunks as the route reads the body, so the app answers this one (it was a 500)."""
+    head = (
+        f"POST /report/map HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    status, headers, body = exchange(server, head.encode() + chunks)
+    assert (status, headers["content-type"]) == (400, "application/json")
+    assert json.loads(body)["message"].startswith("malformed request body")
 
 
 def test_the_app_still_answers_after_the_refusals(server):
