@@ -11,7 +11,6 @@ by: it is left out until a later event of its task, a whole snapshot of the task
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,14 +45,6 @@ class Conversion:
     records: list[Record] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     held: list[str] = field(default_factory=list)  # container names
-
-
-def event_id(container_id: str, kind: str, old: str, new: str) -> str:
-    """The ID the agent gives the same change (see the wire format), so that neither source doubles the other's."""
-    if kind == "appeared":
-        old = new = ""
-    digest = hashlib.blake2b(f"{container_id}|{kind}|{old}|{new}".encode(), digest_size=16).hexdigest()
-    return f"{container_id[:12]}-{digest}"
 
 
 def convert(event: Any, path: str = "$") -> Conversion:
@@ -185,7 +176,7 @@ def _events(record: Record, times: dict[str, str]) -> list[Event]:
     container_id = record["container_id"]
     return [
         {
-            "event_id": event_id(container_id, kind, old, new),
+            "event_id": ids.event_id(container_id, kind, old, new),
             "container_id": container_id,
             "task_id": record["task_id"],
             "event": kind,
