@@ -24,8 +24,7 @@ from typing import Any
 
 from moto import mock_aws
 
-from server.ids import event_id
-from server.records import format_time
+from server.records import event_id, format_time
 from server.store.base import Store
 from server.store.dynamodb import INDEXES, PROJECTIONS, DynamoDBStore, item_size
 from server.store.sdb import SimpleDBStore
@@ -279,6 +278,8 @@ def main() -> None:
         )
         table("Lookups", measure(lookups(sdb), sdb_meter), measure(lookups(dynamo), dynamo_meter))
 
+        ((_, sd),) = measure([("", dynamo.running_containers)], dynamo_meter)
+        print(f"  running_containers (/sd/prometheus; 50 running): DynamoDB {sd.requests} requests, {sd.reads:g} RCU")
         life_units = sum((f for _, f in dynamo_life), Figures())
         get_units = measure(lookups(dynamo)[:2], dynamo_meter)
         print(

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from server import ids
+from server.records import event_id
 from server.schema import MAX_ITEMS, _fail, _list, _object, _optional_text, _required, _text, _time
 from server.store import Event, Record, Store
 
@@ -176,7 +177,7 @@ def _events(record: Record, times: dict[str, str]) -> list[Event]:
     container_id = record["container_id"]
     return [
         {
-            "event_id": ids.event_id(container_id, kind, old, new),
+            "event_id": event_id(container_id, kind, old, new),
             "container_id": container_id,
             "task_id": record["task_id"],
             "event": kind,

@@ -2,12 +2,10 @@
 
 A container ID is a Docker ID (64 hex) or, on Fargate and ECS Managed Instances, a runtime ID: the task's
 32-hex ID, a dash and a 10-digit number. Either may be given in full or by a prefix of at least 12 characters.
-An event's ID is derived from the change it records.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 
 from server.errors import ApiError
@@ -51,11 +49,3 @@ def task_id(raw: str) -> str:
 def task_id_of_arn(arn: str) -> str:
     """The task ID in either ARN form: ``…:task/UUID`` or ``…:task/CLUSTER/ID``."""
     return arn.rsplit("/", 1)[-1].lower()
-
-
-def event_id(container_id: str, kind: str, old: str, new: str) -> str:
-    """The ID the agent gives a change (see the wire format), so that no source doubles another's event."""
-    if kind == "appeared":
-        old = new = ""
-    digest = hashlib.blake2b(f"{container_id}|{kind}|{old}|{new}".encode(), digest_size=16).hexdigest()
-    return f"{container_id[:12]}-{digest}"

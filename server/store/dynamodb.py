@@ -42,9 +42,9 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 
-from server import ids
 from server.flags import parse_bool
 from server.lru import LRU
+from server.records import event_id
 from server.store.base import Event, Record, StoreError, StoreUnavailable
 from server.store.boto import MergingStore, Pool, client_config, new_client, number
 
@@ -143,7 +143,7 @@ def encode_events(record: Record, events: Iterable[tuple[Event, str]]) -> bytes:
     rows = []
     for event, arrival in events:
         row = [event["event"], event["from"], event["to"], event["timestamp"], arrival]
-        if event["event_id"] != ids.event_id(record["container_id"], *row[:3]):
+        if event["event_id"] != event_id(record["container_id"], *row[:3]):
             row.append(event["event_id"])
         rows.append(row)
     return zlib.compress(json.dumps(rows, ensure_ascii=True, separators=(",", ":")).encode("ascii"), 9)
@@ -155,8 +155,8 @@ def decode_events(item: dict[str, Any], record: Record) -> tuple[tuple[Event, st
     cid, task = record["container_id"], record.get("task_id", "")
     found = []
     for kind, old, new, moment, arrival, *given in json.loads(zlib.decompress(item["ev"]["B"])):
-        event_id = given[0] if given else ids.event_id(cid, kind, old, new)
-        event = {"event_id": event_id, "container_id": cid, "task_id": task, "event": kind, "from": old, "to": new}
+        named = given[0] if given else event_id(cid, kind, old, new)
+        event = {"event_id": named, "container_id": cid, "task_id": task, "event": kind, "from": old, "to": new}
         found.append(({**event, "timestamp": moment}, arrival))
     return tuple(found)
 

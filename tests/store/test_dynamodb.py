@@ -13,7 +13,7 @@ from botocore.awsrequest import AWSResponse
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from server import ids, records
+from server import records
 from server.store import StoreUnavailable, dynamodb, open_store
 from server.store.dynamodb import RUNNING_SHARDS, DynamoDBStore, StoreMissing, encode, record_key
 from tests.store.conftest import REGION, RawBody, Requests
@@ -279,7 +279,7 @@ def test_an_event_of_a_container_with_no_record_is_put_apart_only_if_absent_and_
 
 def change(kind: str, old: str, new: str, timestamp: float, n: int = 1) -> dict:
     """An event as the agent and ECS make it, its ID derived from the change."""
-    return {"event_id": ids.event_id(cid(n), kind, old, new), "container_id": cid(n), "task_id": TASK,
+    return {"event_id": records.event_id(cid(n), kind, old, new), "container_id": cid(n), "task_id": TASK,
             "event": kind, "from": old, "to": new, "timestamp": at(timestamp)}  # fmt: skip
 
 
