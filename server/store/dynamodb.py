@@ -467,9 +467,11 @@ class DynamoDBStore(MergingStore):
     def add_events(self, events: Iterable[Event]) -> int:
         return self.record_report([], list(events), "")[1]
 
-    def record_report(self, records: list[Record], events: list[Event], now: str) -> tuple[list[Record], int]:
+    def record_report(
+        self, records: list[Record], events: list[Event], now: str, full: bool = False
+    ) -> tuple[list[Record], int]:
         """Each container's merged record and its new events in one conditional put; the events that do not fit
-        there (see ``_placed``) as items of their own."""
+        there (see ``_placed``) as items of their own. ``full`` changes nothing here."""
         self._ready_to_use()
         reports: dict[str, list[Record]] = {}
         for entry in records:
