@@ -80,6 +80,7 @@ STORE_OPERATIONS = (
     "upsert_containers",
     "add_events",
     "get_container",
+    "task_of_container",
     "find_containers",
     "containers_of_task",
     "containers_of_service",

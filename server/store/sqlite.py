@@ -67,6 +67,10 @@ INDEXED = ("task_id", "container_name", "cluster_name", "service_name", "last_se
 #: The WAL's largest size between checkpoints (and what SQLite truncates it to when it resets it).
 WAL_LIMIT = 32 * 1024 * 1024
 
+#: How much of the file each connection reads through a memory map instead of a read() per page and a private
+#: page cache (address space only: the pages are the OS's own cache, shared by every connection).
+MMAP_SIZE = 1 << 30
+
 #: What records have in common, so that zlib need not spell it out in each. Stored records can only be read
 #: with the very bytes they were written with (zlib checks its Adler-32): never change this text.
 RECORD_DICTIONARY = (
@@ -154,6 +158,7 @@ class SQLiteStore(Store):
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=OFF")
             conn.execute(f"PRAGMA journal_size_limit={self.wal_limit}")
+            conn.execute(f"PRAGMA mmap_size={MMAP_SIZE}")
             self._local.conn = conn
         return conn
 
@@ -273,6 +278,10 @@ class SQLiteStore(Store):
     def get_container(self, container_id: str) -> Record | None:
         rows = self._query("SELECT record FROM containers WHERE container_id = ?", (container_id,))
         return decode_record(rows[0][0]) if rows else None
+
+    def task_of_container(self, container_id: str) -> str | None:
+        rows = self._query("SELECT task_id FROM containers WHERE container_id = ?", (container_id,))
+        return rows[0][0] if rows else None
 
     def find_containers(self, prefix: str, limit: int) -> list[Record]:
         # 'g' sorts after every hex digit: the prefix becomes a range scan on the container ID's index.
