@@ -104,7 +104,7 @@ class Store(ABC):
 
     @abstractmethod
     def running_containers(self) -> list[Record]:
-        """Every record whose ``known_status`` is RUNNING, in no particular order, read in one query."""
+        """Every record whose ``known_status`` is RUNNING, in any order, read by a few queries, never a scan."""
 
     @abstractmethod
     def update_container(self, container_id: str, fields: Record) -> None:
