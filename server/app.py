@@ -69,6 +69,7 @@ def create_app(
         newrelic=newrelic or newrelic_client(cfg),
         service_names=ServiceNames(ecs, store),
         health=HealthCheck(store, cfg.health_interval),
+        containers_on_record=metrics.ContainersOnRecord(store),
         pruner=None if store.expires_itself or not store.retention else Pruner(store).start(),
     )
 

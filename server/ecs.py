@@ -19,7 +19,6 @@ from botocore.config import Config as BotoConfig
 from server import aws
 from server.backoff import Backoff
 from server.errors import ApiError
-from server.ids import task_id_of_arn
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +59,6 @@ class EcsNotFound(EcsError):
     """ECS knows no such cluster or service; 404."""
 
     status = 404
-
-
-def task_id_of(task: str) -> str:
-    """The task ID of a task ARN (either form) or of a task ID."""
-    return task_id_of_arn(task)
 
 
 class EcsClient:

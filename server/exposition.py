@@ -1,4 +1,5 @@
-"""``GET /metrics``: the server's metrics in Prometheus text format, summed over every gunicorn worker."""
+"""``GET /metrics``: the server's metrics in Prometheus text format, summed over every gunicorn worker, and the
+gauges read from the store when scraped."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from server.auth import authorize_read
 from server.metrics import MULTIPROC_DIR, REGISTRY
+from server.state import state
 
 bp = Blueprint("metrics", __name__)
 bp.before_request(authorize_read)  # behind ECS_ID_MAPPER_READ_TOKEN when set, like /query and /sd
@@ -21,4 +23,6 @@ def metrics() -> Response:
         multiprocess.MultiProcessCollector(registry)  # reads every worker's files, this one's included
     else:
         registry = REGISTRY
-    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+    from_store = CollectorRegistry()
+    from_store.register(state().containers_on_record)
+    return Response(generate_latest(registry) + generate_latest(from_store), mimetype=CONTENT_TYPE_LATEST)

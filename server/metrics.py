@@ -8,14 +8,19 @@ imported, so that variable must be set before this module is.
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 from flask import Flask, Response, g, request
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
 
 from server.store import Store, StoreError
+
+log = logging.getLogger(__name__)
 
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 # The server's own registry, not prometheus-client's global one: importing this module twice (as the import
@@ -84,6 +89,7 @@ STORE_OPERATIONS = (
     "events_of_container",
     "events_of_task",
     "prune",
+    "count_containers",
     "ping",
 )
 
@@ -150,3 +156,39 @@ def _metered(operation: str, call: Callable[..., Any]) -> Callable[..., Any]:
             seconds.observe(time.perf_counter() - started)
 
     return metered
+
+
+class ContainersOnRecord:
+    """The gauge of containers on record, read from the store when scraped.
+
+    Not a gauge each worker sets: the store is shared by every worker and replica, so any of them reads the same
+    count. Each process asks the store at most every ``interval`` seconds, however often it is scraped; a store
+    that cannot count cheaply (``count_containers`` gives None) or fails leaves the gauge out of that scrape.
+    """
+
+    NAME = "ecs_id_mapper_containers_on_record"
+
+    def __init__(self, store: Store, interval: float = 15.0, clock: Callable[[], float] = time.monotonic):
+        self.store = store
+        self.interval = interval
+        self.clock = clock
+        self._count: int | None = None
+        self._asked_at = -float("inf")
+        self._lock = threading.Lock()  # a worker's threads may be scraped at once: one asks, the others wait
+
+    def count(self) -> int | None:
+        with self._lock:
+            now = self.clock()
+            if now - self._asked_at >= self.interval:
+                self._asked_at = now  # a failing store is asked again only after the interval, like a working one
+                try:
+                    self._count = self.store.count_containers()
+                except StoreError as error:
+                    log.warning("cannot count the containers on record: %s", error)
+                    self._count = None
+            return self._count
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        count = self.count()
+        if count is not None:
+            yield GaugeMetricFamily(self.NAME, "Containers the store holds a record of, any status.", value=count)

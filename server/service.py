@@ -8,8 +8,8 @@ from flask import Blueprint, Response, jsonify
 from werkzeug.wrappers import Response as BaseResponse
 
 from server.auth import authorize_read
-from server.ecs import task_id_of
 from server.errors import ApiError
+from server.ids import task_id_of_arn
 from server.lookups import store_service_name
 from server.record_links import full_record
 from server.respond import flag, url_answer, wants_redirect
@@ -34,7 +34,7 @@ def service_all(cluster: str, service: str) -> Response:
     cluster, service = ecs_name(cluster, "cluster"), ecs_name(service, "service")
     include_stopped = flag("include_stopped")
     app_state = state()
-    running = [task_id_of(arn) for arn in app_state.ecs.service_tasks(cluster, service)]
+    running = [task_id_of_arn(arn) for arn in app_state.ecs.service_tasks(cluster, service)]
     store = app_state.store
 
     by_task: dict[str, list[Record]] = {}

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 
 from server import aws
 from server.backoff import Backoff
-from server.ecs import DESCRIBE_BATCH, EcsClient, EcsError, EcsNotConfigured, EcsNotFound, task_id_of
+from server.ecs import DESCRIBE_BATCH, EcsClient, EcsError, EcsNotConfigured, EcsNotFound
+from server.ids import task_id_of_arn
 from server.lookups import store_service_name
 from server.lru import LRU
 from server.metrics import SERVICE_NAME_LOOKUPS
@@ -100,7 +101,7 @@ class ServiceNames:
         queued = 0
         with self._cond:
             for record in records:
-                task_id = record.get("task_id") or task_id_of(record.get("task_arn", ""))
+                task_id = record.get("task_id") or task_id_of_arn(record.get("task_arn", ""))
                 if not task_id or record.get("service_name") or task_id in self._pending:
                     continue
                 if len(self._pending) >= self.max_pending:
@@ -171,8 +172,8 @@ class ServiceNames:
                 self._retry(task)
             return
         self._last_failure = ""
-        groups = {task_id_of(t.get("taskArn", "")): t.get("group") or "" for t in described}
-        missing = {task_id_of(f.get("arn", "")) for f in failures if f.get("reason") == "MISSING"}
+        groups = {task_id_of_arn(t.get("taskArn", "")): t.get("group") or "" for t in described}
+        missing = {task_id_of_arn(f.get("arn", "")) for f in failures if f.get("reason") == "MISSING"}
         for task in batch:
             if task.task_id in groups:
                 group = groups[task.task_id]

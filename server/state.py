@@ -9,6 +9,7 @@ from flask import Flask, current_app
 from server.config import Config
 from server.ecs import EcsClient
 from server.lru import LRU
+from server.metrics import ContainersOnRecord
 from server.newrelic import NewRelicClient
 from server.retention import Pruner
 from server.service_names import ServiceNames
@@ -29,6 +30,8 @@ class AppState:
     newrelic: NewRelicClient
     service_names: ServiceNames
     health: HealthCheck
+    #: The gauge of containers on record that ``/metrics`` reads from the store.
+    containers_on_record: ContainersOnRecord
     #: full container ID → task ID; a container never changes task, so this never goes stale.
     task_of_container: LRU[str, str] = field(default_factory=lambda: LRU(50_000))
     #: task ID → its container IDs, once every one of them is STOPPED: ECS starts no container in a stopped task.

@@ -119,6 +119,14 @@ class Store(ABC):
         Backends that expire items themselves (DynamoDB's TTL) return 0.
         """
 
+    def count_containers(self) -> int | None:
+        """How many container records the store holds, or None where it cannot tell without reading them all.
+
+        ``/metrics`` asks at scrape time (each process at most every few seconds), so it must be cheap: one
+        request or an index count, never a scan of every record.
+        """
+        return None
+
     @abstractmethod
     def ping(self) -> None:
         """Return if the backend answers; raise StoreUnavailable if it does not."""

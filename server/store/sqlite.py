@@ -307,6 +307,10 @@ class SQLiteStore(Store):
             )
         return len(gone)
 
+    def count_containers(self) -> int:
+        # SQLite counts over its smallest index, not the records: a few milliseconds per hundred thousand.
+        return int(self._query("SELECT count(*) FROM containers")[0][0])
+
     def ping(self) -> None:
         self._query("SELECT 1 FROM containers LIMIT 1")
 

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 from prometheus_client.parser import text_string_to_metric_families
 
 from server import metrics
+from server.state import state
 from tests.server import samples
-from tests.server.samples import API_ID, AUTH
+from tests.server.samples import API_ID, AUTH, MIGRATE_ID, SIDECAR_ID
 
 
 def scrape(client) -> dict[tuple[str, tuple], float]:
@@ -86,3 +89,65 @@ def test_metrics_need_the_read_token_when_one_is_set(make_app, settings):
     assert client.get("/metrics").status_code == 401
     assert client.get("/metrics", headers={"Authorization": "Bearer read-secret"}).status_code == 200
     assert client.get("/metrics", headers=AUTH).status_code == 200  # the report token works for reads too
+
+
+def containers_on_record(client) -> float | None:
+    return scrape(client).get((metrics.ContainersOnRecord.NAME, ()))
+
+
+def test_the_containers_on_record_gauge_reads_the_store(client, report):
+    assert containers_on_record(client) == 0
+    report(samples.container(), samples.container(SIDECAR_ID, name="sidecar"))
+    state(client.application).containers_on_record.interval = 0  # ask the store at every scrape
+    assert containers_on_record(client) == 2
+    report(samples.container(), samples.container(MIGRATE_ID, name="migrate"))  # one new, one known
+    assert containers_on_record(client) == 3
+
+
+class CountingStore:
+    def __init__(self, *answers):
+        self.answers = list(answers)
+        self.asked = 0
+
+    def count_containers(self):
+        self.asked += 1
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def gauge_values(gauge: metrics.ContainersOnRecord) -> list[float]:
+    return [sample.value for family in gauge.collect() for sample in family.samples]
+
+
+def test_the_store_is_asked_at_most_once_per_interval_and_a_failure_leaves_the_gauge_out():
+    from server.store import StoreUnavailable
+
+    now = [0.0]
+    store = CountingStore(7, StoreUnavailable("down"), None, 9)
+    gauge = metrics.ContainersOnRecord(store, interval=15.0, clock=lambda: now[0])
+    assert gauge_values(gauge) == [7]
+    now[0] = 14.0
+    assert gauge_values(gauge) == [7]  # scraped again within the interval: the count it has
+    assert store.asked == 1
+    now[0] = 15.0
+    assert gauge_values(gauge) == []  # the store failed: no figure rather than a stale one
+    now[0] = 20.0
+    assert gauge_values(gauge) == [] and store.asked == 2  # and it is not asked again before the interval
+    now[0] = 30.0
+    assert gauge_values(gauge) == []  # a store that cannot count cheaply says None
+    now[0] = 45.0
+    assert gauge_values(gauge) == [9]
+
+
+def test_docs_list_every_metric_the_server_serves(client, report):
+    report(samples.container())  # a gauge read from the store is served once there is a store to read
+    docs = (Path(__file__).parents[2] / "docs" / "metrics.md").read_text()
+    served = {
+        family.name + ("_total" if family.type == "counter" else "")
+        for family in text_string_to_metric_families(client.get("/metrics").get_data(as_text=True))
+        if not family.name.endswith("_created")  # prometheus-client's own, outside the multiprocess mode
+    }
+    assert metrics.ContainersOnRecord.NAME in served
+    assert {name for name in served if f"`{name}`" not in docs} == set()

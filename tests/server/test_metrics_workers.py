@@ -8,6 +8,8 @@ import requests
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.server import samples
+from tests.server.samples import AUTH, TOKEN
 from tests.support import ServerProcess
 
 pytestmark = pytest.mark.slow
@@ -64,3 +66,34 @@ def test_metrics_sum_the_requests_of_every_worker(tmp_path):
         scraped = scraped_total(server.url)
         assert scraped == sum(per_worker.values())
         assert scraped == sent + 1  # and the one /health that told ServerProcess the server was up
+
+
+def test_every_worker_serves_the_same_count_of_containers_on_record(tmp_path):
+    env = {
+        "ECS_ID_MAPPER_STORE": f"sqlite:///{tmp_path}/mapper.sqlite3",
+        "ECS_ID_MAPPER_WORKERS": "2",
+        "ECS_ID_MAPPER_TOKEN": TOKEN,
+    }
+    containers = [
+        samples.container(f"{n:064x}", name=f"c{n}", task_arn=f"{samples.ARN_LONG[:-32]}{n // 2:032x}")
+        for n in range(1, 6)
+    ]
+    with ServerProcess(env, tmp_path / "server.log") as server:
+        answer = requests.post(
+            f"{server.url}/report/map", json=samples.map_report(*containers), headers=AUTH, timeout=5
+        )
+        assert answer.status_code == 200, answer.text
+
+        def gauge(_: int) -> float | None:
+            # A new connection each time, so either worker may take it; neither has been scraped before.
+            text = requests.get(f"{server.url}/metrics", headers={"Connection": "close"}, timeout=5).text
+            found = [
+                sample.value
+                for family in text_string_to_metric_families(text)
+                for sample in family.samples
+                if sample.name == "ecs_id_mapper_containers_on_record"
+            ]
+            return found[0] if len(found) == 1 else None
+
+        with ThreadPoolExecutor(4) as pool:
+            assert set(pool.map(gauge, range(40))) == {5.0}  # not 5 per worker, nor one worker's share

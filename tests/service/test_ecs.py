@@ -8,7 +8,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from server.ecs import EcsClient, EcsError, EcsNotFound, EcsUnavailable, task_id_of
+from server.ecs import EcsClient, EcsError, EcsNotFound, EcsUnavailable
+from server.ids import task_id_of_arn
 from tests.service.helpers import CLUSTER, REGION, described, run_tasks, task_arn
 from tests.support import free_port
 
@@ -105,8 +106,8 @@ def test_describe_tasks_goes_in_batches_of_one_hundred(ecs, stubber):
 
 
 def test_task_id_of_either_arn_form():
-    assert task_id_of(f"arn:aws:ecs:{REGION}:1:task/prod/{'a' * 32}") == "a" * 32
-    assert task_id_of(f"arn:aws:ecs:{REGION}:1:task/3e4f5a6b-7c8d-4e9f-a0b1-c2d3e4f5a6b7") == (
+    assert task_id_of_arn(f"arn:aws:ecs:{REGION}:1:task/prod/{'a' * 32}") == "a" * 32
+    assert task_id_of_arn(f"arn:aws:ecs:{REGION}:1:task/3e4f5a6b-7c8d-4e9f-a0b1-c2d3e4f5a6b7") == (
         "3e4f5a6b-7c8d-4e9f-a0b1-c2d3e4f5a6b7"
     )
 
