@@ -21,7 +21,7 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# The lookup benchmark drives wrk: installed here from Debian's packages when missing and we may.
+# The lookup benchmark and the soak drive wrk: installed here from Debian's packages when missing and we may.
 bench: $(VENV)/.dev
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
 		&& apt-get update -qq && apt-get install -y -qq wrk >/dev/null; } \
@@ -31,6 +31,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python -m bench.dynamodb_cost
 	$(BIN)/python -m bench.lookup
 	$(BIN)/python -m bench.sd_prometheus
+	$(BIN)/python -m bench.soak
 
 $(VENV)/bin/python:
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ needed"; exit 1; }

@@ -33,7 +33,7 @@ class ServerApplication(BaseApplication):
         for name, value in {
             "bind": [cfg.bind],
             "workers": cfg.workers,
-            "worker_class": "gthread",  # chosen from bench/lookup.py: see docs/performance.md
+            "worker_class": "server.worker.JsonErrorWorker",  # gthread (see docs/performance.md), JSON errors
             "threads": cfg.threads,
             "timeout": cfg.timeout,
             "keepalive": cfg.keepalive,

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Mapping
 
 from flask import Flask, Response, jsonify
+from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
@@ -36,9 +37,13 @@ class ApiError(Exception):
         self.extra = extra
 
 
+def error_slug(status: int) -> str:
+    """The ``error`` field for a status: its reason phrase in snake case, such as ``not_found``."""
+    return HTTP_STATUS_CODES.get(status, "error").lower().replace(" ", "_").replace("-", "_")
+
+
 def error_response(status: int, message: str, **extra: object) -> Response:
-    slug = HTTP_STATUS_CODES.get(status, "error").lower().replace(" ", "_").replace("-", "_")
-    response = jsonify({"error": slug, "message": message, **extra})
+    response = jsonify({"error": error_slug(status), "message": message, **extra})
     response.status_code = status
     return response
 
@@ -65,6 +70,11 @@ def http_error(exc: HTTPException) -> Response:
     return response
 
 
+def unreadable_request(exc: ParseException) -> Response:
+    """gunicorn reads a chunked body only as a route asks for it: a malformed chunk surfaces here, not as a 500."""
+    return error_response(400, f"malformed request body: {exc}")
+
+
 def unexpected(exc: Exception) -> Response:
     log.exception("unhandled error")
     return error_response(500, "internal error; the server log has the details")
@@ -74,4 +84,5 @@ def register(app: Flask) -> None:
     app.register_error_handler(ApiError, api_error)
     app.register_error_handler(StoreUnavailable, store_unavailable)
     app.register_error_handler(HTTPException, http_error)
+    app.register_error_handler(ParseException, unreadable_request)
     app.register_error_handler(Exception, unexpected)

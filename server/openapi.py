@@ -6,19 +6,35 @@ The report bodies take their limits from ``server.schema``, so the document and 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
-from server import schema
+from server import ecs_events, ids, schema
 from server.records import STATUSES
 from server.requestlog import HEADER as REQUEST_ID_HEADER
 
 bp = Blueprint("openapi", __name__)
 
 STRING = {"type": "string"}
-TEXT = {"type": "string", "maxLength": schema.MAX_BYTES}
+NO_NUL = "[^\\u0000]*"
+TEXT = {"type": "string", "maxLength": schema.MAX_BYTES, "pattern": f"^{NO_NUL}$"}
 ECS_NAME = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,255}$"}
+#: The time grammar of reports: ISO 8601 from the year 2000 on (earlier is a clock never set, answered 400).
+TIME = {"type": "string", "format": "date-time", "pattern": "^[2-9][0-9]{3}-"}
+
+
+def any_case(pattern: re.Pattern[str]) -> str:
+    """An ID grammar of ``server.ids``, its hex digits in either case as the server takes them."""
+    return f"(?:{pattern.pattern.replace('a-f', 'a-fA-F')})"
+
+
+CONTAINER_ID_SCHEMA = {"type": "string", "pattern": f"^{any_case(ids.CONTAINER_ID)}$"}
+TASK_ID_SCHEMA = {"type": "string", "pattern": f"^{any_case(ids.TASK_ID)}$"}
+#: Either ARN form (``…:task/ID``, ``…:task/CLUSTER/ID``) ends in its task ID.
+TASK_ARN = {"type": "string", "pattern": f"^arn:{NO_NUL}:task/(?:[^/]+/)?{any_case(ids.TASK_ID)}$"}
+IP_ADDRESS = {"anyOf": [{"const": ""}, {"type": "string", "format": "ipv4"}, {"type": "string", "format": "ipv6"}]}
 REPORT_AUTH: list[dict[str, list[str]]] = [{"bearer": []}]
 #: Reads are open unless ECS_ID_MAPPER_READ_TOKEN is set; then the read or the report token.
 READ_AUTH: list[dict[str, list[str]]] = [{}, {"bearer": []}]
@@ -63,8 +79,13 @@ def query_parameter(name: str, description: str, schema_: dict[str, Any] = STRIN
     return {"name": name, "in": "query", "required": False, "description": description, "schema": schema_}
 
 
-CONTAINER_ID = path_parameter("container_id", "a container ID (64 hex digits) or a unique prefix of at least 12")
-TASK_ID = path_parameter("task_id", "a task ID (32 hex digits or a UUID) or its ARN's last segment")
+EVENT_STATUS = {"anyOf": [ref("Status"), {"const": ""}, {"type": "null"}]}
+CONTAINER_ID = path_parameter(
+    "container_id",
+    "a container ID (64 hex digits, or on Fargate a runtime ID) or a unique prefix of at least 12 characters",
+    {"type": "string", "pattern": f"^{any_case(ids.CONTAINER_PREFIX)}$"},
+)
+TASK_ID = path_parameter("task_id", "a task ID (32 hex digits or a UUID): its ARN's last segment", TASK_ID_SCHEMA)
 LINK = path_parameter("link", "a link name: `cadvisor`, `graylog`, `newrelic` or one set with ECS_ID_MAPPER_LINK_*")
 REDIR = query_parameter("redir", "`true` answers 302 to the URL instead of the URL as text", ref("Flag"))
 CONTAINER = query_parameter("container", "the container of the task, by name (default: the first by name)")
@@ -138,23 +159,24 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "properties": {
             "network_mode": TEXT,
-            "ipv4_addresses": array(STRING, schema.MAX_ADDRESSES),
-            "ipv6_addresses": array(STRING, schema.MAX_ADDRESSES),
+            "ipv4_addresses": array({"type": "string", "format": "ipv4"}, schema.MAX_ADDRESSES),
+            "ipv6_addresses": array({"type": "string", "format": "ipv6"}, schema.MAX_ADDRESSES),
         },
     },
-    "Host": {"type": "object", "properties": dict.fromkeys(schema.HOST_FIELDS, TEXT)},
+    "Host": {"type": "object", "properties": dict.fromkeys(schema.HOST_FIELDS, TEXT) | {"instance_ip": IP_ADDRESS}},
     "Container": {
         "type": "object",
         "required": ["container_id", "container_name", "known_status", "sample_time"],
+        "anyOf": [{"required": ["task_id"]}, {"required": ["task_arn"]}],
         "properties": {
-            "container_id": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
-            "container_name": TEXT,
-            "task_arn": TEXT,
-            "task_id": TEXT,
+            "container_id": CONTAINER_ID_SCHEMA,
+            "container_name": TEXT | {"minLength": 1},
+            "task_arn": TASK_ARN,
+            "task_id": TASK_ID_SCHEMA,
             "task_version": {"type": ["string", "integer"]},
             "desired_status": {"anyOf": [ref("Status"), {"const": ""}]},
             "known_status": ref("Status"),
-            "sample_time": {"type": "string", "format": "date-time"},
+            "sample_time": TIME,
             "ports": array(ref("Port"), schema.MAX_PORTS),
             "networks": array(ref("Network"), schema.MAX_NETWORKS),
             **dict.fromkeys(schema.CONTAINER_TEXT_FIELDS, TEXT),
@@ -165,12 +187,12 @@ SCHEMAS: dict[str, Any] = {
         "required": ["event_id", "container_id", "task_id", "event", "timestamp"],
         "properties": {
             "event_id": {"type": "string", "pattern": f"^{schema.EVENT_ID.pattern}$"},
-            "container_id": STRING,
-            "task_id": STRING,
+            "container_id": CONTAINER_ID_SCHEMA,
+            "task_id": TASK_ID_SCHEMA,
             "event": {"type": "string", "enum": list(schema.EVENT_KINDS)},
-            "from": {"type": ["string", "null"]},
-            "to": {"type": ["string", "null"]},
-            "timestamp": {"type": "string", "format": "date-time"},
+            "from": EVENT_STATUS,
+            "to": EVENT_STATUS,
+            "timestamp": TIME,
         },
     },
     "MapReport": {
@@ -191,11 +213,20 @@ SCHEMAS: dict[str, Any] = {
     "EcsEvent": {
         "type": "object",
         "description": "an EventBridge `ECS Task State Change`; `detail` has the shape of a DescribeTasks task",
-        "required": ["source", "detail-type", "detail"],
+        "required": ["source", "detail-type", "time", "detail"],
         "properties": {
             "source": {"const": "aws.ecs"},
             "detail-type": {"const": "ECS Task State Change"},
-            "detail": {"type": "object", "required": ["taskArn", "lastStatus", "version"]},
+            "time": TIME,
+            "detail": {
+                "type": "object",
+                "required": ["taskArn", "lastStatus", "version"],
+                "properties": {
+                    "taskArn": TASK_ARN,
+                    "lastStatus": {"type": "string", "enum": list(ecs_events.STATUSES)},
+                    "version": {"type": "integer", "minimum": 0},
+                },
+            },
         },
     },
     "EcsEvents": {"oneOf": [ref("EcsEvent"), array(ref("EcsEvent"), schema.MAX_ITEMS)]},

@@ -45,7 +45,7 @@ def report_map() -> Response:
     containers, events, full = schema.map_report(body())
     app_state = state()
     store = app_state.store
-    created, new_events = store.record_report(with_event_times(containers, events), events, utc_now())
+    created, new_events = store.record_report(with_event_times(containers, events), events, utc_now(), full)
     if app_state.config.service_names:
         app_state.service_names.submit(created)  # queued for the worker; returns at once
     EVENTS_STORED.inc(new_events)

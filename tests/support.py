@@ -85,6 +85,27 @@ class ServerProcess:
         self.stop()
 
 
+class Moto:
+    """moto's HTTP server on one loopback port that can be stopped and started again (its data stays)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server: Any = None
+
+    def start(self) -> Moto:
+        from moto.server import ThreadedMotoServer  # here: most tests that use this module need no moto
+
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self.server.start()
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+
 class AgentProcess:
     """``python -m agent`` reading a simulated host and reporting to ``server_url``, as hosts run it."""
 

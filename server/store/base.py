@@ -61,11 +61,14 @@ class Store(ABC):
     def add_events(self, events: Iterable[Event]) -> int:
         """Store each event whose ``event_id`` is not stored yet. Returns how many were new."""
 
-    def record_report(self, records: list[Record], events: list[Event], now: str) -> tuple[list[Record], int]:
+    def record_report(
+        self, records: list[Record], events: list[Event], now: str, full: bool = False
+    ) -> tuple[list[Record], int]:
         """Store one report: its records (as ``upsert_containers``), then its events (as ``add_events``).
 
-        Returns the records that are new and how many events were. Backends that can write a record together with
-        its events in fewer requests override this; the answer must be the same.
+        ``full``: the records are a host's whole snapshot (an agent's resync). Returns the records that are new and
+        how many events were. Backends that can write a record together with its events in fewer requests, or
+        keep a host's running containers alive from its full reports, override this; the answer must be the same.
         """
         created = self.upsert_containers(records, now) if records else []
         return created, self.add_events(events) if events else 0

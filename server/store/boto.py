@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import threading
 from abc import abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import datetime
 from typing import Any, TypeVar
@@ -89,6 +89,12 @@ def worth_writing(stored: Record, new: Record, last_seen_resolution: float) -> b
     return age.total_seconds() >= last_seen_resolution
 
 
+def changed_beyond_liveness(stored: Record, new: Record) -> bool:
+    """Whether ``new`` differs from ``stored`` by more than when it was last sampled and seen (``sample_time``,
+    ``last_seen``): what a heartbeat carries for a running container."""
+    return {**new, "last_seen": "", "sample_time": ""} != {**stored, "last_seen": "", "sample_time": ""}
+
+
 def new_client(service: str, region: str | None, endpoint_url: str | None, config: Config) -> Any:
     """A boto3 client; a missing region or a malformed endpoint is the store URL's fault, said as ValueError."""
     try:
@@ -125,6 +131,14 @@ class MergingStore(Store):
     def _save(self, changes: list[tuple[Any, Record]]) -> set[str]: ...
 
     def upsert_containers(self, records_: Iterable[Record], now: str) -> list[Record]:
+        return self._upsert(records_, now)
+
+    def _upsert(
+        self, records_: Iterable[Record], now: str, carried: Collection[str] = (), read: Mapping[str, Any] | None = None
+    ) -> list[Record]:
+        """``upsert_containers``, where a running container in ``carried`` (IDs whose liveness a heartbeat keeps)
+        is written only if more than its ``last_seen`` and ``sample_time`` changed, and ``read`` holds copies the
+        caller has just read in a batch, merged against instead of reading or remembering."""
         self._ready_to_use()
         reports: dict[str, list[Record]] = {}
         for entry in records_:
@@ -132,11 +146,12 @@ class MergingStore(Store):
         if not reports:
             return []
         created: list[Record] = []
-        known = self._cached_or_read_held(list(reports))
+        given = {cid: held for cid, held in (read or {}).items() if cid in reports}
+        known = {**self._cached_or_read_held([cid for cid in reports if cid not in given]), **given}
         for attempt in range(self.MERGE_TRIES):
             if attempt:  # another writer changed these since they were read (or remembered): read them again
                 known = self._read_held(list(reports))
-            changes, first = self._merged(reports, known, now)
+            changes, first = self._merged(reports, known, now, carried)
             lost = self._save(changes)
             created += [record for cid, record in first.items() if cid not in lost]
             if not lost:
@@ -145,7 +160,7 @@ class MergingStore(Store):
         raise StoreUnavailable("records kept changing under this report; try again")
 
     def _merged(
-        self, reports: dict[str, list[Record]], known: dict[str, Any], now: str
+        self, reports: dict[str, list[Record]], known: dict[str, Any], now: str, carried: Collection[str] = ()
     ) -> tuple[list[tuple[Any, Record]], dict[str, Record]]:
         """The records worth writing after merging each container's entries, and the new ones as first merged."""
         changes: list[tuple[Any, Record]] = []
@@ -158,14 +173,24 @@ class MergingStore(Store):
                 if held.record is None and cid not in first:
                     first[cid] = record
             assert record is not None
-            if held.record is None or worth_writing(held.record, record, self.last_seen_resolution):
+            beating = cid in carried and record.get("known_status") == "RUNNING"
+            if held.record is None or (
+                changed_beyond_liveness(held.record, record)
+                if beating
+                else worth_writing(held.record, record, self.last_seen_resolution)
+            ):
                 changes.append((held, record))
         return changes, first
 
     def _set_fields(self, load: Callable[[], Iterable[Any]], fields: Record) -> None:
         """Set ``fields`` on the records ``load`` reads, reading again those another writer changed meanwhile."""
+        self._rewrite(load, lambda record: {**record, **fields}, f"setting {sorted(fields)}")
+
+    def _rewrite(self, load: Callable[[], Iterable[Any]], change: Callable[[Record], Record], what: str) -> None:
+        """Write ``change(record)`` for each record ``load`` reads that it changes, reading again those another
+        writer changed meanwhile."""
         for _ in range(self.MERGE_TRIES):
-            changes = [(held, {**held.record, **fields}) for held in load() if held.record]
+            changes = [(held, change(held.record)) for held in load() if held.record]
             if not self._save([(held, new) for held, new in changes if new != held.record]):
                 return
-        raise StoreUnavailable(f"records kept changing while setting {sorted(fields)}; try again")
+        raise StoreUnavailable(f"records kept changing while {what}; try again")

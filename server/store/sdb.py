@@ -29,14 +29,17 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from server.lru import LRU
+from server.records import format_time
+from server.store import sdb_hosts as hosts
 from server.store import sdb_items as items
 from server.store.base import Event, Record, StoreError, StoreUnavailable
 from server.store.boto import MergingStore, client_config, new_client, number
@@ -67,16 +70,18 @@ class Refused(StoreUnavailable):
 
 @dataclass(frozen=True)
 class Held:
-    """A container's record as last read or written, the slot item it lives in, and its revision.
+    """A container's record as last read or written, the slot item it lives in, its revision and host label.
 
     ``record`` None: a new container and the free slot it will take. ``revision`` None: no revision written yet
-    (a new record, or one written before revisions existed).
+    (a new record, or one written before revisions existed). ``host``: the item's host attribute, by which a
+    Select finds the records of one host ("" for a record written before it existed).
     """
 
     record: Record | None
     bucket: str
     slot: int
     revision: str | None = None
+    host: str = ""
     #: The keys of the events the item holds, the pairs they take and their highest arrival number.
     events: frozenset[str] = frozenset()
     event_pairs: int = 0
@@ -94,6 +99,7 @@ class Held:
             bucket,
             slot,
             attrs.get(items.REVISION),
+            attrs.get(hosts.HOST, ""),
             frozenset(texts),
             items.event_pairs(attrs),
             items.last_arrival(texts.values()),
@@ -108,7 +114,7 @@ class Held:
         """
         if self.record is None:
             return len(attrs) + 1
-        held = items.record_attributes(self.record)
+        held = _record_attributes(self.record)
         return sum(1 for name in attrs if name not in held) + (0 if self.revision else 3)
 
     @property
@@ -118,9 +124,7 @@ class Held:
     @property
     def expected(self) -> dict[str, Any]:
         """The condition under which a write merged against this copy may land: nobody wrote since."""
-        if self.revision is None:
-            return {"Name": items.REVISION, "Exists": False}
-        return {"Name": items.REVISION, "Value": self.revision}
+        return _unchanged_since(self.revision)
 
     @property
     def next_revision(self) -> str:
@@ -178,6 +182,8 @@ class SimpleDBStore(MergingStore):
         self.config = client_config("sdb", max_attempts, connect_timeout, read_timeout, self.max_workers)
         self._lock = threading.Lock()
         self._cache: LRU[str, Held] = LRU(number("sdb", "cache_size", cache_size, int))
+        # Hosts' heartbeats as last read or written here (none when records are not remembered either).
+        self._beats: LRU[str, hosts.Heartbeat] = LRU(min(self._cache.size, 4096))
         # What blind puts learnt of a family's shard 0: "counted" (holds the count 1), "crowded" (full, or more
         # shards: entries for it go by reading).
         self._families_seen: LRU[tuple[str, str], str] = LRU(4096)
@@ -436,7 +442,8 @@ class SimpleDBStore(MergingStore):
                 raise
             self._cache.drop(new["container_id"])
             return False
-        written = replace(held, record=new, revision=revision, pairs=held.pairs + held.pairs_added(attrs) + len(extra))
+        pairs = held.pairs + held.pairs_added(attrs) + len(extra)
+        written = replace(held, record=new, revision=revision, host=attrs.get(hosts.HOST, ""), pairs=pairs)
         if events:
             written = replace(
                 written,
@@ -462,7 +469,7 @@ class SimpleDBStore(MergingStore):
             return set()
         # Every record is encoded before anything is written: one too large fails the report untouched.
         events = events or {}
-        puts = [(held, new, items.record_attributes(new), events.get(new["container_id"])) for held, new in changes]
+        puts = [(held, new, _record_attributes(new), events.get(new["container_id"])) for held, new in changes]
         self._index(self._index_entries(changes))
         landed = self._parallel(lambda p: self._write_record(*p), puts)
         lost = {new["container_id"] for (_, new, _, _), ok in zip(puts, landed, strict=True) if not ok}
@@ -475,8 +482,16 @@ class SimpleDBStore(MergingStore):
 
     # --- the interface -------------------------------------------------------------------------------------
 
-    def record_report(self, records: list[Record], events: list[Event], now: str) -> tuple[list[Record], int]:
-        """Each container's record and its new events go out in one conditional put on its record item.
+    def _record(
+        self,
+        records: list[Record],
+        events: list[Event],
+        now: str,
+        carried: Collection[str] = (),
+        read: Mapping[str, Held] | None = None,
+    ) -> tuple[list[Record], int]:
+        """Each container's record and its new events go out in one conditional put on its record item
+        (``carried`` and ``read``: as ``_upsert`` takes them).
 
         Events go to the task's event log instead when their container is not on record, when they name another
         task than its record, or when the record item's share for events (``EVENT_PAIRS``) is used up.
@@ -502,13 +517,15 @@ class SimpleDBStore(MergingStore):
         ids = list(dict.fromkeys([*reports, *batch]))
         created: list[Record] = []
         stored = 0
-        known = self._cached_or_read_held(ids) if ids else {}
+        given = {cid: held for cid, held in (read or {}).items() if cid in ids}
+        unknown = [cid for cid in ids if cid not in given]
+        known = {**(self._cached_or_read_held(unknown) if unknown else {}), **given}
         for attempt in range(self.MERGE_TRIES):
             if not ids:
                 break
             if attempt:  # another writer changed these since they were read (or remembered): read them again
                 known = self._read_held(ids)
-            changes, first = self._merged({c: reports[c] for c in ids if c in reports}, known, now)
+            changes, first = self._merged({c: reports[c] for c in ids if c in reports}, known, now, carried)
             writes = {new["container_id"]: (held, new) for held, new in changes}
             placed: dict[str, ItemEvents] = {}
             logged: list[Event] = []
@@ -554,7 +571,7 @@ class SimpleDBStore(MergingStore):
         attrs: dict[str, str] = {}
         for (entry_key, event), arrival in zip(fresh.items(), arrivals, strict=True):
             attrs.update(items.event_attributes(entry_key, arrival, event))
-        record_attrs = items.record_attributes(record)
+        record_attrs = _record_attributes(record)
         room = min(
             items.EVENT_PAIRS - held.event_pairs,
             items.SHARD_PAIRS - held.pairs - held.pairs_added(record_attrs),  # in the item
@@ -565,7 +582,7 @@ class SimpleDBStore(MergingStore):
         return ItemEvents({items.EVENTS_LOGGED: "1"}, frozenset(), held.arrival)
 
     def add_events(self, events: Iterable[Event]) -> int:
-        return self.record_report([], list(events), "")[1]
+        return self._record([], list(events), "")[1]
 
     def _log_events(self, events: list[Event], wanted: dict[str, int]) -> int:
         """Add events to their tasks' event logs, each ``event_id`` once per log; how many were new.
@@ -594,7 +611,8 @@ class SimpleDBStore(MergingStore):
     def get_container(self, container_id: str) -> Record | None:
         self._ready_to_use()
         found = self._read_records([container_id])
-        return found[container_id].record if container_id in found else None
+        record = found[container_id].record if container_id in found else None
+        return self._alive([record])[0] if record else None
 
     def find_containers(self, prefix: str, limit: int) -> list[Record]:
         if not items.is_prefix(prefix):
@@ -602,25 +620,31 @@ class SimpleDBStore(MergingStore):
         self._ready_to_use()
         (slot_attrs,) = self._read_buckets([prefix[:12]]).values()
         found = [r for r in map(items.record_from, slot_attrs) if r and r.get("container_id", "").startswith(prefix)]
-        return sorted(found, key=lambda r: r["container_id"])[:limit]
+        return self._alive(sorted(found, key=lambda r: r["container_id"])[:limit])
 
     def running_containers(self) -> list[Record]:
-        # The one Select in the store: there is no item name to look the running containers up by. It is
-        # paged (SimpleDB answers at most 2,500 items or 1 MB at a time) and consistent like every read here.
+        # No item name leads to the running containers: a Select finds them. Their last_seen is as stored, not
+        # as their hosts' heartbeats carry it (service discovery shows neither it nor sample_time).
         self._ready_to_use()
+        found = []
+        for _, attrs in self._select_items(f"{items.RECORD_STATUS} = 'RUNNING'"):
+            record = items.record_from(attrs)
+            if record and record.get("known_status") == "RUNNING":
+                found.append(record)
+        return found
+
+    def _select_items(self, condition: str) -> list[tuple[str, dict[str, str]]]:
+        """Whole items of the containers domain that meet ``condition``: one consistent Select, page by page
+        (SimpleDB answers at most 2,500 items or 1 MB at a time)."""
         params: dict[str, Any] = {
-            "SelectExpression": (
-                f"select * from `{self.domains['containers']}` where {items.RECORD_STATUS} = 'RUNNING' limit 2500"
-            ),
+            "SelectExpression": f"select * from `{self.domains['containers']}` where {condition} limit 2500",
             "ConsistentRead": True,
         }
         found = []
         while True:
             page = self._call("select", **params)
             for item in page.get("Items", []):
-                record = items.record_from({a["Name"]: a["Value"] for a in item.get("Attributes", [])})
-                if record and record.get("known_status") == "RUNNING":
-                    found.append(record)
+                found.append((item["Name"], {a["Name"]: a["Value"] for a in item.get("Attributes", [])}))
             if not page.get("NextToken"):
                 return found
             params["NextToken"] = page["NextToken"]
@@ -638,7 +662,7 @@ class SimpleDBStore(MergingStore):
         return [found[c] for c in wanted if c in found and (found[c].record or {}).get("task_id", "") == wanted[c]]
 
     def _records_of_tasks(self, task_ids: Iterable[str]) -> list[Record]:
-        return [held.record for held in self._of_tasks(task_ids) if held.record]
+        return self._alive([held.record for held in self._of_tasks(task_ids) if held.record])
 
     def containers_of_task(self, task_id: str) -> list[Record]:
         self._ready_to_use()
@@ -701,6 +725,100 @@ class SimpleDBStore(MergingStore):
                     found.update(_parsed(items.events_in(attrs)))
         return _ordered(entry for entry in found.values() if entry[1].get("task_id", "") == task_id)
 
+    # --- hosts' heartbeats ---------------------------------------------------------------------------------
+
+    def record_report(
+        self, records: list[Record], events: list[Event], now: str, full: bool = False
+    ) -> tuple[list[Record], int]:
+        """A host's full report keeps its running containers alive through the host's heartbeat item
+        (``sdb_hosts``): a running container whose record it would change only by ``last_seen`` and
+        ``sample_time`` is not written, and the heartbeat is written when its members change or it is older
+        than ``last_seen_resolution``. A replica that has not seen the host reads its heartbeat and records
+        in one Select instead of one read per container. Each container's new events go out with its record
+        (``_record``)."""
+        key = hosts.report_host(records) if full else ""
+        if not key:
+            return self._record(records, events, now)
+        self._ready_to_use()
+        ids = list(dict.fromkeys(record["container_id"] for record in records))
+        beat = self._beats.get(key)
+        read: dict[str, Held] = {}
+        if beat is None or sum(self._cache.get(cid) is None for cid in ids) > 1:
+            beat, read = self._read_host(key, ids)
+        held = {cid: read.get(cid) or self._cache.get(cid) for cid in ids}
+        # Only a record labelled with its host is found by the next cold replica's Select: one that is not yet
+        # keeps being written at the last_seen resolution, which labels it.
+        carried = {cid for cid, copy in held.items() if copy is not None and copy.host == key}
+        created, stored = self._record(records, events, now, carried, read)
+        self._beat(beat, frozenset(ids), min(record.get("sample_time", "") for record in records), now)
+        return created, stored
+
+    def _read_host(self, key: str, container_ids: Iterable[str]) -> tuple[hosts.Heartbeat, dict[str, Held]]:
+        """A host's heartbeat and the records of ``container_ids`` labelled with it, in one Select."""
+        wanted = set(container_ids)
+        beat = hosts.Heartbeat(key)
+        found: dict[str, Held] = {}
+        for name, attrs in self._select_items(f"{hosts.HOST} = {_quoted(key)}"):
+            if name == beat.item:
+                beat = hosts.Heartbeat.from_attributes(key, attrs)
+            elif (record := items.record_from(attrs)) and record.get("container_id") in wanted:
+                bucket, slot = items.slot_of(name)
+                found[record["container_id"]] = Held.read(record, bucket, slot, attrs)
+        for container_id, copy in found.items():
+            self._cache.put(container_id, copy)
+        self._beats.put(key, beat)
+        return beat, found
+
+    def _read_beat(self, key: str) -> hosts.Heartbeat:
+        return hosts.Heartbeat.from_attributes(key, self._get("containers", hosts.item_name(key)))
+
+    def _beat(self, beat: hosts.Heartbeat, members: frozenset[str], sampled: str, now: str) -> None:
+        """Write a host's heartbeat after its full report (``members``, sampled no earlier than ``sampled``), on a
+        condition on its revision. The heartbeat of a later report, written meanwhile by another replica, stays.
+        A running container that left the report first gets the last_seen the old heartbeat gave it."""
+        for _ in range(self.MERGE_TRIES):
+            if sampled < beat.sampled:
+                return  # a later report's heartbeat is stored
+            departed = list(beat.members - members)
+            if not departed and members == beat.members and _age(beat.beat, now) < self.last_seen_resolution:
+                return
+            if departed:
+                self._keep_departed(beat, departed)
+            new = hosts.Heartbeat(beat.key, now, sampled, members, str(int(beat.revision or 0) + 1))
+            try:
+                self._put(
+                    "containers",
+                    new.item,
+                    {**new.attributes(), items.REVISION: new.revision or ""},
+                    expected=_unchanged_since(beat.revision),
+                )
+            except Refused as exc:
+                if exc.code not in CONFLICTS:
+                    raise
+                beat = self._read_beat(beat.key)
+                continue
+            self._beats.put(new.key, new)
+            return
+        raise StoreUnavailable("a host's heartbeat kept changing under its report; try again")
+
+    def _keep_departed(self, beat: hosts.Heartbeat, departed: list[str]) -> None:
+        """Store the last_seen ``beat`` gives the running containers that left its host's report."""
+        self._rewrite(lambda: self._read_records(departed).values(), beat.alive, "keeping a host's containers")
+
+    def _alive(self, records: list[Record]) -> list[Record]:
+        """``records`` as their hosts' heartbeats carry them. Only a running record whose ``last_seen`` is older
+        than ``last_seen_resolution`` can be carried: its host's heartbeat is read (one read per host)."""
+        fresh = format_time(datetime.fromtimestamp(self.clock() - self.last_seen_resolution, UTC))
+        keys = {
+            hosts.host_key(record)
+            for record in records
+            if record.get("known_status") == "RUNNING" and record.get("last_seen", "") < fresh
+        } - {""}
+        if not keys:
+            return records
+        beats = {beat.key: beat for beat in self._parallel(self._read_beat, sorted(keys))}
+        return [beats[key].alive(record) if (key := hosts.host_key(record)) in beats else record for record in records]
+
     # --- retention -----------------------------------------------------------------------------------------
 
     def prune(self, limit: int) -> int:
@@ -729,10 +847,16 @@ class SimpleDBStore(MergingStore):
         record = items.record_from(attrs)
         if record is None or record.get("last_seen", "") >= cutoff:
             return None
-        revision = attrs.get(items.REVISION)
-        expected = (
-            {"Name": items.REVISION, "Value": revision} if revision else {"Name": items.REVISION, "Exists": False}
-        )
+        key = hosts.host_key(record)
+        if key and record.get("known_status") == "RUNNING":
+            alive = self._read_beat(key).alive(record)
+            if alive["last_seen"] >= cutoff:
+                # Its host still reports it. Storing the last_seen the heartbeat gives it keeps the next prune's
+                # Select from finding it again (a lost race means someone just wrote it: fresh too).
+                bucket, slot = items.slot_of(item)
+                self._save([(Held.read(record, bucket, slot, attrs), alive)])
+                return None
+        expected = _unchanged_since(attrs.get(items.REVISION))
         # Slot 0 keeps its slot count: the other slots of the bucket stay where readers look for them.
         # (botocore's model wants each pair's value, though SimpleDB would take names alone)
         names = [{"Name": name, "Value": value} for name, value in attrs.items() if name != items.SLOTS]
@@ -780,6 +904,27 @@ class SimpleDBStore(MergingStore):
             self._pool.shutdown(wait=True)
             self._pool = None
         self.client.close()
+
+
+def _unchanged_since(revision: str | None) -> dict[str, Any]:
+    """The condition of a write on an item read at ``revision`` (None: written without one, or not at all)."""
+    if revision is None:
+        return {"Name": items.REVISION, "Exists": False}
+    return {"Name": items.REVISION, "Value": revision}
+
+
+def _record_attributes(record: Record) -> dict[str, str]:
+    """A record's attributes, labelled with its host (if it names one) so that a Select finds a host's records."""
+    key = hosts.host_key(record)
+    return {**items.record_attributes(record), **({hosts.HOST: key} if key else {})}
+
+
+def _age(earlier: str, later: str) -> float:
+    """Seconds from one stored time to another (infinite when either is missing)."""
+    try:
+        return (datetime.fromisoformat(later) - datetime.fromisoformat(earlier)).total_seconds()
+    except ValueError:
+        return float("inf")
 
 
 def _quoted(value: str) -> str:

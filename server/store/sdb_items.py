@@ -79,6 +79,12 @@ def slot_item(bucket_name: str, slot: int) -> str:
     return bucket_name if slot == 0 else f"{bucket_name}/{slot}"
 
 
+def slot_of(item: str) -> tuple[str, int]:
+    """The bucket and slot of a slot item's name (``slot_item`` undone)."""
+    bucket_name, _, slot = item.partition("/")
+    return bucket_name, int(slot or 0)
+
+
 def shard_item(family: str, shard: int) -> str:
     return family if shard == 0 else f"{family}/{shard}"
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import quote
 
 import pytest
+from jsonschema import FormatChecker
 from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate
 
 from server import schema
-from tests.server import samples
-from tests.server.samples import API_ID, TASK_LONG
+from tests.server import ecs_samples, samples
+from tests.server.samples import API_ID, AUTH, TASK_LONG
 
 #: Flask's ``<name>`` or ``<converter:name>`` → OpenAPI's ``{name}``.
 FLASK_PARAMETER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
@@ -98,3 +100,81 @@ def test_real_answers_conform_to_the_document(app, client, report, document):
         answer = document["paths"][template]["get"]["responses"][str(status)]
         # The answer's schema, with its $refs resolved against the whole document.
         OAS31Validator({**document, **answer["content"]["application/json"]["schema"]}).validate(response.get_json())
+
+
+def conforms(document: dict, body: object, schema_name: str) -> bool:
+    """Whether ``body`` is valid under the document's ``schema_name`` (formats checked too)."""
+    validator = OAS31Validator(
+        {**document, "$ref": f"#/components/schemas/{schema_name}"}, format_checker=FormatChecker()
+    )
+    return validator.is_valid(body)
+
+
+def parameter_schema(document: dict, path: str, name: str) -> dict:
+    (parameter,) = [p for p in document["paths"][path]["get"]["parameters"] if p["name"] == name]
+    return parameter["schema"]
+
+
+def test_the_bodies_agents_and_eventbridge_send_conform(document):
+    assert conforms(document, samples.map_report(samples.container(), events=[samples.event("e-1")]), "MapReport")
+    assert conforms(document, {"events": [samples.event("e-1", from_=None)]}, "EventReport")
+    assert conforms(document, ecs_samples.fargate_lifecycle(), "EcsEvents")
+
+
+# Each was a body the document allowed and the server refused (found by tests/server/test_fuzz.py).
+REFUSED_REPORTS = {
+    "time before 2000": samples.map_report(samples.container(sample_time="0999-01-01T00:00:00Z")),
+    "no task_id nor task_arn": samples.map_report(samples.container(task_arn="", task_id=None)),
+    "malformed task_id": samples.map_report(samples.container(task_id="not-a-task")),
+    "empty container_name": samples.map_report(samples.container(container_name="")),
+    "NUL in a text field": samples.map_report(samples.container(image="a\x00b")),
+    "host instance_ip not an address": samples.map_report(samples.container(), host={"instance_ip": "not-an-ip"}),
+    "network address not IPv4": samples.map_report(
+        samples.container(networks=[{"network_mode": "awsvpc", "ipv4_addresses": [""]}])
+    ),
+    "event container_id not 64 hex": samples.map_report(events=[samples.event("e-1", container_id="abc")]),
+    "event from not a status": samples.map_report(events=[samples.event("e-1", **{"from": "LOST"})]),
+}
+
+
+@pytest.mark.parametrize("body", REFUSED_REPORTS.values(), ids=REFUSED_REPORTS.keys())
+def test_a_report_the_server_refuses_is_outside_the_document(client, document, body):
+    assert not conforms(document, body, "MapReport")
+    response = client.post("/report/map", json=body, headers=AUTH)
+    assert response.status_code == 400, response.get_json()
+
+
+def test_an_ecs_event_without_time_or_a_readable_task_arn_is_outside_the_document(client, document):
+    for broken in ({"time": None}, {"detail": {"taskArn": "arn:aws:ecs:eu-central-1:1:task/web/not-an-id"}}):
+        event = ecs_samples.fargate_lifecycle()[0]
+        event["detail"].pop("updatedAt")
+        event.update(broken if "time" in broken else {"detail": {**event["detail"], **broken["detail"]}})
+        event = {key: value for key, value in event.items() if value is not None}
+        assert not conforms(document, event, "EcsEvent")
+        assert client.post("/report/ecs-events", json=event, headers=AUTH).status_code == 400
+
+
+ID_PARAMETERS = {
+    "container_id": (
+        [API_ID, API_ID[:12].upper(), ecs_samples.API_RUNTIME_ID, ecs_samples.API_RUNTIME_ID[:34]],
+        [API_ID[:11], API_ID + "0", f" {API_ID[:12]}", f"{API_ID[:12]}\n", "g" * 12, ""],
+    ),
+    "task_id": (
+        [TASK_LONG, TASK_LONG.upper(), samples.TASK_UUID],
+        [TASK_LONG[:31], f"{TASK_LONG}\u00a0", samples.TASK_UUID.replace("-", "_"), ""],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", ID_PARAMETERS)
+def test_id_parameters_take_exactly_the_ids_the_server_takes(client, document, name):
+    # As ECMA-262 reads ^…$ (to the very end: Python's $ also matches before a final newline).
+    pattern = re.compile(parameter_schema(document, f"/query/{name}/{{{name}}}", name)["pattern"].strip("^$"))
+    taken, refused = ID_PARAMETERS[name]
+    for value in taken:
+        assert pattern.fullmatch(value), value
+        assert client.get(f"/query/{name}/{value}/events").status_code == 404, value  # well formed, not on record
+    for value in refused:
+        assert not pattern.fullmatch(value), value
+        if value:
+            assert client.get(f"/query/{name}/{quote(value)}/events").status_code == 400, value

@@ -12,6 +12,7 @@ shapes the store sends.
 from __future__ import annotations
 
 import re
+import sys
 import threading
 import uuid
 from collections import Counter
@@ -136,19 +137,20 @@ def _delete_attributes(self: SimpleDBResponse) -> Any:
 
 
 SELECT_EXPIRED = re.compile(r"select itemName\(\) from `([^`]+)` where last_seen < '([^']*)' limit (\d+)")
-SELECT_RUNNING = re.compile(r"select \* from `([^`]+)` where known_status = 'RUNNING' limit (\d+)")
-#: Items per page of the running containers: fewer than asked, as SimpleDB answers when a page passes 1 MB, so
-#: that the contract suite follows NextToken.
+SELECT_WHOLE = re.compile(r"select \* from `([^`]+)` where (known_status|host) = '([^']*)' limit (\d+)")
+#: Items per page of whole items: fewer than asked, as SimpleDB answers when a page passes 1 MB, so that the
+#: contract suite follows NextToken.
 SELECT_PAGE = 3
 
 
 def _select(self: SimpleDBResponse) -> Any:
-    """SimpleDB's Select, for the two queries the store sends: the item names whose ``last_seen`` is below a value
-    (retention), and the whole items whose ``known_status`` is RUNNING (service discovery), paged."""
+    """SimpleDB's Select, for the queries the store sends: the item names whose ``last_seen`` is below a value
+    (retention), and the whole items whose ``known_status`` is RUNNING (service discovery) or whose ``host`` is
+    one host's (its heartbeat and records), paged."""
     expression = self._get_param("SelectExpression")
-    expired, running = SELECT_EXPIRED.fullmatch(expression), SELECT_RUNNING.fullmatch(expression)
-    assert expired or running, expression
-    domain = self.sdb_backend._get_domain((expired or running)[1])
+    expired, whole = SELECT_EXPIRED.fullmatch(expression), SELECT_WHOLE.fullmatch(expression)
+    assert expired or whole, expression
+    domain = self.sdb_backend._get_domain((expired or whole)[1])
     if expired:
         with _STRICT_LOCK:
             found = sorted(
@@ -161,10 +163,10 @@ def _select(self: SimpleDBResponse) -> Any:
         hits = [
             {"Name": name, "Attributes": [{"Name": a["Name"], "Value": a["Value"]} for a in item.attributes]}
             for name, item in sorted(domain.items.items())
-            if any(a["Name"] == "known_status" and a["Value"] == "RUNNING" for a in item.attributes)
+            if any(a["Name"] == whole[2] and a["Value"] == whole[3] for a in item.attributes)
         ]
     start = int(self._get_param("NextToken") or 0)
-    end = start + min(int(running[2]), SELECT_PAGE)
+    end = start + min(int(whole[4]), SELECT_PAGE)
     return ActionResult({"Items": hits[start:end], **({"NextToken": str(end)} if end < len(hits) else {})})
 
 
@@ -180,6 +182,13 @@ def strict_moto() -> Iterator[None]:
         patch.setattr(SimpleDBResponse, "delete_attributes", _delete_attributes, raising=False)
         patch.setattr(SimpleDBResponse, "select", _select, raising=False)
         yield
+
+
+@pytest.fixture
+def whole_pages(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Select answers whole pages (up to the query's limit), as SimpleDB does while a page stays under 1 MB: for
+    tests that count requests."""
+    monkeypatch.setattr(sys.modules[__name__], "SELECT_PAGE", 2500)
 
 
 def assert_items_within_limits() -> None:

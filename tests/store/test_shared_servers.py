@@ -9,32 +9,13 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from moto.server import ThreadedMotoServer
 
 from tests.server import samples
 from tests.server.samples import AUTH, TOKEN
 from tests.store.conftest import REGION
-from tests.support import ServerProcess, free_port
+from tests.support import Moto, ServerProcess
 
 pytestmark = pytest.mark.slow
-
-
-class Moto:
-    """moto's HTTP server on one loopback port that can be stopped and started again (its data stays)."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.server: ThreadedMotoServer | None = None
-
-    def start(self) -> None:
-        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
-        self.server.start()
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.stop()
-            self.server = None
 
 
 @pytest.fixture
