@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,9 +24,9 @@ from typing import Any
 
 from moto import mock_aws
 
-from server.records import format_time
+from server.records import event_id, format_time
 from server.store.base import Store
-from server.store.dynamodb import INDEXES, PROJECTIONS, DynamoDBStore
+from server.store.dynamodb import INDEXES, PROJECTIONS, DynamoDBStore, item_size
 from server.store.sdb import SimpleDBStore
 
 T0 = datetime.fromisoformat("2026-11-25T15:00:00.000Z")
@@ -72,28 +73,14 @@ def container(n: int, status: str, seconds: float, task: str = TASK) -> dict[str
 
 
 def event(n: int, old: str, new: str, seconds: float) -> dict[str, str]:
+    """An event as the agent reports it, its ID derived from the change."""
     kind = "appeared" if not old else "vanished" if not new else "known_status"
     cid = container(n, new, 0)["container_id"]
-    return {"event_id": f"{cid[:12]}-{kind}-{old}-{new}", "container_id": cid, "task_id": TASK, "event": kind,
+    return {"event_id": event_id(cid, kind, old, new), "container_id": cid, "task_id": TASK, "event": kind,
             "from": old, "to": new, "timestamp": at(seconds)}  # fmt: skip
 
 
 # --- metering ----------------------------------------------------------------------------------------------
-
-
-def item_size(item: dict[str, Any]) -> int:
-    """DynamoDB's size of an item: each attribute's name and value in bytes (a number: 1 byte per 2 digits + 1)."""
-    size = 0
-    for name, value in item.items():
-        (kind, data), = value.items()  # fmt: skip
-        size += len(name.encode())
-        if kind == "S":
-            size += len(data.encode())
-        elif kind == "B":
-            size += len(data)
-        elif kind == "N":
-            size += math.ceil(len(data.lstrip("-").replace(".", "").strip("0") or "0") / 2) + 1
-    return size
 
 
 def index_writes(index: str, old: dict[str, Any], new: dict[str, Any]) -> int:
@@ -141,6 +128,7 @@ class DynamoDBMeter:
     store: DynamoDBStore
     figures: Figures = field(default_factory=Figures)
     items: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         events = self.store.client.meta.events
@@ -151,7 +139,10 @@ class DynamoDBMeter:
         context["metered"] = dict(params)
 
     def _count(self, model: Any, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
-        params = context.get("metered", {})
+        with self.lock:  # the store sends a report's puts from several threads
+            self._count_one(model, parsed, context.get("metered", {}))
+
+    def _count_one(self, model: Any, parsed: dict[str, Any], params: dict[str, Any]) -> None:
         self.figures.requests += 1
         if model.name == "PutItem" and "Error" not in parsed:
             item = params["Item"]
@@ -187,15 +178,16 @@ LIFE = [("PENDING", "", 0), ("RUNNING", "PENDING", 20), ("STOPPED", "RUNNING", 3
 
 
 def life(store: Store, n: int) -> list[tuple[str, Callable[[], object]]]:
-    """The reports of one container's life: each state with its event, then the vanished event alone."""
+    """The reports of one container's life, as the server stores them: each state with its event, then the
+    vanished event alone."""
     steps: list[tuple[str, Callable[[], object]]] = []
     for status, old, seconds in LIFE:
         label = f"report: first seen {status}" if not old else f"report: {old} -> {status}"
-        steps.append((label, lambda s=status, o=old, t=seconds: (
-            store.upsert_containers([container(n, s, t)], at(t + 1)),
-            store.add_events([event(n, o, s, t)]),
+        steps.append((label, lambda s=status, o=old, t=seconds: store.record_report(
+            [container(n, s, t)], [event(n, o, s, t)], at(t + 1)
         )))  # fmt: skip
-    steps.append(("report: vanished event", lambda: store.add_events([event(n, "STOPPED", "", 3605)])))
+    vanished = event(n, "STOPPED", "", 3605)
+    steps.append(("report: vanished event", lambda: store.record_report([], [vanished], at(3606))))
     return steps
 
 
@@ -286,6 +278,8 @@ def main() -> None:
         )
         table("Lookups", measure(lookups(sdb), sdb_meter), measure(lookups(dynamo), dynamo_meter))
 
+        ((_, sd),) = measure([("", dynamo.running_containers)], dynamo_meter)
+        print(f"  running_containers (/sd/prometheus; 50 running): DynamoDB {sd.requests} requests, {sd.reads:g} RCU")
         life_units = sum((f for _, f in dynamo_life), Figures())
         get_units = measure(lookups(dynamo)[:2], dynamo_meter)
         print(
@@ -295,12 +289,12 @@ def main() -> None:
               f" lookups: {', '.join(f'{f.reads:g} RCU' for _, f in get_units)}")  # fmt: skip
         print("  (the 'running' index, for service discovery, carries a running container's record: it takes a")
         print("  write when the container starts and stops running and with every write of a running record)")
-        records = [item_size(item) for (pk, _), item in dynamo_meter.items.items() if pk.startswith("C#")]
-        events = [item_size(item) for (pk, _), item in dynamo_meter.items.items() if pk.startswith("E#")]
-        stored = dynamo.get_container(container(1, "", 0)["container_id"])
-        text = len(json.dumps(stored, separators=(",", ":")))
-        print(f"  item sizes: a record {max(records)} bytes (its JSON {text} bytes before compression),"
-              f" an event {max(events)} bytes")  # fmt: skip
+        cid = container(1, "", 0)["container_id"]
+        item = dynamo_meter.items[("C#" + cid[:12], cid)]
+        text = len(json.dumps(dynamo.get_container(cid), separators=(",", ":")))
+        record_bytes, events_bytes = len(item["r"]["B"]), len(item["ev"]["B"])
+        print(f"  item size: a stopped container's record with its 4 events {item_size(item)} bytes: the record's"
+              f" JSON ({text} bytes) compressed in {record_bytes}, the events in {events_bytes}")  # fmt: skip
         for store in (sdb, dynamo, cold_sdb, cold_dynamo, fresh_sdb, fresh_dynamo):
             store.close()
 

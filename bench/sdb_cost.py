@@ -1,13 +1,16 @@
 """How many SimpleDB requests the store makes: one container's life (with and without the record cache), an
-unchanged resync of 50, the lookups.
+unchanged resync of 50, a fleet's hour of resyncs, the lookups.
 
-Runs against moto in-process and counts requests with botocore's event hooks, so the figures are exact and
-need no AWS account: ``.venv/bin/python -m bench.sdb_cost``.
+Runs against moto in-process, made to answer as SimpleDB does (the test suite's strict moto: conditional puts,
+Select in whole pages), and counts requests with botocore's event hooks, so the figures are exact and need no
+AWS account: ``.venv/bin/python -m bench.sdb_cost [HOSTS]`` (hosts of 40 containers in the fleet case, 10 by
+default).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,8 +20,13 @@ from moto import mock_aws
 from server.records import format_time
 from server.store import sdb_items as items
 from server.store.sdb import SimpleDBStore
+from tests.store.conftest import strict_simpledb
 
 T0 = datetime.fromisoformat("2026-11-25T15:00:00.000Z")
+TASK = "0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e"
+#: The agent's full resync interval (``resync_interval``), and the fleet of the sizing example in docs/simpledb.md.
+RESYNC = 600
+FLEET_HOSTS, CONTAINERS_PER_HOST = 5_000, 40
 
 
 def at(seconds: float) -> str:
@@ -36,9 +44,10 @@ class Counted:
         client.meta.events.register("before-call.sdb", lambda model, **_: self.counts.update([model.name]))
 
     def take(self) -> Figures:
-        """(reads, writes, other) since the last take."""
+        """(reads, writes, other) since the last take; a Select page is a read."""
         counts, self.counts = self.counts, Counter()
-        reads, writes = counts.pop("GetAttributes", 0), counts.pop("PutAttributes", 0)
+        reads = counts.pop("GetAttributes", 0) + counts.pop("Select", 0)
+        writes = counts.pop("PutAttributes", 0)
         return reads, writes, sum(counts.values())
 
 
@@ -46,9 +55,17 @@ def task_of(n: int) -> str:
     return f"{n:04x}" + "e" * 28  # apart from the resync's tasks
 
 
-def container(n: int, status: str, seconds: float, task: str = "", **fields: str) -> dict[str, str]:
-    task = task or task_of(n)
+def container(
+    n: int, status: str, seconds: float, task: str = TASK, host: int | None = None, **fields: str
+) -> dict[str, str]:
+    """A report entry; with ``host``, the host fields an agent sends (without, a record names no host)."""
+    where = {} if host is None else {
+        "container_instance_arn": f"arn:aws:ecs:eu-central-1:210987654321:container-instance/default/{host:032x}",
+        "instance_id": f"i-{host:017x}",
+        "host_name": f"ip-10-0-{host // 250}-{host % 250}",
+    }  # fmt: skip
     return {
+        **where,
         "container_id": f"{n:012x}" + "ab" * 26,
         "container_name": f"c{n}",
         "task_id": task,
@@ -64,7 +81,8 @@ def container(n: int, status: str, seconds: float, task: str = "", **fields: str
 
 
 def event(n: int, event_id: str, old: str, new: str, seconds: float) -> dict[str, str]:
-    """An event of container ``n``: appeared (no ``old``), vanished (no ``new``), else a status change."""
+    """An event of container ``n`` (in task ``task_of(n)``): appeared (no ``old``), vanished (no ``new``), else a
+    status change."""
     kind = "appeared" if not old else "vanished" if not new else "known_status"
     return {"event_id": event_id, "container_id": container(n, new, 0)["container_id"], "task_id": task_of(n),
             "event": kind, "from": old, "to": new, "timestamp": at(seconds)}  # fmt: skip
@@ -76,10 +94,11 @@ def life(store: SimpleDBStore, n: int, counted: Counted, events: bool = True, sh
         ("PENDING", "", "PENDING", 0),
         ("RUNNING", "PENDING", "RUNNING", 20),
         ("STOPPED", "RUNNING", "STOPPED", 3600),
+        ("", "STOPPED", "", 3605),
     ]
     total = (0, 0, 0)
-    for status, old, new, seconds in [*steps, ("", "STOPPED", "", 3605)]:
-        records = [container(n, status, seconds)] if status else []
+    for status, old, new, seconds in steps:
+        records = [container(n, status, seconds, task=task_of(n))] if status else []
         found = [event(n, f"ev{n}-{new or 'vanished'}", old, new, seconds)] if events else []
         if records or found:
             store.record_report(records, found, at(seconds + 1))
@@ -96,10 +115,40 @@ def row(label: str, figures: Figures) -> str:
     return f"  {label:<44} {reads + writes + other:>5} {reads:>6} {writes:>7}"
 
 
+def host_containers(host: int, seconds: float) -> list[dict[str, str]]:
+    """One host's containers, sampled at ``seconds``: tasks of 4."""
+    first = host * CONTAINERS_PER_HOST
+    return [
+        container(n, "RUNNING", seconds, task=f"{n // 4:032x}", host=host)
+        for n in range(first, first + CONTAINERS_PER_HOST)
+    ]
+
+
+def fleet_hour(prefix: str, hosts: int, full: bool, fresh_replica: bool) -> tuple[int, int, int]:
+    """Requests for ``hosts`` hosts' hour of resyncs every ``RESYNC`` seconds, after their first report: as full
+    reports (the heartbeat) or record by record; each report on the same replica or on one that remembers nothing."""
+    first = SimpleDBStore(prefix, region="us-west-2")
+    for host in range(hosts):
+        first.record_report(host_containers(host, 0), [], at(1), full=full)
+    counted = Counted(first.client)
+    for seconds in range(RESYNC, 3600 + 1, RESYNC):
+        for host in range(hosts):
+            store = SimpleDBStore(prefix, region="us-west-2") if fresh_replica else first
+            counter = Counted(store.client) if fresh_replica else counted
+            store.record_report(host_containers(host, seconds), [], at(seconds + 1), full=full)
+            if fresh_replica:
+                counted.counts.update(counter.counts)
+                store.close()
+    figures = counted.take()
+    first.close()
+    return figures
+
+
 def main() -> None:
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
-    with mock_aws():
+    hosts = int(sys.argv[1]) if len(sys.argv) > 1 else 10
+    with strict_simpledb(page=2500), mock_aws():
         store = SimpleDBStore("bench", region="us-west-2")  # moto serves SimpleDB outside us-east-1 only
         counted = Counted(store.client)
         header = f"  {'':<44} {'total':>5} {'reads':>6} {'writes':>7}"
@@ -121,7 +170,9 @@ def main() -> None:
         print(header)
         busy = [
             store.record_report(
-                [container(4, "RUNNING", n, health=f"h{n}")], [event(4, f"ev-h{n}", f"h{n - 1}", f"h{n}", n)], at(n)
+                [container(4, "RUNNING", n, task=task_of(4), health=f"h{n}")],
+                [event(4, f"ev-h{n}", f"h{n - 1}", f"h{n}", n)],
+                at(n),
             )
             and counted.take()
             for n in range(items.EVENT_PAIRS + 3)
@@ -131,25 +182,51 @@ def main() -> None:
         print(row(f"report {items.EVENT_PAIRS + 1}: to the log, the item marked", busy[items.EVENT_PAIRS]))
         print(row(f"report {items.EVENT_PAIRS + 2} and later: record, and the log", busy[items.EVENT_PAIRS + 1]))
 
-        print("\nUnchanged full resync of 50 containers (10 tasks of 5)")
+        print("\nUnchanged resync of one host's 50 containers (10 tasks of 5), each sampled anew as the agent does")
         print(header)
-        fleet = [container(100 + n, "RUNNING", 0, task=f"{n // 5:032x}") for n in range(50)]
-        store.upsert_containers(fleet, at(1))
-        print(row("first full report (50 new)", counted.take()))
-        store.upsert_containers(fleet, at(60))
-        print(row("resync 1 min later, nothing changed", counted.take()))
-        store.upsert_containers(fleet, at(240))
-        print(row("resync 4 min later, nothing changed", counted.take()))
-        store.upsert_containers(fleet, at(400))
-        print(row("resync after last_seen resolution (5 min)", counted.take()))
-        fresh = SimpleDBStore("bench", region="us-west-2")  # a replica that has not seen these yet
-        counted_fresh = Counted(fresh.client)
-        fresh.upsert_containers(fleet, at(460))
-        print(row("resync on a replica with an empty cache", counted_fresh.take()))
-        fresh.close()
+        for way, full in (("record by record (a report without full)", False), ("as the host's full report", True)):
+            print(f"  {way}")
+            prefix = "resyncfull" if full else "resynceach"
+            host = SimpleDBStore(prefix, region="us-west-2")
+            counted_host = Counted(host.client)
+            snapshot = [container(100 + n, "RUNNING", 0, task=f"{n // 5:032x}", host=0) for n in range(50)]
+            for seconds, label in [
+                (0, "first report (50 new)"),
+                (60, "resync 1 min later, nothing changed"),
+                (240, "resync 4 min later, nothing changed"),
+                (400, "resync after last_seen resolution (5 min)"),
+            ]:
+                host.record_report([{**c, "sample_time": at(seconds)} for c in snapshot], [], at(seconds + 1), full)
+                print(row(label, counted_host.take()))
+            fresh = SimpleDBStore(prefix, region="us-west-2")  # a replica that has not seen these yet
+            counted_fresh = Counted(fresh.client)
+            fresh.record_report([{**c, "sample_time": at(460)} for c in snapshot], [], at(461), full)
+            print(row("resync on a replica with an empty cache", counted_fresh.take()))
+            fresh.get_container(snapshot[0]["container_id"])
+            print(row("get_container, running, last_seen > 5 min old", counted_fresh.take()))
+            fresh.close()
+            host.close()
+
+        print(
+            f"\nA fleet's hour: {hosts} hosts of {CONTAINERS_PER_HOST} running containers, a full resync every "
+            f"{RESYNC // 60} min (6 an hour)"
+        )
+        print(f"{header}   writes/s, reads/s at {FLEET_HOSTS:,} hosts")
+        for n, (label, full, fresh_replica) in enumerate([
+            ("record by record, same replica", False, False),
+            ("record by record, each on a fresh replica", False, True),
+            ("heartbeat, same replica", True, False),
+            ("heartbeat, each on a fresh replica", True, True),
+        ]):  # fmt: skip
+            figures = fleet_hour(f"fleet{n}", hosts, full, fresh_replica)
+            scale = FLEET_HOSTS / hosts / 3600
+            print(f"{row(label, figures)}   {figures[1] * scale:>8,.1f} {figures[0] * scale:>8,.1f}")
 
         print("\nLookups")
         print(header)
+        fleet = [container(100 + n, "RUNNING", 0, task=f"{n // 5:032x}") for n in range(50)]
+        store.upsert_containers(fleet, at(1))
+        counted.take()
         cid = fleet[0]["container_id"]
         for label, call in [
             ("get_container (full ID)", lambda: store.get_container(cid)),

@@ -327,8 +327,13 @@ def host_container_ids(ecs_url: str) -> list[str]:
 
 
 def agent_metrics(url: str) -> dict[str, float]:
-    figures = {}
-    for line in requests.get(url, timeout=5).text.splitlines():
+    """The agent's samples by name (without the common prefix); none if its port does not answer."""
+    figures: dict[str, float] = {}
+    try:
+        text = requests.get(url, timeout=5).text
+    except requests.RequestException:
+        return figures
+    for line in text.splitlines():
         if line and not line.startswith("#"):
             name, value = line.rsplit(" ", 1)
             figures[name.removeprefix("ecs_id_mapper_agent_")] = float(value)
@@ -391,7 +396,10 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
         stack.callback(simhost.stop)
         assert simhost.process.stdout is not None
-        sim = json.loads(simhost.process.stdout.readline())
+        started = simhost.process.stdout.readline()  # its two URLs, once it listens
+        if not started:
+            raise SystemExit(f"python -m simhost did not start: see {workdir / 'simhost.log'}")
+        sim = json.loads(started)
         metrics_port = free_port()
         agent = Child("agent", [], clean_env(
             ECS_ID_MAPPER_SERVER_URL=server.url,

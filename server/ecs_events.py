@@ -11,11 +11,11 @@ by: it is left out until a later event of its task, a whole snapshot of the task
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
 from server import ids
+from server.records import event_id
 from server.schema import MAX_ITEMS, _fail, _list, _object, _optional_text, _required, _text, _time
 from server.store import Event, Record, Store
 
@@ -46,14 +46,6 @@ class Conversion:
     records: list[Record] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     held: list[str] = field(default_factory=list)  # container names
-
-
-def event_id(container_id: str, kind: str, old: str, new: str) -> str:
-    """The ID the agent gives the same change (see the wire format), so that neither source doubles the other's."""
-    if kind == "appeared":
-        old = new = ""
-    digest = hashlib.blake2b(f"{container_id}|{kind}|{old}|{new}".encode(), digest_size=16).hexdigest()
-    return f"{container_id[:12]}-{digest}"
 
 
 def convert(event: Any, path: str = "$") -> Conversion:

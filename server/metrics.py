@@ -80,6 +80,7 @@ STORE_OPERATIONS = (
     "upsert_containers",
     "add_events",
     "get_container",
+    "task_of_container",
     "find_containers",
     "containers_of_task",
     "containers_of_service",
@@ -104,14 +105,26 @@ def _start_timer() -> None:
     g.metrics_started = time.perf_counter()
 
 
+#: (route, status) → its duration histogram and its counter: ``labels()`` costs as much again as the update.
+_request_series: dict[tuple[str, int], tuple[Any, Any]] = {}
+
+
+def _series(route: str, status: int) -> tuple[Any, Any]:
+    found = _request_series.get((route, status))
+    if found is None:  # two threads may both get here: labels() hands both the same children
+        found = _request_series[route, status] = (REQUEST_SECONDS.labels(route), REQUESTS.labels(route, str(status)))
+    return found
+
+
 def _count_request(response: Response) -> Response:
     rule = request.url_rule
     route = rule.rule if rule is not None else "unmatched"
     started = g.get("metrics_started")
+    seconds, count = _series(route, response.status_code)
     if started is not None:
-        REQUEST_SECONDS.labels(route).observe(time.perf_counter() - started)
-    REQUESTS.labels(route, str(response.status_code)).inc()
-    if request.blueprint == "report" and rule is not None:
+        seconds.observe(time.perf_counter() - started)
+    count.inc()
+    if rule is not None and request.blueprint == "report":
         kind = rule.rule.rsplit("/", 1)[-1]
         REPORTS.labels(kind, "accepted" if response.status_code < 400 else "rejected").inc()
     return response

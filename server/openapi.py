@@ -14,6 +14,7 @@ from flask import Blueprint, Response, jsonify
 from server import ecs_events, ids, schema
 from server.records import STATUSES
 from server.requestlog import HEADER as REQUEST_ID_HEADER
+from server.requestlog import SANE_ID
 
 bp = Blueprint("openapi", __name__)
 
@@ -52,8 +53,18 @@ def ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
+#: On every answer of the app: the request's ID, the client's own when it sent a sane one.
+ANSWER_HEADERS = {
+    REQUEST_ID_HEADER: {
+        "description": "the request's ID, as the request log names it",
+        "required": True,
+        "schema": {"type": "string", "pattern": f"^{SANE_ID.pattern}$"},
+    }
+}
+
+
 def json_answer(description: str, body: dict[str, Any]) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": body}}}
+    return {"description": description, "headers": ANSWER_HEADERS, "content": {"application/json": {"schema": body}}}
 
 
 def errors(*statuses: int) -> dict[str, Any]:
@@ -110,14 +121,14 @@ def read(summary: str, answer: dict[str, Any], *parameters: dict[str, Any], fail
 
 
 def plain(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"text/plain": {"schema": STRING}}}
+    return {"description": description, "headers": ANSWER_HEADERS, "content": {"text/plain": {"schema": STRING}}}
 
 
 def url_answer(summary: str, *parameters: dict[str, Any], fails=(400, 401, 403, 404, 409, 502, 503)):
     route = read(summary, plain("the URL, as text"), *parameters, REDIR, fails=fails)
     route["get"]["responses"]["302"] = {
         "description": "with `?redir=true`: a redirect to the URL",
-        "headers": {"Location": {"schema": {"type": "string", "format": "uri"}}},
+        "headers": {"Location": {"required": True, "schema": {"type": "string", "format": "uri"}}, **ANSWER_HEADERS},
     }
     return route
 

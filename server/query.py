@@ -40,6 +40,19 @@ def container_record(raw_id: str) -> Record:
     return matches[0]
 
 
+def container_task(raw_id: str) -> tuple[str, str]:
+    """The full container ID and the task ID of the container ``raw_id`` names (errors as ``container_record``).
+
+    A full ID reads only its task ID from the store, not the whole record."""
+    prefix = ids.container_prefix(raw_id)
+    if ids.is_full_container_id(prefix):
+        task_id = state().store.task_of_container(prefix)
+        if task_id is not None:
+            return prefix, task_id
+    record = container_record(raw_id)
+    return record["container_id"], record["task_id"]
+
+
 def task_records(raw_id: str) -> list[Record]:
     """Every record of one task, ordered by container name: 404 unknown."""
     task_id = ids.task_id(raw_id)
@@ -82,9 +95,8 @@ def task_of_container(container_id: str) -> Response:
     cache = state().task_of_container
     task_id = cache.get(container_id.lower())
     if task_id is None:
-        record = container_record(container_id)
-        task_id = record["task_id"]
-        cache.put(record["container_id"], task_id)
+        full_id, task_id = container_task(container_id)
+        cache.put(full_id, task_id)
     return text(task_id)
 
 

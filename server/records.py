@@ -2,10 +2,12 @@
 
 A record is a flat map of strings so that every store can hold it. The 2016 names stay because users' scripts
 read them; ``cadvisor_url`` and ``graylog_url`` are rendered at query time (``server.links``), never stored.
+An event's ID is derived from the change it records.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime
 
@@ -116,3 +118,11 @@ def public(record: dict[str, str]) -> dict[str, object]:
             except ValueError:
                 shown[name] = record[name]
     return shown
+
+
+def event_id(container_id: str, kind: str, old: str, new: str) -> str:
+    """The ID the agent gives a change (see the wire format), so that no source doubles another's event."""
+    if kind == "appeared":
+        old = new = ""
+    digest = hashlib.blake2b(f"{container_id}|{kind}|{old}|{new}".encode(), digest_size=16).hexdigest()
+    return f"{container_id[:12]}-{digest}"

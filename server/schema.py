@@ -43,10 +43,13 @@ def _fail(path: str, problem: str) -> ApiError:
 def _text(value: Any, path: str) -> str:
     if not isinstance(value, str):
         raise _fail(path, f"expected a string, got {type(value).__name__}")
-    try:
-        size = len(value.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise _fail(path, "is not valid Unicode (a lone surrogate)") from None
+    if value.isascii():  # nearly always: a character is a byte and no surrogate can hide in it
+        size = len(value)
+    else:
+        try:
+            size = len(value.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise _fail(path, "is not valid Unicode (a lone surrogate)") from None
     if size > MAX_BYTES:
         raise _fail(path, f"longer than {MAX_BYTES} bytes")
     if "\x00" in value:

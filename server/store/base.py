@@ -77,6 +77,11 @@ class Store(ABC):
     def get_container(self, container_id: str) -> Record | None:
         """The record of one full 64-hex container ID, or None."""
 
+    def task_of_container(self, container_id: str) -> str | None:
+        """The task ID of one full container ID, or None. Backends that can read less than the record override it."""
+        record = self.get_container(container_id)
+        return record["task_id"] if record else None
+
     @abstractmethod
     def find_containers(self, prefix: str, limit: int) -> list[Record]:
         """Records whose container ID starts with ``prefix`` (lowercase hex, 12 to 64 digits).
@@ -94,7 +99,7 @@ class Store(ABC):
 
     @abstractmethod
     def running_containers(self) -> list[Record]:
-        """Every record whose ``known_status`` is RUNNING, in no particular order, read in one query."""
+        """Every record whose ``known_status`` is RUNNING, in any order, read by a few queries, never a scan."""
 
     @abstractmethod
     def update_container(self, container_id: str, fields: Record) -> None:

@@ -5,15 +5,19 @@ Items (``pk``, ``sk``; full table in docs/dynamodb.md):
 - a container's record: ``C#`` + the first 12 characters of its ID, and the full ID. A prefix lookup is one
   ``Query`` with ``begins_with`` on the sort key; a full ID is one ``GetItem``. The record is zlib-compressed JSON
   in ``r`` (a typical record is 1.4 KB of JSON and 0.6 KB compressed: one write unit instead of two), with its
-  version ``v``, its task ``task`` and, once it has a service, ``svc``;
-- an event: ``E#`` + its task ID, and its container ID ``#`` its ``event_id``, put only if absent, so a resent
-  event is stored once; ``n`` is the arrival order among equal timestamps.
+  version ``v``, its task ``task`` and, once it has a service, ``svc``. The container's events travel in the same
+  item, compressed in ``ev``, written by the same conditional put as the record: a report costs one write per
+  container, not one per event;
+- an event that does not fit there (it would make the item cost a second write unit, or it names another task,
+  or its container has no record): ``E#`` + its task ID, and its container ID ``#`` its ``event_id``, put only if
+  absent, so a resent event is stored once; ``n`` is the arrival order among equal timestamps.
 
 Two global secondary indexes hold keys only, so that rewriting a record costs no index write: ``by_task``
 (``task``, ``sk``) lists a task's containers, and ``by_service`` (``svc``, ``task``), sparse, a service's tasks.
 Index queries are eventually consistent; the records they lead to are read strongly consistent. A third,
-``running`` (``run``, ``sk``), sparse, holds the records of the running containers themselves, for service
-discovery: a write of a running container's record also writes its index copy.
+``running`` (``run``, ``sk``), sparse, holds the records (``r``, not the events) of the running containers, for
+service discovery: a write of a running container's record also writes its index copy. Its key is one of
+``RUNNING_SHARDS`` values, by container ID, so that no single key takes every running container's writes.
 
 Every record write is a ``PutItem`` conditional on the version it was merged against, so replicas never lose each
 other's changes: the loser re-reads and merges again. Because of that each process may merge a report against
@@ -26,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -39,6 +44,7 @@ from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 
 from server.flags import parse_bool
 from server.lru import LRU
+from server.records import event_id
 from server.store.base import Event, Record, StoreError, StoreUnavailable
 from server.store.boto import MergingStore, Pool, client_config, new_client, number
 
@@ -55,9 +61,18 @@ INDEXES = {
     "running": (("run", "HASH"), ("sk", "RANGE")),
 }
 #: What each index holds besides its keys. ``running`` (sparse: running containers only) carries the record, so
-#: that service discovery reads every running container in one paged Query and no further read.
+#: that service discovery reads every running container in a few paged Queries and no further read.
 PROJECTIONS = {"running": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["r", TTL_ATTRIBUTE]}}
 RUNNING = "RUNNING"
+#: Key values of the ``running`` index, queried side by side: one partition key takes at most 1,000 writes a
+#: second, so the running containers' index writes are spread over this many.
+RUNNING_SHARDS = 10
+#: The one ``running`` key of items written before it was sharded; they move at their next write.
+OLD_RUNNING_KEY = RUNNING
+#: The bytes one write unit covers: a record takes events in while its item still costs the same units.
+WRITE_UNIT = 1024
+#: The fields of an event kept in its record's item (the container's ID and task are the record's).
+EVENT_FIELDS = frozenset(("event_id", "container_id", "task_id", "event", "from", "to", "timestamp"))
 #: DynamoDB's most keys per BatchGetItem, and rounds for the keys it leaves unprocessed under load.
 BATCH_KEYS = 100
 BATCH_ROUNDS = 5
@@ -65,11 +80,13 @@ BATCH_ROUNDS = 5
 
 @dataclass(frozen=True)
 class Held:
-    """A record as last read or written and its version. ``version`` None: no item (a new container); a version
-    with ``record`` None: an expired item that TTL has not deleted yet, overwritten as new."""
+    """A record as last read or written, its version and the events its item holds (each with its arrival).
+    ``version`` None: no item (a new container); a version with ``record`` None: an expired item that TTL has not
+    deleted yet, overwritten as new."""
 
     record: Record | None
     version: int | None = None
+    events: tuple[tuple[Event, str], ...] = ()
 
     @property
     def condition(self) -> dict[str, Any]:
@@ -81,6 +98,29 @@ class Held:
 
 def record_key(container_id: str) -> dict[str, dict[str, str]]:
     return {"pk": {"S": "C#" + container_id[:12]}, "sk": {"S": container_id}}
+
+
+def running_key(container_id: str) -> str:
+    return f"{RUNNING}#{zlib.crc32(container_id.encode()) % RUNNING_SHARDS}"
+
+
+def item_size(item: dict[str, Any]) -> int:
+    """DynamoDB's size of an item: each attribute's name and value in bytes (a number: 1 byte per 2 digits + 1)."""
+    size = 0
+    for name, value in item.items():
+        ((kind, data),) = value.items()
+        size += len(name.encode())
+        if kind == "S":
+            size += len(data.encode())
+        elif kind == "B":
+            size += len(data)
+        elif kind == "N":
+            size += math.ceil(len(data.lstrip("-").replace(".", "").strip("0") or "0") / 2) + 1
+    return size
+
+
+def write_units(item: dict[str, Any]) -> int:
+    return math.ceil(item_size(item) / WRITE_UNIT)
 
 
 def service_key(cluster_name: str, service_name: str) -> str:
@@ -95,6 +135,37 @@ def encode(record: Record) -> bytes:
 
 def decode(item: dict[str, Any]) -> Record:
     return json.loads(zlib.decompress(item["r"]["B"]))
+
+
+def encode_events(record: Record, events: Iterable[tuple[Event, str]]) -> bytes:
+    """A record's events as rows ``[event, from, to, timestamp, arrival]``, plus the ``event_id`` only where it is
+    not the one derived from the change (the agent's and ECS's are): an ID is 45 bytes no compression shrinks."""
+    rows = []
+    for event, arrival in events:
+        row = [event["event"], event["from"], event["to"], event["timestamp"], arrival]
+        if event["event_id"] != event_id(record["container_id"], *row[:3]):
+            row.append(event["event_id"])
+        rows.append(row)
+    return zlib.compress(json.dumps(rows, ensure_ascii=True, separators=(",", ":")).encode("ascii"), 9)
+
+
+def decode_events(item: dict[str, Any], record: Record) -> tuple[tuple[Event, str], ...]:
+    if "ev" not in item:
+        return ()
+    cid, task = record["container_id"], record.get("task_id", "")
+    found = []
+    for kind, old, new, moment, arrival, *given in json.loads(zlib.decompress(item["ev"]["B"])):
+        named = given[0] if given else event_id(cid, kind, old, new)
+        event = {"event_id": named, "container_id": cid, "task_id": task, "event": kind, "from": old, "to": new}
+        found.append(({**event, "timestamp": moment}, arrival))
+    return tuple(found)
+
+
+def in_order(events: Iterable[tuple[Event, str]]) -> list[Event]:
+    """Events oldest first (by timestamp, then arrival), each container's ``event_id`` once."""
+    unique = {(event["container_id"], event["event_id"]): (event, arrival) for event, arrival in events}
+    ordered = sorted(unique.values(), key=lambda pair: (pair[0].get("timestamp") or "", pair[1]))
+    return [event for event, _ in ordered]
 
 
 def epoch(moment: str) -> int:
@@ -285,7 +356,10 @@ class DynamoDBStore(MergingStore):
         if item is None:
             return Held(None)
         version = int(item["v"]["N"])
-        return Held(decode(item) if self._live(item) else None, version)
+        if not self._live(item):
+            return Held(None, version)
+        record = decode(item)
+        return Held(record, version, decode_events(item, record))
 
     def _get_items(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The items at ``keys`` that exist, read strongly consistent (BatchGetItem, 100 keys a request)."""
@@ -340,26 +414,30 @@ class DynamoDBStore(MergingStore):
 
     # --- writing records -----------------------------------------------------------------------------------
 
-    def _item(self, record: Record, version: int) -> dict[str, Any]:
+    def _item(self, record: Record, version: int, events: tuple[tuple[Event, str], ...] = ()) -> dict[str, Any]:
         item: dict[str, Any] = {
             **record_key(record["container_id"]),
             "v": {"N": str(version)},
             "r": {"B": encode(record)},
         }
+        if events:
+            item["ev"] = {"B": encode_events(record, events)}
         if record.get("task_id"):
             item["task"] = {"S": record["task_id"]}
         if record.get("service_name"):
             item["svc"] = {"S": service_key(record.get("cluster_name", ""), record["service_name"])}
         if record.get("known_status") == RUNNING:
-            item["run"] = {"S": RUNNING}
+            item["run"] = {"S": running_key(record["container_id"])}
         item.update(self._expires(record.get("last_seen", "")))
         return item
 
-    def _write(self, held: Held, new: Record) -> bool:
-        """Put ``new`` if the record is still as ``held`` says; False (and forget it) if someone wrote first."""
+    def _write(self, held: Held, new: Record, events: tuple[tuple[Event, str], ...] | None = None) -> bool:
+        """Put ``new`` with ``events`` (by default those held) if the record is still as ``held`` says; False (and
+        forget it) if someone wrote first."""
         version = (held.version or 0) + 1
+        events = held.events if events is None else events
         try:
-            self.client.put_item(TableName=self.table, Item=self._item(new, version), **held.condition)
+            self.client.put_item(TableName=self.table, Item=self._item(new, version, events), **held.condition)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 self._call_failed("put_item", exc)
@@ -367,7 +445,7 @@ class DynamoDBStore(MergingStore):
             return False
         except BotoCoreError as exc:
             raise StoreUnavailable(f"DynamoDB put_item failed: {exc}") from exc
-        self._cache.put(new["container_id"], Held(new, version))
+        self._cache.put(new["container_id"], Held(new, version, events))
         return True
 
     def _call_failed(self, operation: str, exc: ClientError) -> None:
@@ -383,21 +461,82 @@ class DynamoDBStore(MergingStore):
 
     # --- the interface -------------------------------------------------------------------------------------
 
-    def add_events(self, events: Iterable[Event]) -> int:
-        self._ready_to_use()
-        unique: dict[tuple[str, str], Event] = {}
-        for event in events:
-            key = ("E#" + event.get("task_id", ""), f"{event['container_id']}#{event['event_id']}")
-            unique.setdefault(key, event)
-        arrival = time.time_ns()
-        puts = [(key, event, f"{arrival:020d}{n:06d}") for n, (key, event) in enumerate(unique.items())]
-        return sum(self._pool.map(lambda put: self._put_event(*put), puts))
+    def upsert_containers(self, records: Iterable[Record], now: str) -> list[Record]:
+        return self.record_report(list(records), [], now)[0]
 
-    def _put_event(self, key: tuple[str, str], event: Event, arrival: str) -> bool:
-        """Put one event unless it is stored (and not expired); whether it was new."""
+    def add_events(self, events: Iterable[Event]) -> int:
+        return self.record_report([], list(events), "")[1]
+
+    def record_report(
+        self, records: list[Record], events: list[Event], now: str, full: bool = False
+    ) -> tuple[list[Record], int]:
+        """Each container's merged record and its new events in one conditional put; the events that do not fit
+        there (see ``_placed``) as items of their own. ``full`` changes nothing here."""
+        self._ready_to_use()
+        reports: dict[str, list[Record]] = {}
+        for entry in records:
+            reports.setdefault(entry["container_id"], []).append(entry)
+        arrival = time.time_ns()
+        incoming: dict[str, dict[str, tuple[Event, str]]] = {}
+        for n, event in enumerate(events):
+            incoming.setdefault(event["container_id"], {}).setdefault(
+                event["event_id"], (event, f"{arrival:020d}{n:06d}")
+            )
+        pending = list(dict.fromkeys([*reports, *incoming]))
+        created: list[Record] = []
+        stored = 0
+        apart: list[tuple[Event, str]] = []
+        known = self._cached_or_read_held(pending)
+        for attempt in range(self.MERGE_TRIES):
+            if attempt:  # another writer changed these since they were read (or remembered): read them again
+                known = self._read_held(pending)
+            changes, first = self._merged({cid: reports[cid] for cid in pending if cid in reports}, known, now)
+            merged = {new["container_id"]: new for _, new in changes}
+            writes, spills = [], {}
+            for cid in pending:
+                held, record = known[cid], merged.get(cid, known[cid].record)
+                kept, spills[cid] = self._placed(held, record, list(incoming.get(cid, {}).values()))
+                if record is not None and (cid in merged or len(kept) > len(held.events)):
+                    writes.append((held, record, kept))
+            lost = self._save_with_events(writes)
+            created += [record for cid, record in first.items() if cid not in lost]
+            stored += sum(len(kept) - len(held.events) for held, new, kept in writes if new["container_id"] not in lost)
+            apart += [spill for cid in pending if cid not in lost for spill in spills[cid]]
+            pending = [cid for cid in pending if cid in lost]
+            if not pending:
+                return created, stored + sum(self._pool.map(lambda spill: self._put_event(*spill), apart))
+        raise StoreUnavailable("records kept changing under this report; try again")
+
+    def _placed(
+        self, held: Held, record: Record | None, events: list[tuple[Event, str]]
+    ) -> tuple[tuple[tuple[Event, str], ...], list[tuple[Event, str]]]:
+        """The events the record's item will hold (those held, then the new ones that fit) and those that go
+        apart: when the record is absent, when an event names another task or has other fields, or when taking
+        it in would make the item cost more write units than the record alone."""
+        known = {event["event_id"] for event, _ in held.events}
+        new = [(event, arrival) for event, arrival in events if event["event_id"] not in known]
+        if record is None or not new:
+            return held.events, new
+        kept, apart = held.events, []
+        units = write_units(self._item(record, (held.version or 0) + 1))
+        for event, arrival in new:
+            fits = set(event) == EVENT_FIELDS and event["task_id"] == record.get("task_id")
+            if fits and write_units(self._item(record, (held.version or 0) + 1, (*kept, (event, arrival)))) == units:
+                kept += ((event, arrival),)
+            else:
+                apart.append((event, arrival))
+        return kept, apart
+
+    def _save_with_events(self, writes: list[tuple[Held, Record, tuple[tuple[Event, str], ...]]]) -> set[str]:
+        """Write records with their events ``(held, new, events)``; the IDs whose conditional put lost a race."""
+        landed = self._pool.map(lambda write: self._write(*write), writes)
+        return {new["container_id"] for (_, new, _), ok in zip(writes, landed, strict=True) if not ok}
+
+    def _put_event(self, event: Event, arrival: str) -> bool:
+        """Put one event as an item of its own unless it is stored (and not expired); whether it was new."""
         item = {
-            "pk": {"S": key[0]},
-            "sk": {"S": key[1]},
+            "pk": {"S": "E#" + event.get("task_id", "")},
+            "sk": {"S": f"{event['container_id']}#{event['event_id']}"},
             "e": {"S": json.dumps(event, ensure_ascii=True, separators=(",", ":"))},
             "n": {"S": arrival},
             **self._expires(event.get("timestamp", "")),
@@ -452,17 +591,24 @@ class DynamoDBStore(MergingStore):
         return sorted(found, key=lambda r: (r.get("task_id", ""), r.get("container_name", ""), r["container_id"]))
 
     def running_containers(self) -> list[Record]:
-        # One paged Query on the sparse index, which carries the records. Index reads are eventually
-        # consistent: a container stopped a moment ago may still be listed, which the next refresh corrects.
+        # One paged Query per key of the sparse index, side by side; the index carries the records. Index reads
+        # are eventually consistent: a container stopped a moment ago may still be listed, which the next
+        # refresh corrects.
         self._ready_to_use()
-        items = self._pages(
-            IndexName="running",
-            KeyConditionExpression="#run = :running",
-            ExpressionAttributeNames={"#run": "run"},
-            ExpressionAttributeValues={":running": {"S": RUNNING}},
-        )
-        found = [decode(item) for item in items if self._live(item)]
+        keys = [f"{RUNNING}#{shard}" for shard in range(RUNNING_SHARDS)] + [OLD_RUNNING_KEY]
+        pages = self._pool.map(self._running_at, keys)
+        found = [decode(item) for items in pages for item in items if self._live(item)]
         return [record for record in found if record.get("known_status") == RUNNING]
+
+    def _running_at(self, key: str) -> list[dict[str, Any]]:
+        return list(
+            self._pages(
+                IndexName="running",
+                KeyConditionExpression="#run = :running",
+                ExpressionAttributeNames={"#run": "run"},
+                ExpressionAttributeValues={":running": {"S": key}},
+            )
+        )
 
     def update_container(self, container_id: str, fields: Record) -> None:
         self._ready_to_use()
@@ -472,29 +618,34 @@ class DynamoDBStore(MergingStore):
         # The service-name worker sets a task's fields moments after this process wrote its new records, maybe
         # before the index lists them: the records this process remembers for the task are read too.
         self._ready_to_use()
-        mine = [cid for cid, held in self._cache.items() if held.record and held.record.get("task_id") == task_id]
-        self._set_fields(lambda: self._of_task(task_id, mine), fields)
+        self._set_fields(lambda: self._of_task(task_id, self._remembered(task_id)), fields)
 
-    def _events(self, task_id: str, container_id: str = "") -> list[Event]:
+    def _remembered(self, task_id: str) -> list[str]:
+        return [cid for cid, held in self._cache.items() if held.record and held.record.get("task_id") == task_id]
+
+    def _events_apart(self, task_id: str, container_id: str = "") -> list[tuple[Event, str]]:
+        """The events stored as items of their own (see ``_placed``), of a task or of one of its containers."""
         condition, values = "pk = :pk", {":pk": {"S": "E#" + task_id}}
         if container_id:
             condition += " AND begins_with(sk, :c)"
             values[":c"] = {"S": container_id + "#"}
         items = self._pages(KeyConditionExpression=condition, ExpressionAttributeValues=values, ConsistentRead=True)
-        found = [(json.loads(item["e"]["S"]), item["n"]["S"]) for item in items if self._live(item)]
-        found.sort(key=lambda pair: (pair[0].get("timestamp") or "", pair[1]))
-        return [event for event, _ in found]
+        return [(json.loads(item["e"]["S"]), item["n"]["S"]) for item in items if self._live(item)]
 
     def events_of_container(self, container_id: str) -> list[Event]:
-        # Events are kept per task; the record says which task the container belongs to.
-        record = self.get_container(container_id)
-        if record is None:
+        # Most events are in the record's item; the record says under which task to look for the others.
+        self._ready_to_use()
+        held = self._read_held([container_id])[container_id]
+        if held.record is None:
             return []
-        return self._events(record.get("task_id", ""), container_id)
+        return in_order([*held.events, *self._events_apart(held.record.get("task_id", ""), container_id)])
 
     def events_of_task(self, task_id: str) -> list[Event]:
+        # The task's records name its containers (with those this process wrote, which the index may not list
+        # yet); their items hold most events, the task's partition the others.
         self._ready_to_use()
-        return self._events(task_id)
+        kept = [pair for held in self._of_task(task_id, self._remembered(task_id)) for pair in held.events]
+        return in_order([*kept, *self._events_apart(task_id)])
 
     def prune(self, limit: int) -> int:
         return 0  # DynamoDB's TTL deletes expired items; reads skip them meanwhile

@@ -1,7 +1,8 @@
 """The embedded default store: one SQLite file in WAL mode, shared by every gunicorn worker.
 
 Each thread keeps its own connection; every write is one ``BEGIN IMMEDIATE`` transaction, so concurrent
-workers serialise on the file lock instead of overwriting each other's merges.
+workers serialise on the file lock instead of overwriting each other's merges. Writers of every process queue
+for that lock on an flock of ``<file>-writer``, and a report's records are merged and encoded before it.
 
 Layout, chosen from measurements (``bench/lookup.py``): ``containers`` is a rowid table whose record is compact
 JSON compressed with zlib against a preset dictionary of the record's field names, about 500 bytes instead of
@@ -13,7 +14,9 @@ instead of starving behind an endless stream of them.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import sqlite3
 import threading
 import zlib
@@ -64,6 +67,10 @@ INDEXED = ("task_id", "container_name", "cluster_name", "service_name", "last_se
 #: The WAL's largest size between checkpoints (and what SQLite truncates it to when it resets it).
 WAL_LIMIT = 32 * 1024 * 1024
 
+#: How much of the file each connection reads through a memory map instead of a read() per page and a private
+#: page cache (address space only: the pages are the OS's own cache, shared by every connection).
+MMAP_SIZE = 1 << 30
+
 #: What records have in common, so that zlib need not spell it out in each. Stored records can only be read
 #: with the very bytes they were written with (zlib checks its Adler-32): never change this text.
 RECORD_DICTIONARY = (
@@ -85,6 +92,37 @@ def decode_record(stored: bytes | str) -> Record:
     return json.loads(zlib.decompressobj(zdict=RECORD_DICTIONARY).decompress(stored))
 
 
+COLUMNS = (*INDEXED, "record", "container_id")
+INSERT = f"INSERT INTO containers ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
+UPDATE = f"UPDATE containers SET {', '.join(f'{name} = ?' for name in INDEXED)}, record = ? WHERE container_id = ?"
+
+
+def _row(record: Record) -> tuple:
+    """The parameters of INSERT and UPDATE for ``record``."""
+    return (*(record.get(name, "") for name in INDEXED), encode_record(record), record["container_id"])
+
+
+class _Plan:
+    """What a report does to the stored records ``stored`` (encoded, by container ID): rows to insert and to
+    update, and the records that are new."""
+
+    def __init__(self, entries: list[Record], stored: dict[str, bytes | str], now: str):
+        current = {container_id: decode_record(record) for container_id, record in stored.items()}
+        changed: dict[str, Record] = {}
+        self.created: list[Record] = []
+        for new in entries:
+            container_id = new["container_id"]
+            old = current.get(container_id)
+            merged = records.merge(old, new, now)
+            if old is None:
+                self.created.append(merged)
+            if merged != old:
+                changed[container_id] = merged
+            current[container_id] = merged
+        self.inserts = [_row(r) for r in changed.values() if r["container_id"] not in stored]
+        self.updates = [_row(r) for r in changed.values() if r["container_id"] in stored]
+
+
 class SQLiteStore(Store):
     kind = "sqlite"
 
@@ -101,6 +139,7 @@ class SQLiteStore(Store):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.wal_path = Path(f"{self.path}-wal")
+        self.writer_lock_path = Path(f"{self.path}-writer")
         self.timeout = timeout
         self.wal_limit = wal_limit
         self.keep_for(retention_days, clock)
@@ -119,6 +158,7 @@ class SQLiteStore(Store):
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=OFF")
             conn.execute(f"PRAGMA journal_size_limit={self.wal_limit}")
+            conn.execute(f"PRAGMA mmap_size={MMAP_SIZE}")
             self._local.conn = conn
         return conn
 
@@ -140,7 +180,7 @@ class SQLiteStore(Store):
                 conn.execute(statement)
         if old:
             for (stored,) in conn.execute("SELECT record FROM containers_v1").fetchall():
-                SQLiteStore._insert(conn, decode_record(stored))
+                conn.execute(INSERT, _row(decode_record(stored)))
             conn.execute("DROP TABLE containers_v1")
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
@@ -151,18 +191,34 @@ class SQLiteStore(Store):
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"SQLite store {self.path}: {exc}") from exc
 
+    def _writer_lock(self) -> int:
+        fd = getattr(self._local, "writer_lock", None)
+        if fd is None:
+            fd = os.open(self.writer_lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            self._local.writer_lock = fd
+        return fd
+
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
+        # Writers queue on an flock of their own first. SQLite's busy handler polls the write lock with sleeps
+        # growing to 100 ms: with a dozen writer threads the lock sat idle between sleeps, and some threads lost
+        # every race until their timeout (reports refused with 503). A blocked flock wakes the moment the lock is
+        # free. Its holder is in one bounded transaction, so the wait is bounded too.
         with self._errors():
-            conn = self._connection()
-            conn.execute("BEGIN IMMEDIATE")
+            lock = self._writer_lock()
+            fcntl.flock(lock, fcntl.LOCK_EX)
             try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-            self._bound_wal(conn)
+                conn = self._connection()
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+                self._bound_wal(conn)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     def _bound_wal(self, conn: sqlite3.Connection) -> None:
         # SQLite's own checkpoint after a commit is PASSIVE: with readers always somewhere in the WAL it never
@@ -179,49 +235,34 @@ class SQLiteStore(Store):
         with self._errors():
             return self._connection().execute(sql, args).fetchall()
 
-    @staticmethod
-    def _insert(conn: sqlite3.Connection, record: Record) -> None:
-        conn.execute(
-            f"INSERT INTO containers (container_id, {', '.join(INDEXED)}, record)"
-            f" VALUES (?, {', '.join('?' for _ in INDEXED)}, ?)",
-            (record["container_id"], *(record.get(name, "") for name in INDEXED), encode_record(record)),
-        )
-
-    @staticmethod
-    def _update(conn: sqlite3.Connection, record: Record) -> None:
-        conn.execute(
-            f"UPDATE containers SET {', '.join(f'{name} = ?' for name in INDEXED)}, record = ? WHERE container_id = ?",
-            (*(record.get(name, "") for name in INDEXED), encode_record(record), record["container_id"]),
-        )
-
     def upsert_containers(self, records_: Iterable[Record], now: str) -> list[Record]:
         entries = list(records_)
-        created = []
+        ids = sorted({new["container_id"] for new in entries})
+        # Merging and encoding are most of a report's cost: done before the write lock, against the records as
+        # read without it, and done again inside only if another writer changed one of them in between.
+        with self._errors():
+            seen = self._stored(self._connection(), ids)
+        plan = _Plan(entries, seen, now)
         with self._write() as conn:
-            stored = self._records_by_id(conn, {new["container_id"] for new in entries})
-            for new in entries:
-                old = stored.get(new["container_id"])
-                merged = records.merge(old, new, now)
-                if old is None:
-                    self._insert(conn, merged)
-                    created.append(merged)
-                elif merged != old:
-                    self._update(conn, merged)
-                stored[new["container_id"]] = merged
-        return created
+            stored = self._stored(conn, ids)
+            if stored != seen:
+                plan = _Plan(entries, stored, now)
+            conn.executemany(INSERT, plan.inserts)
+            conn.executemany(UPDATE, plan.updates)
+        return plan.created
 
     @staticmethod
-    def _records_by_id(conn: sqlite3.Connection, ids: set[str]) -> dict[str, Record]:
-        found: dict[str, Record] = {}
-        listed = sorted(ids)
-        for start in range(0, len(listed), 500):  # SQLite allows 32,766 parameters; keep statements small
-            chunk = listed[start : start + 500]
-            rows = conn.execute(
-                f"SELECT record FROM containers WHERE container_id IN ({','.join('?' * len(chunk))})", chunk
-            ).fetchall()
-            for (stored,) in rows:
-                record = decode_record(stored)
-                found[record["container_id"]] = record
+    def _stored(conn: sqlite3.Connection, ids: list[str]) -> dict[str, bytes | str]:
+        """The stored (encoded) records of ``ids``, by container ID."""
+        found: dict[str, bytes | str] = {}
+        for start in range(0, len(ids), 500):  # SQLite allows 32,766 parameters; keep statements small
+            chunk = ids[start : start + 500]
+            found.update(
+                conn.execute(
+                    f"SELECT container_id, record FROM containers WHERE container_id IN ({','.join('?' * len(chunk))})",
+                    chunk,
+                ).fetchall()
+            )
         return found
 
     def add_events(self, events: Iterable[Event]) -> int:
@@ -237,6 +278,10 @@ class SQLiteStore(Store):
     def get_container(self, container_id: str) -> Record | None:
         rows = self._query("SELECT record FROM containers WHERE container_id = ?", (container_id,))
         return decode_record(rows[0][0]) if rows else None
+
+    def task_of_container(self, container_id: str) -> str | None:
+        rows = self._query("SELECT task_id FROM containers WHERE container_id = ?", (container_id,))
+        return rows[0][0] if rows else None
 
     def find_containers(self, prefix: str, limit: int) -> list[Record]:
         # 'g' sorts after every hex digit: the prefix becomes a range scan on the container ID's index.
@@ -270,13 +315,13 @@ class SQLiteStore(Store):
         with self._write() as conn:
             row = conn.execute("SELECT record FROM containers WHERE container_id = ?", (container_id,)).fetchone()
             if row:
-                self._update(conn, {**decode_record(row[0]), **fields})
+                conn.execute(UPDATE, _row({**decode_record(row[0]), **fields}))
 
     def update_task(self, task_id: str, fields: Record) -> None:
         with self._write() as conn:
             rows = conn.execute("SELECT record FROM containers WHERE task_id = ?", (task_id,)).fetchall()
             for (row,) in rows:
-                self._update(conn, {**decode_record(row), **fields})
+                conn.execute(UPDATE, _row({**decode_record(row), **fields}))
 
     def _events(self, column: str, value: str) -> list[Event]:
         rows = self._query(f"SELECT event FROM events WHERE {column} = ? ORDER BY timestamp, seq", (value,))
@@ -319,3 +364,7 @@ class SQLiteStore(Store):
         if conn is not None:
             conn.close()
             self._local.conn = None
+        lock = getattr(self._local, "writer_lock", None)
+        if lock is not None:
+            os.close(lock)
+            self._local.writer_lock = None

@@ -110,7 +110,7 @@ def test_an_ec2_container_reported_by_the_agent_and_the_feed_is_one_record(clien
 
 
 def convert_id(container_id, kind, old="", new=""):
-    from server.ecs_events import event_id
+    from server.records import event_id
 
     return event_id(container_id, kind, old, new)
 

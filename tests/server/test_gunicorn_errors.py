@@ -57,6 +57,19 @@ REFUSED = {
     "Content-Length abc": (b"POST /report/map HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", 400, "bad_request"),
     "invalid method": (b"G@T /health HTTP/1.1\r\nHost: x\r\n\r\n", 400, "bad_request"),
     "unknown HTTP version": (b"GET /health HTTP/9.9\r\nHost: x\r\n\r\n", 400, "bad_request"),
+    "Transfer-Encoding with Content-Length": (
+        b"POST /report/map HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n{}",
+        400,
+        "bad_request",
+    ),
+    "space in a header name": (get(b"/health", b"Bad Header: 1"), 400, "bad_request"),
+    "obsolete line folding": (get(b"/health", b"X-A: 1", b"  folded"), 400, "bad_request"),
+    "bare LF line ends": (b"GET /health HTTP/1.1\nHost: x\n\n", 400, "bad_request"),
+    "unknown expectation": (
+        b"POST /report/map HTTP/1.1\r\nHost: x\r\nExpect: foo\r\nContent-Length: 2\r\n\r\n{}",
+        417,
+        "expectation_failed",
+    ),
     "unknown transfer coding": (
         b"POST /report/map HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 400, "bad_request"
     ),

@@ -59,6 +59,7 @@ def test_every_answer_and_error_is_described(document):
             responses = operation["responses"]
             assert "200" in responses, (path, method)
             for status, answer in responses.items():
+                assert "X-Request-ID" in answer["headers"], (path, method, status)  # every answer carries it
                 if status.startswith(("4", "5")):
                     schema_ = answer["content"]["application/json"]["schema"]
                     assert schema_ == {"$ref": "#/components/schemas/Error"}, (path, method, status)

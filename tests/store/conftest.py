@@ -17,6 +17,7 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -174,13 +175,22 @@ _MOTO_PUT_ATTRIBUTES = SimpleDBResponse.put_attributes
 _STRICT_LOCK = threading.Lock()
 
 
-@pytest.fixture(scope="session", autouse=True)
-def strict_moto() -> Iterator[None]:
-    """Every moto SimpleDB in the tests (in-process or HTTP server) checks conditions and item sizes."""
+@contextmanager
+def strict_simpledb(page: int = SELECT_PAGE) -> Iterator[None]:
+    """moto's SimpleDB as SimpleDB answers the store: conditions and item sizes checked, DeleteAttributes and the
+    store's Selects served (whole items in pages of ``page``). Also for the request-counting benchmarks."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(SimpleDBResponse, "put_attributes", _strict_put_attributes)
         patch.setattr(SimpleDBResponse, "delete_attributes", _delete_attributes, raising=False)
         patch.setattr(SimpleDBResponse, "select", _select, raising=False)
+        patch.setattr(sys.modules[__name__], "SELECT_PAGE", page)
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def strict_moto() -> Iterator[None]:
+    """Every moto SimpleDB in the tests (in-process or HTTP server) checks conditions and item sizes."""
+    with strict_simpledb():
         yield
 
 

@@ -55,6 +55,12 @@ def test_a_new_record_is_returned_as_stored(store):
     assert store.get_container(cid(1)) == created[0]
 
 
+def test_the_task_of_a_container_is_read_by_its_full_id(store):
+    store.upsert_containers([record(1)], at(1))
+    assert store.task_of_container(cid(1)) == TASK
+    assert store.task_of_container(cid(2)) is None
+
+
 def test_upsert_is_idempotent(store):
     store.upsert_containers([record(1), record(2)], at(1))
     before = [store.get_container(cid(1)), store.get_container(cid(2))]

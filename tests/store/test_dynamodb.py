@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
+import zlib
 
 import pytest
 from botocore.awsrequest import AWSResponse
@@ -12,8 +14,8 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from server import records
-from server.store import StoreUnavailable, open_store
-from server.store.dynamodb import DynamoDBStore, StoreMissing, encode, record_key
+from server.store import StoreUnavailable, dynamodb, open_store
+from server.store.dynamodb import RUNNING_SHARDS, DynamoDBStore, StoreMissing, encode, record_key
 from tests.store.conftest import REGION, RawBody, Requests
 from tests.store.samples import TASK, at, cid, event, record
 from tests.support import ROOT, free_port
@@ -174,7 +176,9 @@ def test_reads_are_strongly_consistent_and_index_reads_lead_to_table_reads(dynam
             "ConsistentRead", params.get("RequestItems", {}).get(store.table, {}).get("ConsistentRead")
         )
         assert consistent is True, name
-    assert [name for name, _ in sent] == ["GetItem", "Query", "Query", "GetItem", "Query", "GetItem", "Query"]
+    # events_of_task: the task's records (index, then the table), then the events kept apart
+    reads = ["GetItem", "Query", "Query", "GetItem", "Query", "GetItem", "Query", "GetItem", "Query"]
+    assert [name for name, _ in sent] == reads
 
 
 def test_a_record_with_a_service_is_in_the_sparse_service_index(dynamodb_mock):
@@ -260,7 +264,7 @@ def test_a_record_that_keeps_changing_fails_the_report_after_bounded_tries(dynam
         stub.assert_no_pending_responses()
 
 
-def test_an_event_is_put_only_if_absent_and_a_resend_is_not_new(dynamodb_mock):
+def test_an_event_of_a_container_with_no_record_is_put_apart_only_if_absent_and_a_resend_is_not_new(dynamodb_mock):
     store = dynamodb_mock()
     sent = []
     store.client.meta.events.register(
@@ -271,6 +275,86 @@ def test_an_event_is_put_only_if_absent_and_a_resend_is_not_new(dynamodb_mock):
     assert sent[0]["ConditionExpression"] == "attribute_not_exists(pk) OR expires_at < :now"
     assert (sent[0]["Item"]["pk"]["S"], sent[0]["Item"]["sk"]["S"]) == (f"E#{TASK}", f"{cid(1)}#e1")
     assert [e["timestamp"] for e in store.events_of_task(TASK)] == [at(0)]
+
+
+def change(kind: str, old: str, new: str, timestamp: float, n: int = 1) -> dict:
+    """An event as the agent and ECS make it, its ID derived from the change."""
+    return {"event_id": records.event_id(cid(n), kind, old, new), "container_id": cid(n), "task_id": TASK,
+            "event": kind, "from": old, "to": new, "timestamp": at(timestamp)}  # fmt: skip
+
+
+def test_a_report_puts_the_record_with_its_events_in_one_conditional_put(dynamodb_mock, monkeypatch):
+    store = dynamodb_mock()
+    monkeypatch.setattr(dynamodb.time, "time_ns", lambda: 1_764_000_000_000_000_000)
+    appeared = change("appeared", "", "PENDING", 0)
+    with Stubber(store.client) as stub:
+        stub.add_response("get_item", {})
+        new = records.merge(None, record(1, status="PENDING"), at(1))
+        arrival = "01764000000000000000000000"
+        condition = {"ConditionExpression": "attribute_not_exists(pk)"}
+        item = store._item(new, 1, ((appeared, arrival),))
+        stub.add_response("put_item", {}, {"TableName": store.table, "Item": item, **condition})
+        assert store.record_report([record(1, status="PENDING")], [appeared], at(1)) == ([new], 1)
+        stub.assert_no_pending_responses()
+    assert json.loads(zlib.decompress(item["ev"]["B"])) == [["appeared", "", "PENDING", at(0), arrival]]  # no ID
+    assert dynamodb.write_units(item) == 1
+
+
+def test_events_resent_in_later_reports_are_stored_once_in_the_record(dynamodb_mock):
+    store = dynamodb_mock()
+    appeared, running = change("appeared", "", "PENDING", 0), change("known_status", "PENDING", "RUNNING", 20)
+    assert store.record_report([record(1, status="PENDING")], [appeared], at(1))[1] == 1
+    assert store.record_report([record(1, sample=20)], [appeared, running, running], at(21))[1] == 1
+    assert store.add_events([appeared, running]) == 0  # an agent restarted without its spool
+    other = dynamodb_mock(store.table)  # a replica that has not seen the container
+    assert other.record_report([record(1, sample=20)], [running], at(22))[1] == 0
+    assert store.events_of_container(cid(1)) == other.events_of_task(TASK) == [appeared, running]
+    items = store.client.scan(TableName=store.table)["Items"]
+    assert [item["sk"]["S"] for item in items] == [cid(1)]  # no event item of its own
+
+
+def test_replicas_adding_events_to_one_record_from_stale_caches_keep_each_others(dynamodb_mock):
+    one = dynamodb_mock()
+    two = dynamodb_mock(one.table)
+    one.upsert_containers([record(1, status="PENDING")], at(0))
+    two.get_container(cid(1))  # both remember version 1
+    running = change("known_status", "PENDING", "RUNNING", 20)
+    assert one.record_report([record(1, sample=20)], [running], at(21)) == ([], 1)
+    desired = change("desired_status", "RUNNING", "STOPPED", 30)
+    assert two.record_report([], [desired, running], at(31)) == ([], 1)  # refused, read again, merged
+    assert one.events_of_container(cid(1)) == [running, desired]
+    assert one.get_container(cid(1))["known_status"] == "RUNNING"
+
+
+def test_an_event_that_would_make_the_item_cost_a_second_write_unit_is_put_apart(dynamodb_mock):
+    store = dynamodb_mock()
+    store.upsert_containers([record(1)], at(0))
+    named = [event(hashlib.sha512(bytes([n])).hexdigest(), timestamp=n) for n in range(12)]  # stored whole
+    assert store.add_events(named[:6]) == 6
+    assert store.add_events(named) == 6
+    assert store.add_events(named) == 0
+    items = store.client.scan(TableName=store.table)["Items"]
+    (kept,) = [item for item in items if item["pk"]["S"].startswith("C#")]
+    apart = [item for item in items if item["pk"]["S"] == f"E#{TASK}"]
+    assert dynamodb.write_units(kept) == 1 and 0 < len(apart) < 12
+    assert store.events_of_container(cid(1)) == store.events_of_task(TASK) == named
+
+
+def test_an_event_naming_another_task_than_its_record_is_put_apart(dynamodb_mock):
+    store = dynamodb_mock()
+    store.upsert_containers([record(1)], at(0))
+    assert store.add_events([event("e1", task="f" * 32)]) == 1
+    assert [e["event_id"] for e in store.events_of_task("f" * 32)] == ["e1"]
+    assert store.events_of_container(cid(1)) == []  # as on every store: a container's events are its task's
+
+
+def test_events_stored_as_items_of_their_own_are_read_with_those_in_the_record_once_each(dynamodb_mock):
+    store = dynamodb_mock()
+    store.record_report([record(1)], [event("e1"), event("e2", timestamp=2)], at(0))
+    store._put_event(event("e1"), "00000000000000000000000000")  # as a table written before events moved in
+    store._put_event(event("e0", timestamp=-1), "00000000000000000000000000")
+    assert [e["event_id"] for e in store.events_of_container(cid(1))] == ["e0", "e1", "e2"]
+    assert [e["event_id"] for e in store.events_of_task(TASK)] == ["e0", "e1", "e2"]
 
 
 # --- failures ----------------------------------------------------------------------------------------------
@@ -352,15 +436,30 @@ def test_a_lookup_is_one_request(dynamodb_mock):
     assert requests.counts == {"GetItem": 1, "Query": 1}
 
 
-def test_the_running_containers_are_one_query_on_a_sparse_index_carrying_the_records(dynamodb_mock):
+def test_the_running_containers_are_a_query_per_key_of_a_sparse_sharded_index_carrying_the_records(dynamodb_mock):
     store = dynamodb_mock()
-    store.upsert_containers([record(1), record(2, status="STOPPED"), record(3, status="PENDING")], at(0))
+    running = [record(n) for n in range(1, 41)]
+    store.upsert_containers([*running, record(41, status="STOPPED"), record(42, status="PENDING")], at(0))
     requests = Requests(store.client, "dynamodb")
 
-    assert [r["container_id"] for r in store.running_containers()] == [cid(1)]
-    assert requests.counts == {"Query": 1}
+    assert sorted(r["container_id"] for r in store.running_containers()) == [cid(n) for n in range(1, 41)]
+    assert requests.counts == {"Query": RUNNING_SHARDS + 1}  # each key, and the one of items written unsharded
     indexed = store.client.scan(TableName=store.table, IndexName="running")["Items"]
-    assert [item["sk"]["S"] for item in indexed] == [cid(1)]  # stopped and pending records are not in it
+    assert sorted(item["sk"]["S"] for item in indexed) == [cid(n) for n in range(1, 41)]  # not stopped, pending
+    assert {item["run"]["S"] for item in indexed} == {f"RUNNING#{shard}" for shard in range(RUNNING_SHARDS)}
+    assert all("ev" not in item for item in indexed)  # the index carries records, not their events
+
+
+def test_a_running_record_written_before_the_index_was_sharded_is_listed_until_its_next_write(dynamodb_mock):
+    store = dynamodb_mock()
+    store.upsert_containers([record(1)], at(0))
+    store.client.update_item(
+        TableName=store.table, Key=record_key(cid(1)), UpdateExpression="SET #run = :old",
+        ExpressionAttributeNames={"#run": "run"}, ExpressionAttributeValues={":old": {"S": "RUNNING"}},
+    )  # fmt: skip
+    assert [r["container_id"] for r in store.running_containers()] == [cid(1)]
+    store.upsert_containers([record(1, status="STOPPED")], at(1))
+    assert store.running_containers() == []
 
 
 def test_update_task_reaches_records_this_process_wrote_before_the_index_lists_them(dynamodb_mock, monkeypatch):

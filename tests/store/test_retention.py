@@ -52,9 +52,8 @@ def test_a_container_gone_longer_than_the_retention_goes_with_its_events(make_st
     assert store.containers_of_task(TASK) == []
     assert (store.events_of_task(TASK), store.events_of_container(cid(1))) == ([], [])
     assert store.get_container(cid(2))["first_seen"] == at(0)
-    # A running container keeps its events; DynamoDB's TTL cannot follow a record's last report, so there each
-    # event expires that long after its own time.
-    assert [e["event_id"] for e in store.events_of_task(OTHER_TASK)] == ([] if store.expires_itself else ["e2"])
+    # A running container keeps its events (on DynamoDB they are in its record's item and expire with it).
+    assert [e["event_id"] for e in store.events_of_task(OTHER_TASK)] == ["e2"]
 
 
 def test_running_containers_are_never_pruned_however_old(make_store):
@@ -180,11 +179,12 @@ def test_simpledb_record_items_carry_last_seen_plain():
 def test_dynamodb_items_expire_by_ttl_after_last_seen_and_event_time(dynamodb_mock):
     store = dynamodb_mock(retention_days=30, clock=clock(0))
     store.upsert_containers([record(1)], at(10))
-    store.add_events([event("e1", timestamp=5)])
+    store.add_events([event("e1", timestamp=5), event("e2", n=2, timestamp=5)])  # container 2 has no record
     found = store.client.scan(TableName=store.table)["Items"]
     expiry = {item["sk"]["S"]: int(item["expires_at"]["N"]) for item in found}
     month = 30 * DAY
-    assert expiry == {cid(1): int(T0.timestamp()) + 600 + month, f"{cid(1)}#e1": int(T0.timestamp()) + 300 + month}
+    # e1 is in its record's item and goes with it; e2, kept apart, expires that long after its own time.
+    assert expiry == {cid(1): int(T0.timestamp()) + 600 + month, f"{cid(2)}#e2": int(T0.timestamp()) + 300 + month}
     assert store.prune(100) == 0  # TTL does it
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 
+from server.store.base import StoreUnavailable
 from server.store.sqlite import RECORD_DICTIONARY, SCHEMA_VERSION, SQLiteStore, decode_record, encode_record
 from tests.store.samples import TASK, at, cid, event, record
 
@@ -147,3 +149,52 @@ def test_the_wal_stays_within_its_limit_while_reports_pour_in(tmp_path):
     assert len(reader.find_containers(cid(0)[:12], 10)) == 1
     store.close()
     reader.close()
+
+
+def test_a_record_another_writer_changed_meanwhile_is_merged_again_under_the_lock(tmp_path):
+    path = str(tmp_path / "s.sqlite3")
+    store, other = SQLiteStore(path), SQLiteStore(path)
+    read_before_lock = store._stored
+
+    def read_then_let_another_writer_in(conn, ids):
+        found = read_before_lock(conn, ids)
+        if not conn.in_transaction:  # the read before the write lock: another report lands right after it
+            other.upsert_containers([record(1, status="STOPPED", sample=5)], at(5))
+        return found
+
+    store._stored = read_then_let_another_writer_in  # type: ignore[method-assign]
+    assert store.upsert_containers([record(1, sample=1), record(2, sample=1)], at(6)) == [
+        {**record(2, sample=1), "first_seen": at(1), "last_seen": at(6)}
+    ]
+    one = store.get_container(cid(1))
+    assert (one["known_status"], one["stopped_at"], one["first_seen"], one["last_seen"]) == (
+        "STOPPED", at(5), at(5), at(6)
+    )  # fmt: skip
+    store.close()
+    other.close()
+
+
+def test_writers_of_many_threads_queue_for_the_file_instead_of_timing_out(tmp_path):
+    # With SQLite's own busy handler alone, some of 16 threads writing at once lost every race for the lock for
+    # longer than their timeout and the report was refused.
+    path = str(tmp_path / "s.sqlite3")
+    stores = [SQLiteStore(path, timeout=0.5) for _ in range(2)]
+    failures = []
+
+    def write(worker: int) -> None:
+        try:
+            for batch in range(5):
+                first = (worker * 5 + batch) * 100
+                stores[worker % 2].upsert_containers([record(first + n) for n in range(100)], at(1))
+        except StoreUnavailable as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=write, args=(worker,)) for worker in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert len(stores[0].running_containers()) == 16 * 5 * 100
+    for store in stores:
+        store.close()
