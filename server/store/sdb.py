@@ -29,6 +29,7 @@ import logging
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
@@ -36,6 +37,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
 
 from server.lru import LRU
 from server.records import format_time
@@ -55,6 +57,8 @@ DOMAINS = ("containers", "indexes", "events")
 CONFLICTS = frozenset({"ConditionalCheckFailed", "AttributeDoesNotExist"})
 #: SimpleDB's answers to a put that would take an item past 256 name-value pairs.
 CROWDED = frozenset({"NumberItemAttributesExceeded", "NumberSubmittedAttributesExceeded"})
+#: Seconds a worker reads host reports record by record after a host's Select failed.
+SELECT_PAUSE = 600.0
 
 
 class Refused(StoreUnavailable):
@@ -184,6 +188,7 @@ class SimpleDBStore(MergingStore):
         self._cache: LRU[str, Held] = LRU(number("sdb", "cache_size", cache_size, int))
         # Hosts' heartbeats as last read or written here (none when records are not remembered either).
         self._beats: LRU[str, hosts.Heartbeat] = LRU(min(self._cache.size, 4096))
+        self._select_paused_until = 0.0
         # What blind puts learnt of a family's shard 0: "counted" (holds the count 1), "crowded" (full, or more
         # shards: entries for it go by reading).
         self._families_seen: LRU[tuple[str, str], str] = LRU(4096)
@@ -217,7 +222,7 @@ class SimpleDBStore(MergingStore):
             if code in CONFLICTS | CROWDED:
                 raise Refused(code, f"SimpleDB {operation} refused: {exc}") from exc
             raise StoreUnavailable(f"SimpleDB {operation} failed: {exc}") from exc
-        except BotoCoreError as exc:
+        except (BotoCoreError, ResponseParserError) as exc:  # an answer that is not SimpleDB's XML too
             raise StoreUnavailable(f"SimpleDB {operation} failed: {exc}") from exc
 
     def _ensure_domains(self) -> None:
@@ -744,7 +749,7 @@ class SimpleDBStore(MergingStore):
         beat = self._beats.get(key)
         read: dict[str, Held] = {}
         if beat is None or sum(self._cache.get(cid) is None for cid in ids) > 1:
-            beat, read = self._read_host(key, ids)
+            beat, read = self._read_host_or_beat(key, ids)
         held = {cid: read.get(cid) or self._cache.get(cid) for cid in ids}
         # Only a record labelled with its host is found by the next cold replica's Select: one that is not yet
         # keeps being written at the last_seen resolution, which labels it.
@@ -752,6 +757,17 @@ class SimpleDBStore(MergingStore):
         created, stored = self._record(records, events, now, carried, read)
         self._beat(beat, frozenset(ids), min(record.get("sample_time", "") for record in records), now)
         return created, stored
+
+    def _read_host_or_beat(self, key: str, container_ids: list[str]) -> tuple[hosts.Heartbeat, dict[str, Held]]:
+        """``_read_host``; where the Select fails, the heartbeat and the records one by one, and so for
+        ``SELECT_PAUSE`` seconds. (moto's server, a usual stand-in for SimpleDB, serves no Select.)"""
+        if time.monotonic() >= self._select_paused_until:
+            try:
+                return self._read_host(key, container_ids)
+            except StoreUnavailable as exc:
+                log.warning("SimpleDB Select failed, reading host reports record by record for a while: %s", exc)
+                self._select_paused_until = time.monotonic() + SELECT_PAUSE
+        return self._read_beat(key), self._read_held(container_ids)
 
     def _read_host(self, key: str, container_ids: Iterable[str]) -> tuple[hosts.Heartbeat, dict[str, Held]]:
         """A host's heartbeat and the records of ``container_ids`` labelled with it, in one Select."""

@@ -324,3 +324,17 @@ def test_a_thousand_containers_are_accepted(client):
     response = client.post("/report/map", json=samples.map_report(*containers), headers=AUTH)
     assert response.get_json() == {"containers": 1000, "events": 0}
     assert client.get(f"/query/task_id/{TASK_LONG}").get_data(as_text=True).count("\n") == 1000
+
+
+@pytest.mark.parametrize("full", [True, False])
+def test_the_store_is_told_whether_a_report_is_the_hosts_whole_snapshot(app, client, monkeypatch, full):
+    store, told = state(app).store, []
+    record_report = store.record_report
+
+    def spy(records, events, now, full=False):
+        told.append(full)
+        return record_report(records, events, now, full)
+
+    monkeypatch.setattr(store, "record_report", spy)
+    client.post("/report/map", json=samples.map_report(samples.container(), full=full), headers=AUTH)
+    assert told == [full]

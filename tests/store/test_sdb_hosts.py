@@ -7,6 +7,7 @@ import uuid
 from datetime import timedelta
 
 from botocore.stub import ANY, Stubber
+from moto.sdb.responses import SimpleDBResponse
 
 from server.store import sdb_hosts as hosts
 from server.store import sdb_items as items
@@ -114,6 +115,25 @@ def test_a_cold_replica_follows_select_pages(sdb_mock):
     resync(cold, range(12), 2)
     # 13 items (the heartbeat and 12 records) in the test server's pages of 3; nothing read or written one by one
     assert dict(requests.counts) == {"Select": 5}
+
+
+def test_an_endpoint_that_serves_no_select_gets_host_reports_record_by_record(sdb_server, monkeypatch, caplog):
+    def no_select(self):
+        raise NotImplementedError("The select action has not been implemented")  # as moto's server answers
+
+    monkeypatch.setattr(SimpleDBResponse, "select", no_select)
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    resync(sdb_server(prefix), range(5), 0)
+    forgetful = sdb_server(prefix, max_attempts=1, cache_size=0)  # would Select for every report
+    requests = Requests(forgetful.client)
+    resync(forgetful, range(5), 10, image="registry.example/api:2.4.0")
+    # The failed Select; the heartbeat and the records read one by one; the records and the heartbeat written.
+    assert (requests.counts["Select"], requests.reads, requests.writes) == (1, 1 + 5, 5 + 1)
+    assert "SimpleDB Select failed" in caplog.text
+    requests.reset()
+    resync(forgetful, range(5), 20, image="registry.example/api:2.4.0")
+    assert (requests.counts["Select"], requests.reads, requests.writes) == (0, 1 + 5, 1)
+    assert forgetful.get_container(cid(4))["image"] == "registry.example/api:2.4.0"
 
 
 # --- answers -----------------------------------------------------------------------------------------------
