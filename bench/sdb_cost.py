@@ -18,6 +18,7 @@ from typing import Any
 from moto import mock_aws
 
 from server.records import format_time
+from server.store import sdb_items as items
 from server.store.sdb import SimpleDBStore
 from tests.store.conftest import strict_simpledb
 
@@ -32,6 +33,9 @@ def at(seconds: float) -> str:
     return format_time(T0 + timedelta(seconds=seconds))
 
 
+Figures = tuple[int, int, int]
+
+
 class Counted:
     """Counts requests by operation on one client."""
 
@@ -39,7 +43,7 @@ class Counted:
         self.counts: Counter[str] = Counter()
         client.meta.events.register("before-call.sdb", lambda model, **_: self.counts.update([model.name]))
 
-    def take(self) -> tuple[int, int, int]:
+    def take(self) -> Figures:
         """(reads, writes, other) since the last take; a Select page is a read."""
         counts, self.counts = self.counts, Counter()
         reads = counts.pop("GetAttributes", 0) + counts.pop("Select", 0)
@@ -47,7 +51,13 @@ class Counted:
         return reads, writes, sum(counts.values())
 
 
-def container(n: int, status: str, seconds: float, task: str = TASK, host: int | None = None) -> dict[str, str]:
+def task_of(n: int) -> str:
+    return f"{n:04x}" + "e" * 28  # apart from the resync's tasks
+
+
+def container(
+    n: int, status: str, seconds: float, task: str = TASK, host: int | None = None, **fields: str
+) -> dict[str, str]:
     """A report entry; with ``host``, the host fields an agent sends (without, a record names no host)."""
     where = {} if host is None else {
         "container_instance_arn": f"arn:aws:ecs:eu-central-1:210987654321:container-instance/default/{host:032x}",
@@ -66,16 +76,41 @@ def container(n: int, status: str, seconds: float, task: str = TASK, host: int |
         "image": "registry.example/api:2.3.1",
         "ports": '[{"container_port":8000,"host_port":49153,"protocol":"tcp"}]',
         "sample_time": at(seconds),
+        **fields,
     }
 
 
 def event(n: int, event_id: str, old: str, new: str, seconds: float) -> dict[str, str]:
+    """An event of container ``n`` (in task ``task_of(n)``): appeared (no ``old``), vanished (no ``new``), else a
+    status change."""
     kind = "appeared" if not old else "vanished" if not new else "known_status"
-    return {"event_id": event_id, "container_id": container(n, new, 0)["container_id"], "task_id": TASK,
+    return {"event_id": event_id, "container_id": container(n, new, 0)["container_id"], "task_id": task_of(n),
             "event": kind, "from": old, "to": new, "timestamp": at(seconds)}  # fmt: skip
 
 
-def row(label: str, figures: tuple[int, int, int]) -> str:
+def life(store: SimpleDBStore, n: int, counted: Counted, events: bool = True, show: bool = False) -> Figures:
+    """One container's life as four reports: appeared (PENDING), running, stopped, vanished (its event alone)."""
+    steps = [
+        ("PENDING", "", "PENDING", 0),
+        ("RUNNING", "PENDING", "RUNNING", 20),
+        ("STOPPED", "RUNNING", "STOPPED", 3600),
+        ("", "STOPPED", "", 3605),
+    ]
+    total = (0, 0, 0)
+    for status, old, new, seconds in steps:
+        records = [container(n, status, seconds, task=task_of(n))] if status else []
+        found = [event(n, f"ev{n}-{new or 'vanished'}", old, new, seconds)] if events else []
+        if records or found:
+            store.record_report(records, found, at(seconds + 1))
+        figures = counted.take()
+        total = tuple(a + b for a, b in zip(total, figures, strict=True))  # type: ignore[assignment]
+        if show:
+            label = f"{old} -> {status}" if old and status else f"first report {status}" if status else "vanished"
+            print(row(f"{label}{' + its event' if records else ': its event alone'}", figures))
+    return total
+
+
+def row(label: str, figures: Figures) -> str:
     reads, writes, other = figures
     return f"  {label:<44} {reads + writes + other:>5} {reads:>6} {writes:>7}"
 
@@ -118,43 +153,34 @@ def main() -> None:
         counted = Counted(store.client)
         header = f"  {'':<44} {'total':>5} {'reads':>6} {'writes':>7}"
 
-        print("One container's life, a one-container task (each line: one report)")
+        print("One container's life, a one-container task (each line: one report, as /report/map stores it)")
         print(header)
-        life = Counter()
-        upserts = Counter()
-        steps = [
-            ("PENDING", "", "PENDING", 0),
-            ("RUNNING", "PENDING", "RUNNING", 20),
-            ("STOPPED", "RUNNING", "STOPPED", 3600),
-        ]
-        for status, old, new, seconds in steps:
-            store.upsert_containers([container(1, status, seconds)], at(seconds + 1))
-            figures = counted.take()
-            upserts.update(dict(zip(("r", "w", "o"), figures, strict=True)))
-            print(row(f"upsert, first report {status}" if not old else f"upsert, {old} -> {status}", figures))
-            store.add_events([event(1, f"ev-{new}", old, new, seconds)])
-            figures_e = counted.take()
-            print(row("  + its event", figures_e))
-            life.update(dict(zip(("r", "w", "o"), map(sum, zip(figures, figures_e, strict=True)), strict=True)))
-        store.add_events([event(1, "ev-vanished", "STOPPED", "", 3605)])
-        figures = counted.take()
-        print(row("vanished event (report with no container)", figures))
-        life.update(dict(zip(("r", "w", "o"), figures, strict=True)))
-        print(row("life, upserts only", (upserts["r"], upserts["w"], upserts["o"])))
-        print(row("life, upserts and events", (life["r"], life["w"], life["o"])))
+        print(row("life with its four events", life(store, 1, counted, show=True)))
+        print(row("the same life without events", life(store, 3, counted, events=False)))
 
         print("\nThe same life with no record cache (each report on another replica: cache_size=0)")
         print(header)
         cold = SimpleDBStore("benchcold", region="us-west-2", cache_size=0)
         counted_cold = Counted(cold.client)
-        total = Counter()
-        for status, old, _, seconds in steps:
-            cold.upsert_containers([container(2, status, seconds)], at(seconds + 1))
-            figures = counted_cold.take()
-            total.update(dict(zip(("r", "w", "o"), figures, strict=True)))
-            print(row(f"upsert, first report {status}" if not old else f"upsert, {old} -> {status}", figures))
-        print(row("life, upserts only", (total["r"], total["w"], total["o"])))
+        print(row("life with its four events", life(cold, 2, counted_cold, show=True)))
         cold.close()
+
+        print(f"\nA container that keeps changing: its record item holds {items.EVENT_PAIRS} events, later ones go")
+        print("to its task's event log (each line: one report of a changed record and its event)")
+        print(header)
+        busy = [
+            store.record_report(
+                [container(4, "RUNNING", n, task=task_of(4), health=f"h{n}")],
+                [event(4, f"ev-h{n}", f"h{n - 1}", f"h{n}", n)],
+                at(n),
+            )
+            and counted.take()
+            for n in range(items.EVENT_PAIRS + 3)
+        ]
+        print(row("first report", busy[0]))
+        print(row(f"report {items.EVENT_PAIRS}, the item's last event", busy[items.EVENT_PAIRS - 1]))
+        print(row(f"report {items.EVENT_PAIRS + 1}: to the log, the item marked", busy[items.EVENT_PAIRS]))
+        print(row(f"report {items.EVENT_PAIRS + 2} and later: record, and the log", busy[items.EVENT_PAIRS + 1]))
 
         print("\nUnchanged resync of one host's 50 containers (10 tasks of 5), each sampled anew as the agent does")
         print(header)
@@ -207,7 +233,7 @@ def main() -> None:
             ("find_containers (12-hex short ID)", lambda: store.find_containers(cid[:12], 10)),
             ("containers_of_task (5 containers)", lambda: store.containers_of_task(fleet[0]["task_id"])),
             ("events_of_container", lambda: store.events_of_container(container(1, "", 0)["container_id"])),
-            ("events_of_task", lambda: store.events_of_task(TASK)),
+            ("events_of_task", lambda: store.events_of_task(task_of(1))),
             ("ping", store.ping),
         ]:
             call()

@@ -83,6 +83,7 @@ STORE_OPERATIONS = (
     "task_of_container",
     "find_containers",
     "containers_of_task",
+    "statuses_of_task",
     "containers_of_service",
     "running_containers",
     "update_container",

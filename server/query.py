@@ -58,8 +58,12 @@ def task_records(raw_id: str) -> list[Record]:
     task_id = ids.task_id(raw_id)
     found = state().store.containers_of_task(task_id)
     if not found:
-        raise ApiError(f"no task with ID {task_id!r} is on record", 404)
+        raise unknown_task(task_id)
     return found
+
+
+def unknown_task(task_id: str) -> ApiError:
+    return ApiError(f"no task with ID {task_id!r} is on record", 404)
 
 
 def task_container(raw_id: str) -> tuple[Record, list[Record]]:
@@ -131,9 +135,11 @@ def containers_of_task(task_id: str) -> Response:
     cache, key = state().containers_of_stopped_task, ids.task_id(task_id)
     found = cache.get(key)
     if found is None:
-        records = task_records(task_id)
-        found = tuple(r["container_id"] for r in records)
-        if all(r.get("known_status") == "STOPPED" for r in records):
+        statuses = state().store.statuses_of_task(key)  # the IDs and statuses alone, not the whole records
+        if not statuses:
+            raise unknown_task(key)
+        found = tuple(container_id for container_id, _ in statuses)
+        if all(status == "STOPPED" for _, status in statuses):
             cache.put(key, found)
     return text(*found)
 

@@ -11,6 +11,7 @@ import json
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from server import ids
@@ -92,19 +93,38 @@ def _status(value: Any, path: str, allow_empty: bool) -> str:
 
 def _time(value: Any, path: str) -> str:
     text = _text(value, path)
+    moment, stored = _parsed_time(text)
+    try:
+        if moment is None:
+            raise _fail(path, f"expected an ISO 8601 time, got {text!r}") if stored == "no time" else OverflowError
+        # A clock far ahead must not freeze a record (later reports would all look older): no time past now.
+        latest = datetime.now(UTC) + CLOCK_SKEW
+        if moment > latest:
+            return format_time(latest)
+        if not stored:
+            raise OverflowError
+        return stored
+    except OverflowError:  # also year 1 with a positive offset, before datetime's first UTC moment
+        raise _fail(path, f"time out of range (before {EARLIEST_TIME.year} or unrepresentable): {text!r}") from None
+
+
+@lru_cache(maxsize=1024)
+def _parsed_time(text: str) -> tuple[datetime | None, str]:
+    """``text`` as a moment and in the stored format ('' if it has none); (None, why) for no usable moment.
+
+    Cached: an agent samples every container of a report at once, so they share one ``sample_time``."""
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise _fail(path, f"expected an ISO 8601 time, got {text!r}") from None
+        return None, "no time"
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     try:
         if moment < EARLIEST_TIME:  # a clock that was never set, not a container's life
-            raise OverflowError
-        # A clock far ahead must not freeze a record (later reports would all look older): no time past now.
-        return format_time(min(moment, datetime.now(UTC) + CLOCK_SKEW))
-    except OverflowError:  # also year 1 with a positive offset, before datetime's first UTC moment
-        raise _fail(path, f"time out of range (before {EARLIEST_TIME.year} or unrepresentable): {text!r}") from None
+            return None, "too early"
+        return moment, format_time(moment)
+    except OverflowError:
+        return moment, ""
 
 
 def _port(value: Any, path: str) -> int:

@@ -93,6 +93,11 @@ class Store(ABC):
     def containers_of_task(self, task_id: str) -> list[Record]:
         """Every record of one task, ordered by container name, then container ID."""
 
+    def statuses_of_task(self, task_id: str) -> list[tuple[str, str]]:
+        """The container ID and ``known_status`` of every record of one task, ordered as ``containers_of_task``.
+        Backends that can read less than the records override it."""
+        return [(r["container_id"], r.get("known_status", "")) for r in self.containers_of_task(task_id)]
+
     @abstractmethod
     def containers_of_service(self, cluster_name: str, service_name: str) -> list[Record]:
         """Every record whose ``cluster_name`` and ``service_name`` match, ordered by task ID, then name."""

@@ -6,7 +6,8 @@ Three domains, ``PREFIX.containers``, ``PREFIX.indexes`` and ``PREFIX.events`` (
 - a container's record lives in the bucket item named by its 12-hex short ID (slot 0), or in slot item
   ``SHORT/N`` when other containers share that short ID, so a full ID or a 12-hex prefix costs one read;
 - ``indexes`` holds ``task/TASK`` (the task's container IDs) and ``service/DIGEST`` (the service's task IDs);
-- ``events`` holds ``task/TASK``, the task's events keyed by ``event_id``, each with an arrival number.
+- a container's events live in its record item and go out in the record's own conditional put; ``events`` holds
+  ``task/TASK``, the task's event log, for the events that cannot (see ``record_report``), and is read with them.
 
 Sets and logs that can grow are sharded families: shard 0 says how many shards there are.
 
@@ -29,9 +30,9 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -85,6 +86,40 @@ class Held:
     slot: int
     revision: str | None = None
     host: str = ""
+    #: The keys of the events the item holds, the pairs they take and their highest arrival number.
+    events: frozenset[str] = frozenset()
+    event_pairs: int = 0
+    arrival: int = 0
+    #: Whether the item's share for events was used up: the container's later events go to the task's log.
+    logged: bool = False
+    #: Name-value pairs in the item as read (after a write by this process: at most this many).
+    pairs: int = 0
+
+    @classmethod
+    def read(cls, record: Record | None, bucket: str, slot: int, attrs: dict[str, str]) -> Held:
+        texts = items.events_in(attrs)
+        return cls(
+            record,
+            bucket,
+            slot,
+            attrs.get(items.REVISION),
+            attrs.get(hosts.HOST, ""),
+            frozenset(texts),
+            items.event_pairs(attrs),
+            items.last_arrival(texts.values()),
+            items.EVENTS_LOGGED in attrs,
+            len(attrs),
+        )
+
+    def pairs_added(self, attrs: dict[str, str]) -> int:
+        """At most how many pairs the item gains when ``attrs`` (a record's) and a revision replace its record.
+
+        A record written before revisions existed may lack its plain ``last_seen`` and ``known_status`` too.
+        """
+        if self.record is None:
+            return len(attrs) + 1
+        held = _record_attributes(self.record)
+        return sum(1 for name in attrs if name not in held) + (0 if self.revision else 3)
 
     @property
     def item(self) -> str:
@@ -98,6 +133,15 @@ class Held:
     @property
     def next_revision(self) -> str:
         return str(int(self.revision or 0) + 1)
+
+
+@dataclass(frozen=True)
+class ItemEvents:
+    """A container's new events as they go into its record item with the record's next write."""
+
+    attrs: dict[str, str]
+    keys: frozenset[str]
+    arrival: int
 
 
 class SimpleDBStore(MergingStore):
@@ -267,9 +311,7 @@ class SimpleDBStore(MergingStore):
             for slot, attrs in enumerate(slot_attrs):
                 record = items.record_from(attrs)
                 if record and record.get("container_id") in wanted:
-                    found[record["container_id"]] = Held(
-                        record, name, slot, attrs.get(items.REVISION), attrs.get(hosts.HOST, "")
-                    )
+                    found[record["container_id"]] = Held.read(record, name, slot, attrs)
         for container_id, held in found.items():
             self._cache.put(container_id, held)
         return found
@@ -393,21 +435,34 @@ class SimpleDBStore(MergingStore):
                 entries.setdefault(items.service_family(*place), {})[items.key(task_id)] = items.dumps(task_id)
         return entries
 
-    def _write_record(self, held: Held, new: Record, attrs: dict[str, str]) -> bool:
-        """Put ``new`` if the record is still as ``held`` says; False (and forget it) if someone wrote first."""
+    def _write_record(self, held: Held, new: Record, attrs: dict[str, str], events: ItemEvents | None) -> bool:
+        """Put ``new`` (and ``events``) if the record is still as ``held`` says; False (and forget it) if someone
+        wrote first, or if the events would take the item past 256 pairs: a fresh read counts them exactly."""
         revision = held.next_revision
+        extra = events.attrs if events else {}
         try:
-            self._put("containers", held.item, {**attrs, items.REVISION: revision}, expected=held.expected)
+            self._put("containers", held.item, {**attrs, **extra, items.REVISION: revision}, expected=held.expected)
         except Refused as exc:
-            if exc.code not in CONFLICTS:
+            if exc.code not in CONFLICTS and not (extra and exc.code in CROWDED):
                 raise
             self._cache.drop(new["container_id"])
             return False
-        self._cache.put(new["container_id"], Held(new, held.bucket, held.slot, revision, attrs.get(hosts.HOST, "")))
+        pairs = held.pairs + held.pairs_added(attrs) + len(extra)
+        written = replace(held, record=new, revision=revision, host=attrs.get(hosts.HOST, ""), pairs=pairs)
+        if events:
+            written = replace(
+                written,
+                events=held.events | events.keys,
+                event_pairs=held.event_pairs + items.event_pairs(extra),
+                logged=held.logged or items.EVENTS_LOGGED in extra,
+                arrival=max(held.arrival, events.arrival),
+            )
+        self._cache.put(new["container_id"], written)
         return True
 
-    def _save(self, changes: list[tuple[Held, Record]]) -> set[str]:
-        """Write changed records ``(held, new)`` with the index entries they need; the IDs that lost a race.
+    def _save(self, changes: list[tuple[Held, Record]], events: dict[str, ItemEvents] | None = None) -> set[str]:
+        """Write changed records ``(held, new)`` with the index entries they need, each with its new ``events``
+        (by container ID) in the same put; the IDs that lost a race.
 
         Order, so that a failure part-way is harmless and a retry completes it: (1) index entries, (2) the
         records, (3) the slot count of a bucket that gained a slot. An index entry without its record is
@@ -418,10 +473,11 @@ class SimpleDBStore(MergingStore):
         if not changes:
             return set()
         # Every record is encoded before anything is written: one too large fails the report untouched.
-        puts = [(held, new, _record_attributes(new)) for held, new in changes]
+        events = events or {}
+        puts = [(held, new, _record_attributes(new), events.get(new["container_id"])) for held, new in changes]
         self._index(self._index_entries(changes))
         landed = self._parallel(lambda p: self._write_record(*p), puts)
-        lost = {new["container_id"] for (_, new, _), ok in zip(puts, landed, strict=True) if not ok}
+        lost = {new["container_id"] for (_, new, _, _), ok in zip(puts, landed, strict=True) if not ok}
         grown: dict[str, int] = {}
         for held, new in changes:
             if held.record is None and held.slot > 0 and new["container_id"] not in lost:
@@ -431,8 +487,113 @@ class SimpleDBStore(MergingStore):
 
     # --- the interface -------------------------------------------------------------------------------------
 
-    def add_events(self, events: Iterable[Event]) -> int:
+    def _record(
+        self,
+        records: list[Record],
+        events: list[Event],
+        now: str,
+        carried: Collection[str] = (),
+        read: Mapping[str, Held] | None = None,
+    ) -> tuple[list[Record], int]:
+        """Each container's record and its new events go out in one conditional put on its record item
+        (``carried`` and ``read``: as ``_upsert`` takes them).
+
+        Events go to the task's event log instead when their container is not on record, when they name another
+        task than its record, or when the record item's share for events (``EVENT_PAIRS``) is used up.
+        """
         self._ready_to_use()
+        reports: dict[str, list[Record]] = {}
+        for entry in records:
+            reports.setdefault(entry["container_id"], []).append(entry)
+        batch: dict[str, dict[str, Event]] = {}
+        to_log: list[Event] = []
+        unique: dict[str, Event] = {}
+        for event in events:
+            unique.setdefault(items.key(event["event_id"]), event)
+        # Arrival numbers order events of equal timestamps: from the clock and the report's order, so that they
+        # also order events kept in different items and logs, as closely as the replicas' clocks agree.
+        stamp = int(self.clock() * 1_000_000)
+        wanted = {entry_key: stamp + i for i, entry_key in enumerate(unique)}
+        for entry_key, event in unique.items():
+            if event.get("container_id"):
+                batch.setdefault(event["container_id"], {})[entry_key] = event
+            else:
+                to_log.append(event)
+        ids = list(dict.fromkeys([*reports, *batch]))
+        created: list[Record] = []
+        stored = 0
+        given = {cid: held for cid, held in (read or {}).items() if cid in ids}
+        unknown = [cid for cid in ids if cid not in given]
+        known = {**(self._cached_or_read_held(unknown) if unknown else {}), **given}
+        for attempt in range(self.MERGE_TRIES):
+            if not ids:
+                break
+            if attempt:  # another writer changed these since they were read (or remembered): read them again
+                known = self._read_held(ids)
+            changes, first = self._merged({c: reports[c] for c in ids if c in reports}, known, now, carried)
+            writes = {new["container_id"]: (held, new) for held, new in changes}
+            placed: dict[str, ItemEvents] = {}
+            logged: list[Event] = []
+            for cid in (c for c in ids if c in batch):
+                held, record = writes.get(cid, (known[cid], known[cid].record))
+                fresh = {k: e for k, e in batch[cid].items() if k not in held.events}
+                if not fresh:
+                    continue
+                # An event naming another task than its container's record is kept under the task it names.
+                task = (record or {}).get("task_id", "")
+                logged += [e for e in fresh.values() if e.get("task_id", "") != task]
+                fresh = {k: e for k, e in fresh.items() if e.get("task_id", "") == task}
+                if not fresh:
+                    continue
+                plan = self._item_events(held, record, fresh, wanted)
+                if not plan.keys:
+                    logged += fresh.values()
+                if plan.attrs and record is not None:
+                    placed[cid] = plan
+                    writes.setdefault(cid, (held, record))
+            lost = self._save(list(writes.values()), placed)
+            created += [record for cid, record in first.items() if cid not in lost]
+            stored += sum(len(plan.keys) for cid, plan in placed.items() if cid not in lost)
+            to_log += [event for event in logged if event["container_id"] not in lost]
+            ids = [c for c in ids if c in lost]
+        stored += self._log_events(to_log, wanted)
+        if ids:
+            raise StoreUnavailable("records kept changing under this report; try again")
+        return created, stored
+
+    def _item_events(
+        self, held: Held, record: Record | None, fresh: dict[str, Event], wanted: dict[str, int]
+    ) -> ItemEvents:
+        """How ``fresh`` events go into the record item with ``record``; with no keys, they go to the task's log.
+
+        The first time an item's share is used up, the item is marked so that every later event of the container
+        goes to the log too: a resent event then always meets its first copy, in the item or in the log.
+        """
+        to_log = ItemEvents({}, frozenset(), held.arrival)
+        if record is None or held.logged:
+            return to_log
+        arrivals = items.arrivals(held.arrival, [wanted[k] for k in fresh])
+        attrs: dict[str, str] = {}
+        for (entry_key, event), arrival in zip(fresh.items(), arrivals, strict=True):
+            attrs.update(items.event_attributes(entry_key, arrival, event))
+        record_attrs = _record_attributes(record)
+        room = min(
+            items.EVENT_PAIRS - held.event_pairs,
+            items.SHARD_PAIRS - held.pairs - held.pairs_added(record_attrs),  # in the item
+            items.SHARD_PAIRS - len(record_attrs) - 1,  # in the put, with the revision
+        )
+        if len(attrs) <= room:
+            return ItemEvents(attrs, frozenset(fresh), arrivals[-1])
+        return ItemEvents({items.EVENTS_LOGGED: "1"}, frozenset(), held.arrival)
+
+    def add_events(self, events: Iterable[Event]) -> int:
+        return self._record([], list(events), "")[1]
+
+    def _log_events(self, events: list[Event], wanted: dict[str, int]) -> int:
+        """Add events to their tasks' event logs, each ``event_id`` once per log; how many were new.
+
+        ``wanted``: the arrival number each event should get by its key (each log's numbers only grow).
+        """
         by_task: dict[str, dict[str, Event]] = {}
         for event in events:
             by_task.setdefault(items.task_family(event.get("task_id", "")), {}).setdefault(
@@ -446,9 +607,9 @@ class SimpleDBStore(MergingStore):
         additions: dict[str, dict[str, str]] = {}
         for name, batch in by_task.items():
             held = logs[name].entries
-            arrival = 1 + max((json.loads(text)[0] for text in held.values()), default=0)
             new = {k: e for k, e in batch.items() if k not in held}
-            additions[name] = {k: items.dumps([arrival + i, e]) for i, (k, e) in enumerate(new.items())}
+            arrivals = items.arrivals(items.last_arrival(held.values()), [wanted[k] for k in new])
+            additions[name] = {k: items.dumps([a, e]) for (k, e), a in zip(new.items(), arrivals, strict=True)}
         self._append("events", additions, logs)
         return sum(len(new) for new in additions.values())
 
@@ -532,22 +693,42 @@ class SimpleDBStore(MergingStore):
         self._ready_to_use()
         self._set_fields(lambda: self._of_tasks([task_id]), fields)
 
-    def _events(self, task_id: str) -> list[Event]:
+    def _log_entries(self, task_id: str) -> dict[str, list[Any]]:
+        """The task's event log: ``[arrival, event]`` by key."""
         name = items.task_family(task_id)
-        entries = [json.loads(text) for text in self._read_families("events", [name])[name].entries.values()]
-        entries.sort(key=lambda e: (e[1].get("timestamp") or "", e[0], e[1].get("event_id", "")))
-        return [event for _, event in entries]
+        return {k: json.loads(text) for k, text in self._read_families("events", [name])[name].entries.items()}
 
     def events_of_container(self, container_id: str) -> list[Event]:
-        # Events are kept per task; the record says which task the container belongs to.
-        record = self.get_container(container_id)
-        if record is None:
+        # In its record item, and in the log of the record's task: events that came before the record, or after
+        # the item's share was used up, and every event stored before events moved into record items.
+        self._ready_to_use()
+        (slots,) = self._read_buckets([items.bucket(container_id)]).values()
+        for attrs in slots:
+            record = items.record_from(attrs)
+            if record and record.get("container_id") == container_id:
+                break
+        else:
             return []
-        return [e for e in self._events(record.get("task_id", "")) if e.get("container_id") == container_id]
+        logged = self._log_entries(record.get("task_id", ""))
+        found = {k: entry for k, entry in logged.items() if entry[1].get("container_id") == container_id}
+        found.update(_parsed(items.events_in(attrs)))
+        return _ordered(found.values())
 
     def events_of_task(self, task_id: str) -> list[Event]:
         self._ready_to_use()
-        return self._events(task_id)
+        # The task's containers and its event log, side by side; then the containers' record items.
+        reads: list[Callable[[], Any]] = [
+            lambda: self._task_members([task_id])[task_id],
+            lambda: self._log_entries(task_id),
+        ]
+        members, logged = self._parallel(lambda read: read(), reads)
+        found, wanted = dict(logged), set(members)
+        for slots in self._read_buckets(items.bucket(c) for c in members).values():
+            for attrs in slots:
+                record = items.record_from(attrs)
+                if record and record.get("container_id") in wanted and record.get("task_id", "") == task_id:
+                    found.update(_parsed(items.events_in(attrs)))
+        return _ordered(entry for entry in found.values() if entry[1].get("task_id", "") == task_id)
 
     # --- hosts' heartbeats ---------------------------------------------------------------------------------
 
@@ -558,10 +739,11 @@ class SimpleDBStore(MergingStore):
         (``sdb_hosts``): a running container whose record it would change only by ``last_seen`` and
         ``sample_time`` is not written, and the heartbeat is written when its members change or it is older
         than ``last_seen_resolution``. A replica that has not seen the host reads its heartbeat and records
-        in one Select instead of one read per container."""
+        in one Select instead of one read per container. Each container's new events go out with its record
+        (``_record``)."""
         key = hosts.report_host(records) if full else ""
         if not key:
-            return super().record_report(records, events, now)
+            return self._record(records, events, now)
         self._ready_to_use()
         ids = list(dict.fromkeys(record["container_id"] for record in records))
         beat = self._beats.get(key)
@@ -578,9 +760,9 @@ class SimpleDBStore(MergingStore):
         # Only a record labelled with its host is found by the next cold replica's Select: one that is not yet
         # keeps being written at the last_seen resolution, which labels it.
         carried = {cid for cid, copy in held.items() if copy is not None and copy.host == key}
-        created = self._upsert(records, now, carried, read)
+        created, stored = self._record(records, events, now, carried, read)
         self._beat(beat, frozenset(ids), min(record.get("sample_time", "") for record in records), now)
-        return created, self.add_events(events) if events else 0
+        return created, stored
 
     def _read_host_or_beat(self, key: str, container_ids: list[str]) -> tuple[hosts.Heartbeat, dict[str, Held]]:
         """``_read_host``; where the Select fails, the heartbeat and the records one by one, and so for
@@ -603,7 +785,7 @@ class SimpleDBStore(MergingStore):
                 beat = hosts.Heartbeat.from_attributes(key, attrs)
             elif (record := items.record_from(attrs)) and record.get("container_id") in wanted:
                 bucket, slot = items.slot_of(name)
-                found[record["container_id"]] = Held(record, bucket, slot, attrs.get(items.REVISION), key)
+                found[record["container_id"]] = Held.read(record, bucket, slot, attrs)
         for container_id, copy in found.items():
             self._cache.put(container_id, copy)
         self._beats.put(key, beat)
@@ -694,7 +876,7 @@ class SimpleDBStore(MergingStore):
                 # Its host still reports it. Storing the last_seen the heartbeat gives it keeps the next prune's
                 # Select from finding it again (a lost race means someone just wrote it: fresh too).
                 bucket, slot = items.slot_of(item)
-                self._save([(Held(record, bucket, slot, attrs.get(items.REVISION), attrs.get(hosts.HOST, "")), alive)])
+                self._save([(Held.read(record, bucket, slot, attrs), alive)])
                 return None
         expected = _unchanged_since(attrs.get(items.REVISION))
         # Slot 0 keeps its slot count: the other slots of the bucket stay where readers look for them.
@@ -770,3 +952,14 @@ def _age(earlier: str, later: str) -> float:
 def _quoted(value: str) -> str:
     """A SimpleDB Select string literal: single quotes, an inner quote doubled."""
     return "'" + value.replace("'", "''") + "'"
+
+
+def _parsed(texts: dict[str, str]) -> dict[str, list[Any]]:
+    return {k: json.loads(text) for k, text in texts.items()}
+
+
+def _ordered(entries: Iterable[list[Any]]) -> list[Event]:
+    """Events of ``[arrival, event]`` entries, oldest first (by timestamp, then arrival)."""
+    listed = list(entries)
+    listed.sort(key=lambda e: (e[1].get("timestamp") or "", e[0], e[1].get("event_id", "")))
+    return [event for _, event in listed]

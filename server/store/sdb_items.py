@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 #: SimpleDB's bound on an item name, an attribute name and an attribute value, in bytes.
@@ -197,3 +198,43 @@ class Family:
             used += len(attrs)
         by_item = {shard_item(self.name, shard): attrs for shard, attrs in writes.items()}
         return by_item, (last + 1 if last + 1 > len(self.shards) else None)
+
+
+# --- a container's events, kept in its record item ------------------------------------------------------
+
+#: Prefix of the attributes that hold a container's events in its record item (``event.KEY``).
+EVENT = "event."
+#: Pairs a record item gives its container's events (a life takes about 4; a 1 KiB event takes 1). Every read
+#: of the record carries them, so they stay few: later events go to the task's event log, which grows without
+#: bound.
+EVENT_PAIRS = 32
+#: Attribute of a record item whose share for events was used up: the container's later events are in the log.
+EVENTS_LOGGED = "!events-logged"
+
+
+def event_attributes(entry_key: str, arrival: int, event: dict[str, str]) -> dict[str, str]:
+    """The pairs that hold one event in a record item: ``[arrival, event]`` as in a task's event log."""
+    return entry_attributes(EVENT + entry_key, dumps([arrival, event]))
+
+
+def events_in(attrs: dict[str, str]) -> dict[str, str]:
+    """The events a record item holds, by key, each as ``[arrival, event]`` JSON."""
+    return entries_of({name[len(EVENT) :]: value for name, value in attrs.items() if name.startswith(EVENT)})
+
+
+def event_pairs(attrs: dict[str, str]) -> int:
+    return sum(1 for name in attrs if name.startswith(EVENT))
+
+
+def last_arrival(texts: Iterable[str]) -> int:
+    """The highest arrival number among ``[arrival, event]`` texts (0: none)."""
+    return max((json.loads(text)[0] for text in texts), default=0)
+
+
+def arrivals(last: int, wanted: Iterable[int]) -> list[int]:
+    """Arrival numbers for new entries after ``last``, in order: each as wanted, or one past the one before."""
+    numbers = []
+    for number in wanted:
+        last = max(last + 1, number)
+        numbers.append(last)
+    return numbers

@@ -298,6 +298,16 @@ class SQLiteStore(Store):
         )
         return [decode_record(r[0]) for r in rows]
 
+    def statuses_of_task(self, task_id: str) -> list[tuple[str, str]]:
+        return [
+            (container_id, status)
+            for container_id, status in self._query(
+                "SELECT container_id, known_status FROM containers WHERE task_id = ?"
+                " ORDER BY container_name, container_id",
+                (task_id,),
+            )
+        ]
+
     def containers_of_service(self, cluster_name: str, service_name: str) -> list[Record]:
         rows = self._query(
             "SELECT record FROM containers WHERE cluster_name = ? AND service_name = ?"

@@ -142,8 +142,8 @@ class TestByTaskId:
     def test_a_running_task_is_read_fresh_and_a_stopped_one_is_remembered(self, app, client, report):
         store = state(app).store
         asked = []
-        real = store.containers_of_task
-        store.containers_of_task = lambda task_id: asked.append(task_id) or real(task_id)
+        real = store.statuses_of_task
+        store.statuses_of_task = lambda task_id: asked.append(task_id) or real(task_id)
         report(samples.container(API_ID, "api"), samples.container(SIDECAR_ID, "aaa-sidecar"))
         for _ in range(2):
             assert client.get(f"/query/task_id/{TASK_LONG}").get_data(as_text=True) == f"{SIDECAR_ID}\n{API_ID}\n"

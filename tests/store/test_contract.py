@@ -61,6 +61,12 @@ def test_the_task_of_a_container_is_read_by_its_full_id(store):
     assert store.task_of_container(cid(2)) is None
 
 
+def test_the_statuses_of_a_task_come_in_the_order_of_its_records(store):
+    store.upsert_containers([record(2, name="b"), record(1, name="a", status="STOPPED")], at(1))
+    assert store.statuses_of_task(TASK) == [(cid(1), "STOPPED"), (cid(2), "RUNNING")]
+    assert store.statuses_of_task(OTHER_TASK) == []
+
+
 def test_upsert_is_idempotent(store):
     store.upsert_containers([record(1), record(2)], at(1))
     before = [store.get_container(cid(1)), store.get_container(cid(2))]

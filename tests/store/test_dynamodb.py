@@ -300,6 +300,25 @@ def test_a_report_puts_the_record_with_its_events_in_one_conditional_put(dynamod
     assert dynamodb.write_units(item) == 1
 
 
+def test_a_containers_life_with_its_events_is_four_record_puts_of_one_write_unit_each(dynamodb_mock):
+    store = dynamodb_mock(retention_days=30)
+    puts = []
+    store.client.meta.events.register(
+        "before-parameter-build.dynamodb.PutItem", lambda params, **_: puts.append(params)
+    )
+    steps = [("PENDING", "", 0), ("RUNNING", "PENDING", 20), ("STOPPED", "RUNNING", 3600)]
+    for status, old, seconds in steps:
+        kind = "known_status" if old else "appeared"
+        store.record_report(
+            [record(1, status=status, sample=seconds)], [change(kind, old, status, seconds)], at(seconds)
+        )
+    store.record_report([], [change("vanished", "STOPPED", "", 3605)], at(3605))
+    assert [p["Item"]["sk"]["S"] for p in puts] == [cid(1)] * 4  # no event item of its own
+    assert [dynamodb.write_units(p["Item"]) for p in puts] == [1, 1, 1, 1]
+    assert ["run" in p["Item"] for p in puts] == [False, True, False, False]  # enters and leaves `running` once
+    assert len(store.events_of_container(cid(1))) == 4
+
+
 def test_events_resent_in_later_reports_are_stored_once_in_the_record(dynamodb_mock):
     store = dynamodb_mock()
     appeared, running = change("appeared", "", "PENDING", 0), change("known_status", "PENDING", "RUNNING", 20)

@@ -131,7 +131,9 @@ def test_simpledb_deletes_a_record_on_its_revision_and_a_gone_task_entirely(sdb_
     )
     assert store.prune(100) == 1
     record_delete = sent[0]
-    assert (record_delete["ItemName"], record_delete["Expected"]) == (cid(1)[:12], {"Name": "!rev", "Value": "2"})
+    # Revision 3: the record, its service name, its event (which lives in the record item and goes with it).
+    assert (record_delete["ItemName"], record_delete["Expected"]) == (cid(1)[:12], {"Name": "!rev", "Value": "3"})
+    assert any(a["Name"].startswith(items.EVENT) for a in record_delete["Attributes"])
     # Gone: the record, the task index, the event log and the service's only task (moto keeps an empty item
     # wherever it was asked for one; SimpleDB holds no empty items).
     prefix = store.domains["containers"].removesuffix("containers")
@@ -159,10 +161,11 @@ def test_simpledb_keeps_the_task_while_one_of_its_containers_is_on_record(sdb_mo
     store = sdb_mock(retention_days=30, clock=clock(31))
     store.upsert_containers([record(1), record(2)], at(0))
     store.upsert_containers([record(2, sample=31 * MINUTES_A_DAY)], day(31))
-    store.add_events([event("e1"), event("e2", n=2)])
+    store.add_events([event("e1"), event("e2", n=2), event("e3", n=3)])  # container 3 never on record
     assert store.prune(100) == 1
     assert [r["container_id"] for r in store.containers_of_task(TASK)] == [cid(2)]
-    assert [e["event_id"] for e in store.events_of_task(TASK)] == ["e1", "e2"]
+    # e1 lived in the pruned record's item; e3 in the task's log, which stays while the task has a record.
+    assert [e["event_id"] for e in store.events_of_task(TASK)] == ["e2", "e3"]
 
 
 def test_simpledb_record_items_carry_last_seen_plain():

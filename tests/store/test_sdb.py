@@ -204,7 +204,7 @@ def test_a_task_index_and_an_event_log_past_256_entries_are_sharded(sdb_mock):
     found = store.events_of_task(TASK)
     assert len(found) == 300
     assert [e["timestamp"] for e in found] == sorted(e["timestamp"] for e in found)
-    assert store.add_events([event("e000"), event("e299")]) == 0
+    assert store.add_events([event("e000", n=0), event("e299", n=299 % 7, timestamp=299 % 11)]) == 0
     names = {(domain, name) for domain, name, _ in moto_items()}
     shards = {(store.domains[domain], f"task/{TASK}/1") for domain in ("indexes", "events")}
     assert shards <= names  # and conftest checks that no item holds over 256 pairs

@@ -89,3 +89,22 @@ def test_an_entry_never_spans_two_shards():
     writes, count = family.plan({"big": json.dumps("x" * 3000)})
     assert list(writes) == ["f/1"] and count == 2
     assert len(writes["f/1"]) == 4  # a head and three chunks
+
+
+@given(st.lists(st.text(max_size=3000), min_size=1, max_size=5))
+def test_events_survive_their_record_items_attributes(texts):
+    events = {f"e{i}": {"event_id": f"e{i}", "from": text} for i, text in enumerate(texts)}
+    attrs = items.record_attributes({"container_id": "c"})
+    for i, (entry_key, event) in enumerate(events.items()):
+        attrs.update(items.event_attributes(entry_key, i + 1, event))
+    assert items.record_from(attrs) == {"container_id": "c"}  # events never pass for record attributes
+    held = items.events_in(attrs)
+    assert {k: json.loads(v) for k, v in held.items()} == {k: [i + 1, e] for i, (k, e) in enumerate(events.items())}
+    assert items.last_arrival(held.values()) == len(texts)
+    assert all(len(v.encode()) <= items.MAX_BYTES for v in attrs.values())
+
+
+def test_arrival_numbers_follow_the_wanted_ones_and_only_grow():
+    assert items.arrivals(0, [100, 101, 102]) == [100, 101, 102]
+    assert items.arrivals(500, [100, 101]) == [501, 502]
+    assert items.arrivals(100, [100, 100, 300]) == [101, 102, 300]
