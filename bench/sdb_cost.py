@@ -203,7 +203,7 @@ def main() -> None:
             fresh.record_report([{**c, "sample_time": at(460)} for c in snapshot], [], at(461), full)
             print(row("resync on a replica with an empty cache", counted_fresh.take()))
             fresh.get_container(snapshot[0]["container_id"])
-            print(row("get_container, running, last_seen > 5 min old", counted_fresh.take()))
+            print(row("get_container, running, last_seen > 5 min", counted_fresh.take()))
             fresh.close()
             host.close()
 

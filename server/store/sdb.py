@@ -748,7 +748,13 @@ class SimpleDBStore(MergingStore):
         ids = list(dict.fromkeys(record["container_id"] for record in records))
         beat = self._beats.get(key)
         read: dict[str, Held] = {}
-        if beat is None or sum(self._cache.get(cid) is None for cid in ids) > 1:
+        # Remembered copies are merged against for one heartbeat interval at most: a record another route changed
+        # meanwhile is read again when the heartbeat is due, as a write at the last_seen resolution would.
+        if (
+            beat is None
+            or _age(beat.beat, now) >= self.last_seen_resolution
+            or sum(self._cache.get(cid) is None for cid in ids) > 1
+        ):
             beat, read = self._read_host_or_beat(key, ids)
         held = {cid: read.get(cid) or self._cache.get(cid) for cid in ids}
         # Only a record labelled with its host is found by the next cold replica's Select: one that is not yet

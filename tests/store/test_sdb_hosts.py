@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
+import pytest
 from botocore.stub import ANY, Stubber
 from moto.sdb.responses import SimpleDBResponse
 
@@ -101,7 +102,7 @@ def test_a_host_costs_one_write_per_resolution_however_many_containers_it_runs(s
     for minute in range(10, 70, 10):  # the agent's resync every 10 minutes, for an hour
         requests.reset()
         resync(warm, range(40), minute)
-        assert dict(requests.counts) == {"PutAttributes": 1}, minute  # the heartbeat only
+        assert dict(requests.counts) == {"Select": 1, "PutAttributes": 1}, minute  # the host's items; its heartbeat
     requests.reset()
     resync(warm, range(40), 62)  # within the 5-minute resolution of the last heartbeat: nothing at all
     assert dict(requests.counts) == {}
@@ -179,27 +180,29 @@ def test_a_stopped_container_is_not_carried(sdb_mock):
     assert (stopped["known_status"], stopped["last_seen"], stopped["stopped_at"]) == ("STOPPED", at(3), at(3))
 
 
-def test_every_route_answers_as_a_store_without_heartbeats(sdb_mock, tmp_path):
-    """A cold replica's resync skips writes only when the merge would change nothing else: other routes'
-    changes (service names, New Relic URLs, the event feed) stay, and a feed state the agent contradicts later
-    is overwritten as the merge says."""
+@pytest.mark.parametrize("reporter", ["one replica", "a fresh replica each time"])
+def test_every_route_answers_as_a_store_without_heartbeats(sdb_mock, tmp_path, reporter):
+    """A resync skips writes only when the merge would change nothing else: other routes' changes (service
+    names, New Relic URLs, the event feed, made on another replica) stay, and a feed state the agent contradicts
+    later is overwritten as the merge says, even by a replica that remembers the record from before."""
     clock = Clock()
     prefix = f"t{uuid.uuid4().hex[:12]}"
     reference = SQLiteStore(str(tmp_path / "reference.sqlite3"))
-    stores = [reference, sdb_mock(prefix, clock=clock)]
-    for store in stores:
+    one = sdb_mock(prefix, clock=clock)
+    for store in (reference, one):
         resync(store, range(10), 0)
+    for store in (reference, sdb_mock(prefix, clock=clock)):
         store.update_task(f"{0:032x}", {"service_name": "orders"})
         store.update_container(cid(6), {"newrelic_url": "https://one.newrelic.com/x"})
         feed = {**fleet([7], 4)[0], "known_status": "STOPPED", "state_version": "3", "exit_code": "137"}
         store.record_report([feed], [], at(5))
     for minute in (10, 20):
-        resync(sdb_mock(prefix, clock=clock), range(10), minute)  # each on a replica that remembers nothing
+        resync(one if reporter == "one replica" else sdb_mock(prefix, clock=clock), range(10), minute)
         resync(reference, range(10), minute)
     clock.minute = 21
-    ours, theirs = sdb_mock(prefix, clock=clock), reference
+    ours = sdb_mock(prefix, clock=clock)
     for n in range(10):
-        assert ours.get_container(cid(n)) == theirs.get_container(cid(n)), n
+        assert ours.get_container(cid(n)) == reference.get_container(cid(n)), n
     reference.close()
 
 
