@@ -7,15 +7,18 @@ for that lock on an flock of ``<file>-writer``, and a report's records are merge
 Layout, chosen from measurements (``bench/lookup.py``): ``containers`` is a rowid table whose record is compact
 JSON compressed with zlib against a preset dictionary of the record's field names, about 500 bytes instead of
 1.4 KiB. Rows that small stay inside their B-tree page; a ``WITHOUT ROWID`` table of 1.4 KiB rows spilled each
-into an overflow page of its own and took ~5 KiB per container. The WAL is held to ``WAL_LIMIT``: once a commit
-leaves it larger, that connection checkpoints in full and truncates it, which waits for the readers of the moment
-instead of starving behind an endless stream of them.
+into an overflow page of its own and took ~5 KiB per container.
+
+Commits only append to the WAL: a thread of each process (``Checkpointer``, one process at a time by an flock
+of ``<file>-checkpoint``) copies it back into the database file, fsyncs included, without holding the write
+lock, and truncates it in full once it passes ``WAL_LIMIT``.
 """
 
 from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -26,6 +29,8 @@ from pathlib import Path
 
 from server import records
 from server.store.base import Event, Record, Store, StoreUnavailable
+
+log = logging.getLogger(__name__)
 
 #: Bumped when the layout changes; older files are converted when opened.
 SCHEMA_VERSION = 3
@@ -66,6 +71,9 @@ INDEXED = ("task_id", "container_name", "cluster_name", "service_name", "last_se
 
 #: The WAL's largest size between checkpoints (and what SQLite truncates it to when it resets it).
 WAL_LIMIT = 32 * 1024 * 1024
+
+#: How long the checkpointer lets commits gather in the WAL before it copies them back into the database file.
+CHECKPOINT_INTERVAL = 0.1
 
 #: How much of the file each connection reads through a memory map instead of a read() per page and a private
 #: page cache (address space only: the pages are the OS's own cache, shared by every connection).
@@ -123,6 +131,51 @@ class _Plan:
         self.updates = [_row(r) for r in changed.values() if r["container_id"] in stored]
 
 
+class Checkpointer:
+    """A thread that copies the WAL back into the database file after commits, so that no writer does it.
+
+    SQLite's own checkpoint runs inside the commit that crosses ``wal_autocheckpoint``, with the write lock held:
+    every writer of every process waited for its fsyncs (about 30 % of ingest). A passive checkpoint here does
+    the same work beside the writers. Passive checkpoints alone can starve behind readers that always overlap, so
+    once the WAL passes the store's limit a truncating one takes the write lock and waits for the readers of the
+    moment. While another process's checkpointer is at work, this one tries again an interval later.
+    """
+
+    def __init__(self, store: SQLiteStore, interval: float = CHECKPOINT_INTERVAL):
+        self.store = store
+        self.interval = interval
+        self.pid = os.getpid()
+        self._written = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sqlite-checkpointer", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        """Something was committed: copy it back within an interval."""
+        self._written.set()
+
+    def _run(self) -> None:
+        while True:
+            self._written.wait()
+            if self._stop.wait(self.interval):  # commits gather meanwhile, then go in one checkpoint
+                break
+            self._written.clear()
+            try:
+                done = self.store.checkpoint()
+            except (StoreUnavailable, OSError) as exc:
+                log.warning("checkpoint failed, trying again: %s", exc)
+                done = False
+            if not done:
+                self._written.set()
+        self.store.close_connection()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._written.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+
+
 class SQLiteStore(Store):
     kind = "sqlite"
 
@@ -140,10 +193,13 @@ class SQLiteStore(Store):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.wal_path = Path(f"{self.path}-wal")
         self.writer_lock_path = Path(f"{self.path}-writer")
+        self.checkpoint_lock_path = Path(f"{self.path}-checkpoint")
         self.timeout = timeout
         self.wal_limit = wal_limit
         self.keep_for(retention_days, clock)
         self._local = threading.local()
+        self._checkpointer: Checkpointer | None = None
+        self._checkpointer_lock = threading.Lock()
         with self._errors():
             conn = self._connection()
             conn.execute("PRAGMA journal_mode=WAL")
@@ -156,6 +212,7 @@ class SQLiteStore(Store):
         if conn is None:
             conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
             conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's work, not a writer's
             conn.execute("PRAGMA foreign_keys=OFF")
             conn.execute(f"PRAGMA journal_size_limit={self.wal_limit}")
             conn.execute(f"PRAGMA mmap_size={MMAP_SIZE}")
@@ -199,37 +256,65 @@ class SQLiteStore(Store):
         return fd
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _writer_queue(self) -> Iterator[None]:
         # Writers queue on an flock of their own first. SQLite's busy handler polls the write lock with sleeps
         # growing to 100 ms: with a dozen writer threads the lock sat idle between sleeps, and some threads lost
         # every race until their timeout (reports refused with 503). A blocked flock wakes the moment the lock is
         # free. Its holder is in one bounded transaction, so the wait is bounded too.
-        with self._errors():
-            lock = self._writer_lock()
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                conn = self._connection()
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield conn
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
-                self._bound_wal(conn)
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-
-    def _bound_wal(self, conn: sqlite3.Connection) -> None:
-        # SQLite's own checkpoint after a commit is PASSIVE: with readers always somewhere in the WAL it never
-        # reaches the end, and the WAL never restarts from its beginning. A TRUNCATE checkpoint waits (busy
-        # timeout) for the readers of this moment to finish, copies everything back and empties the file.
+        lock = self._writer_lock()
+        fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            size = self.wal_path.stat().st_size
-        except FileNotFoundError:
-            return
-        if size > self.wal_limit:
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._errors(), self._writer_queue():
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        self._wake_checkpointer()
+
+    def _wake_checkpointer(self) -> None:
+        checkpointer = self._checkpointer
+        if checkpointer is None or checkpointer.pid != os.getpid():  # none yet, or its thread stayed behind a fork
+            with self._checkpointer_lock:
+                if self._checkpointer is None or self._checkpointer.pid != os.getpid():
+                    self._checkpointer = Checkpointer(self)
+                checkpointer = self._checkpointer
+        checkpointer.wake()
+
+    def checkpoint(self) -> bool:
+        """Copy the WAL back into the database file; if it has grown past the limit anyway (readers that always
+        overlap keep a passive checkpoint from ever reaching its end), empty it, waiting for the readers of the
+        moment with the writers held back. False if it could not (another process's checkpointer was at work,
+        or readers outlasted the timeout): try again later."""
+        with self._errors():
+            turn = os.open(self.checkpoint_lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                try:
+                    fcntl.flock(turn, fcntl.LOCK_EX | fcntl.LOCK_NB)  # one process's checkpointer at a time
+                except BlockingIOError:
+                    return False
+                conn = self._connection()
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                try:
+                    size = self.wal_path.stat().st_size
+                except FileNotFoundError:
+                    return True
+                if size <= self.wal_limit:
+                    return True
+                with self._writer_queue():
+                    busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                return not busy
+            finally:
+                os.close(turn)  # releases the flock
 
     def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
         with self._errors():
@@ -370,6 +455,15 @@ class SQLiteStore(Store):
         self._query("SELECT 1 FROM containers LIMIT 1")
 
     def close(self) -> None:
+        """Close this thread's connection and stop the checkpointer (a later write starts another)."""
+        with self._checkpointer_lock:
+            checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None and checkpointer.pid == os.getpid():
+            checkpointer.stop()
+        self.close_connection()
+
+    def close_connection(self) -> None:
+        """Close this thread's connection and its writer lock file."""
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()
