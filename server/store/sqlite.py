@@ -33,7 +33,9 @@ from server.store.base import Event, Record, Store, StoreUnavailable
 log = logging.getLogger(__name__)
 
 #: Bumped when the layout changes; older files are converted when opened.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+#: The indexes whose definition changed in SCHEMA_VERSION 4: files of version 3 rebuild just these.
+REBUILT_IN_4 = ("containers_by_service", "containers_running")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS containers (
@@ -47,11 +49,13 @@ CREATE TABLE IF NOT EXISTS containers (
     record        BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS containers_by_task ON containers (task_id, container_name, container_id);
+-- Only the records that have a service: the others (every record, without AWS) cost no random insert here.
 CREATE INDEX IF NOT EXISTS containers_by_service
-    ON containers (cluster_name, service_name, task_id, container_name);
+    ON containers (cluster_name, service_name, task_id, container_name) WHERE service_name != '';
 CREATE INDEX IF NOT EXISTS containers_by_last_seen ON containers (last_seen);
--- Only the running containers, for service discovery: a small index however long the history grows.
-CREATE INDEX IF NOT EXISTS containers_running ON containers (container_id) WHERE known_status = 'RUNNING';
+-- Only the running containers, for service discovery: a small index however long the history grows. Keyed
+-- by the status (then the rowid), so that new containers append to its end instead of landing at random.
+CREATE INDEX IF NOT EXISTS containers_running ON containers (known_status) WHERE known_status = 'RUNNING';
 CREATE TABLE IF NOT EXISTS events (
     seq          INTEGER PRIMARY KEY AUTOINCREMENT,
     event_id     TEXT NOT NULL UNIQUE,
@@ -225,7 +229,11 @@ class SQLiteStore(Store):
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version >= SCHEMA_VERSION:
             return
-        old = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'containers'").fetchone()
+        exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'containers'").fetchone()
+        old = exists and version < 3  # the table itself changed: copied over
+        if exists and not old:
+            for index in REBUILT_IN_4:
+                conn.execute(f"DROP INDEX IF EXISTS {index}")
         if old:
             conn.execute("ALTER TABLE containers RENAME TO containers_v1")
             for (index,) in conn.execute(
@@ -394,8 +402,10 @@ class SQLiteStore(Store):
         ]
 
     def containers_of_service(self, cluster_name: str, service_name: str) -> list[Record]:
+        # The service index holds only records with a service: the query must say so for SQLite to use it.
+        has_service = "service_name != ''" if service_name else "1"
         rows = self._query(
-            "SELECT record FROM containers WHERE cluster_name = ? AND service_name = ?"
+            f"SELECT record FROM containers WHERE cluster_name = ? AND service_name = ? AND {has_service}"
             " ORDER BY task_id, container_name, container_id",
             (cluster_name, service_name),
         )

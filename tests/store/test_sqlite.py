@@ -13,7 +13,7 @@ from pathlib import Path
 
 from server.store.base import StoreUnavailable
 from server.store.sqlite import RECORD_DICTIONARY, SCHEMA_VERSION, SQLiteStore, decode_record, encode_record
-from tests.store.samples import TASK, at, cid, event, record
+from tests.store.samples import OTHER_TASK, TASK, at, cid, event, record
 
 # The layout files had before SCHEMA_VERSION 2: a WITHOUT ROWID table of plain JSON records.
 LAYOUT_1 = """
@@ -109,6 +109,47 @@ def test_a_file_without_the_status_column_learns_which_containers_run(tmp_path):
     assert [r["container_id"] for r in store.running_containers()] == [cid(1)]
     (plan,) = store._query("EXPLAIN QUERY PLAN SELECT record FROM containers WHERE known_status = 'RUNNING'")
     assert "USING INDEX containers_running" in plan[-1]
+    store.close()
+
+
+# The two indexes as files of SCHEMA_VERSION 3 have them: every record in each, at a random place.
+LAYOUT_3_INDEXES = """
+DROP INDEX containers_by_service;
+DROP INDEX containers_running;
+CREATE INDEX containers_by_service ON containers (cluster_name, service_name, task_id, container_name);
+CREATE INDEX containers_running ON containers (container_id) WHERE known_status = 'RUNNING';
+PRAGMA user_version = 3;
+"""
+
+
+def plan_of(store: SQLiteStore, sql: str, args: tuple = ()) -> str:
+    return " ".join(row[-1] for row in store._query(f"EXPLAIN QUERY PLAN {sql}", args))
+
+
+def test_a_file_of_layout_3_gets_the_lean_indexes_and_its_queries_use_them(tmp_path):
+    path = tmp_path / "v3.sqlite3"
+    store = SQLiteStore(str(path))
+    store.upsert_containers([record(1), record(2, status="STOPPED"), record(3, cluster_name="other")], at(1))
+    store.update_task(TASK, {"service_name": "api"})
+    store.upsert_containers([record(4, task=OTHER_TASK)], at(2))  # no service
+    store.close()
+    old = sqlite3.connect(path)
+    old.executescript(LAYOUT_3_INDEXES)
+    old.close()
+
+    store = SQLiteStore(str(path))
+    indexes = dict(store._query("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"))
+    assert "WHERE service_name != ''" in indexes["containers_by_service"]
+    assert "(known_status) WHERE" in indexes["containers_running"]
+    assert store._query("PRAGMA user_version") == [(SCHEMA_VERSION,)]
+    assert [r["container_id"] for r in store.containers_of_service("default", "api")] == [cid(1), cid(2)]
+    assert [r["container_id"] for r in store.containers_of_service("other", "api")] == [cid(3)]
+    assert [r["container_id"] for r in store.containers_of_service("default", "")] == [cid(4)]  # a scan, but right
+    assert sorted(r["container_id"] for r in store.running_containers()) == [cid(1), cid(3), cid(4)]
+    service_query = "SELECT record FROM containers WHERE cluster_name = ? AND service_name = ? AND service_name != ''"
+    assert "USING INDEX containers_by_service" in plan_of(store, service_query, ("default", "api"))
+    running_query = "SELECT record FROM containers WHERE known_status = 'RUNNING'"
+    assert "USING INDEX containers_running" in plan_of(store, running_query)
     store.close()
 
 
