@@ -5,7 +5,8 @@ outside with wrk on loopback, side by side with a bare Flask route served by the
 runs small ones. It prints a table with each target, then one JSON object of every figure.
 
 1. quiet lookups at 100,000 containers: container text, task text, ``_all``, each ÷ bare;
-2. busy lookups: the same while another process posts 1,000 new containers/s (service names on, no AWS);
+2. busy lookups: the same while another process posts 1,000 new containers/s, service names on against moto's ECS
+   (``--busy-ecs none``: no AWS configured);
 3. growth: container text p50 and p99 at 1,000 and 1,000,000 containers (1M loaded through the store's code);
 4. remote store: SimpleDB in moto's server behind a proxy adding 20 ms per request: answers that cannot change;
 5. ingest: container upserts/s through ``/report/map``, 100-container reports from 4 posting processes;
@@ -26,7 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import fleet
+import requests
+
+from bench import fleet, fleet_ecs
 from bench.load import (
     FileSizes,
     Served,
@@ -95,12 +98,39 @@ class Bench:
                 print(f"quiet: {self.figures['quiet']}", file=sys.stderr)
         self.figures["disk"] = {"bytes_per_container": round(files_size(database) / n)}
         if 2 in cases:
-            with Served("server", env, self.log("server-busy")) as server, FileSizes(database) as wal:
-                stop, posted = multiprocessing.Event(), multiprocessing.Value("q", 0)
-                poster = multiprocessing.Process(
-                    target=fleet.steady_poster, args=(server.port, TOKEN, self.args.busy_rate, "busy", stop, posted)
-                )
-                poster.start()
+            self.busy(env, ids, tasks, database)
+        if 6 in cases:
+            with_events = self.workdir / "events.sqlite3"
+            count = self.args.event_containers
+            bulk_load(with_events, count, events=True)
+            self.figures["disk"]["bytes_per_container_with_4_events"] = round(files_size(with_events) / count)
+
+    def busy(self, env: dict[str, str], ids: list[str], tasks: list[str], database: Path) -> None:
+        """Case 2: lookups while another process posts new containers. That process also holds moto's ECS and
+        tells it about each task before reporting it; the server asks it for service names (``--busy-ecs moto``)
+        or has no AWS configured at all (``none``)."""
+        ecs_port = free_port()
+        if self.args.busy_ecs == "moto":
+            env = {
+                **env,
+                "AWS_ACCESS_KEY_ID": "bench",
+                "AWS_SECRET_ACCESS_KEY": "bench",
+                "AWS_REGION": fleet.REGION,
+                "AWS_ENDPOINT_URL_ECS": f"http://127.0.0.1:{ecs_port}",
+            }
+        server = Served("server", env, self.log("server-busy"))
+        ready, go, stop = multiprocessing.Event(), multiprocessing.Event(), multiprocessing.Event()
+        posted = multiprocessing.Value("q", 0)
+        poster = multiprocessing.Process(
+            target=fleet_ecs.steady_poster,
+            args=(server.port, ecs_port, TOKEN, self.args.busy_rate, "busy", ready, go, stop, posted),
+        )
+        poster.start()
+        try:
+            if not ready.wait(60):
+                raise RuntimeError("the poster's ECS did not start")
+            with server, FileSizes(database) as wal:
+                go.set()
                 began = time.monotonic()
                 try:
                     busy = self.lookups(server.url, ids, tasks)
@@ -109,13 +139,14 @@ class Bench:
                     poster.join()
                 busy["poster_upserts_per_s"] = round(posted.value / (time.monotonic() - began))
                 busy["wal_max_mib"] = round(wal.largest / MIB, 1)
-                self.figures["busy"] = busy
-                print(f"busy: {busy}", file=sys.stderr)
-        if 6 in cases:
-            with_events = self.workdir / "events.sqlite3"
-            count = self.args.event_containers
-            bulk_load(with_events, count, events=True)
-            self.figures["disk"]["bytes_per_container_with_4_events"] = round(files_size(with_events) / count)
+                busy["ecs"] = self.args.busy_ecs
+                busy["service_name_lookups"] = _service_name_lookups(server.url)
+        finally:
+            stop.set()
+            go.set()
+            poster.join()
+        self.figures["busy"] = busy
+        print(f"busy: {busy}", file=sys.stderr)
 
     # Case 3.
 
@@ -233,6 +264,16 @@ def bulk_load(database: Path, count: int, events: bool = False) -> None:
         store.close()
 
 
+def _service_name_lookups(url: str) -> dict[str, int]:
+    """The server's count of tasks asked of ECS for their service, by outcome, from its ``/metrics``."""
+    counts: dict[str, int] = {}
+    for line in requests.get(f"{url}/metrics", timeout=10).text.splitlines():
+        if line.startswith("ecs_id_mapper_service_name_lookups_total{"):
+            outcome = line.split('outcome="', 1)[1].split('"', 1)[0]
+            counts[outcome] = round(float(line.rsplit(" ", 1)[1]))
+    return counts
+
+
 def _wal_size(database: Path) -> int:
     wal = Path(f"{database}-wal")
     return wal.stat().st_size if wal.exists() else 0
@@ -264,6 +305,7 @@ TARGETS = [
     ("busy: task text ÷ bare", ("busy", "task_text", "ratio"), 0.70, ">="),
     ("busy: container _all ÷ bare", ("busy", "container_all", "ratio"), None, ""),
     ("busy: the poster's upserts/s", ("busy", "poster_upserts_per_s"), None, ""),
+    ("busy: tasks ECS described, so named or not", ("busy", "service_name_lookups", "found"), None, ""),
     ("growth: p50 at 1M ÷ at 1k", ("growth", "p50_ratio"), 1.25, "<="),
     ("growth: p99 at 1M ÷ at 1k", ("growth", "p99_ratio"), 1.25, "<="),
     ("remote: container text ÷ bare", ("remote", "container_text", "ratio"), 0.80, ">="),
@@ -312,6 +354,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--remote-containers", type=int, default=250, help="per half (running, stopped)")
     parser.add_argument("--event-containers", type=int, default=20_000)
     parser.add_argument("--busy-rate", type=float, default=1000.0)
+    parser.add_argument(
+        "--busy-ecs", choices=("moto", "none"), default="moto", help="case 2's ECS: moto's server, or no AWS at all"
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=16)

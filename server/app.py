@@ -8,8 +8,8 @@ from typing import Any
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
-from server import config as config_module
 from server import (
+    auth,
     discovery,
     errors,
     exposition,
@@ -22,6 +22,7 @@ from server import (
     requestlog,
     service,
 )
+from server import config as config_module
 from server.config import Config
 from server.ecs import EcsClient
 from server.nerdgraph import NerdGraphClient
@@ -73,11 +74,12 @@ def create_app(
         pruner=None if store.expires_itself or not store.retention else Pruner(store).start(),
     )
 
-    requestlog.register(app)
     errors.register(app)
-    metrics.instrument(app)
     for module in (query, service, report, health, discovery, openapi, exposition):
         app.register_blueprint(module.bp)
+    if cfg.read_token:
+        auth.protect_reads(app, (query.bp, service.bp, discovery.bp, exposition.bp))
+    app.wsgi_app = requestlog.RequestLog(app.wsgi_app)  # type: ignore[method-assign]
     return app
 
 

@@ -8,12 +8,10 @@ import os
 from flask import Blueprint, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 
-from server.auth import authorize_read
 from server.metrics import MULTIPROC_DIR, REGISTRY
 from server.state import state
 
 bp = Blueprint("metrics", __name__)
-bp.before_request(authorize_read)  # behind ECS_ID_MAPPER_READ_TOKEN when set, like /query and /sd
 
 
 @bp.get("/metrics")

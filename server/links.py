@@ -119,7 +119,6 @@ def render(template: str, record: dict[str, str]) -> str:
     return url
 
 
-@lru_cache(maxsize=64)
 @lru_cache(maxsize=256)
 def _parsed(template: str) -> tuple[tuple[str, ...], frozenset[str], frozenset[str], str | None]:
     """A template's placeholders; those in its host part and in its port; and the one that is the whole host, if
@@ -159,6 +158,7 @@ def _host_and_port(template: str) -> tuple[str, str | None]:
     return host, port if colon else None
 
 
+@lru_cache(maxsize=4096)  # hosts repeat (many containers per instance): each is parsed once
 def _host(name: str, value: str, whole: bool) -> str:
     """A value placed in the host part, never quoted: the whole host may be a host name or an IP address (IPv6
     in brackets); a piece of a host may only be host-name labels, so that no value can move the link elsewhere."""

@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, cast
 
-from flask import Flask, Response, g, request
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
@@ -96,39 +95,21 @@ STORE_OPERATIONS = (
 )
 
 
-def instrument(app: Flask) -> None:
-    """Count and time every request the app answers (``server.exposition`` serves the result)."""
-    app.before_request(_start_timer)
-    app.after_request(_count_request)
-
-
-def _start_timer() -> None:
-    g.metrics_started = time.perf_counter()
-
-
 #: (route, status) → its duration histogram and its counter: ``labels()`` costs as much again as the update.
 _request_series: dict[tuple[str, int], tuple[Any, Any]] = {}
 
 
-def _series(route: str, status: int) -> tuple[Any, Any]:
+def count_request(route: str | None, endpoint: str, status: int, seconds: float) -> None:
+    """Count and time one answer (``server.requestlog`` calls this for every request): ``route`` is the template
+    of the rule it matched and ``endpoint`` that rule's endpoint; None and '' when no rule matched."""
+    route = route or "unmatched"
     found = _request_series.get((route, status))
     if found is None:  # two threads may both get here: labels() hands both the same children
         found = _request_series[route, status] = (REQUEST_SECONDS.labels(route), REQUESTS.labels(route, str(status)))
-    return found
-
-
-def _count_request(response: Response) -> Response:
-    rule = request.url_rule
-    route = rule.rule if rule is not None else "unmatched"
-    started = g.get("metrics_started")
-    seconds, count = _series(route, response.status_code)
-    if started is not None:
-        seconds.observe(time.perf_counter() - started)
-    count.inc()
-    if rule is not None and request.blueprint == "report":
-        kind = rule.rule.rsplit("/", 1)[-1]
-        REPORTS.labels(kind, "accepted" if response.status_code < 400 else "rejected").inc()
-    return response
+    found[0].observe(seconds)
+    found[1].inc()
+    if endpoint.startswith("report."):  # /report/map, /report/event
+        REPORTS.labels(route.rsplit("/", 1)[-1], "accepted" if status < 400 else "rejected").inc()
 
 
 class MeteredStore:
