@@ -159,7 +159,7 @@ class Checkpointer:
         self._written.set()
 
     def _run(self) -> None:
-        while True:
+        while not self._stop.is_set():
             self._written.wait()
             if self._stop.wait(self.interval):  # commits gather meanwhile, then go in one checkpoint
                 break

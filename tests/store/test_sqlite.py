@@ -244,10 +244,12 @@ def test_the_checkpointer_copies_commits_back_on_its_own_and_stops_with_the_stor
             break
         time.sleep(0.05)
     assert copied[0] > 0 and copied[0] == copied[1]
-    assert any(t.name == "sqlite-checkpointer" for t in threading.enumerate())
+    assert store._checkpointer is not None
+    thread = store._checkpointer._thread
+    assert thread.is_alive()
     store.close()
     other.close()
-    assert not any(t.name == "sqlite-checkpointer" for t in threading.enumerate())
+    assert not thread.is_alive()
 
 
 def test_the_wal_stays_within_its_limit_while_readers_always_overlap(tmp_path):
