@@ -11,7 +11,8 @@ into an overflow page of its own and took ~5 KiB per container.
 
 Commits only append to the WAL: a thread of each process (``Checkpointer``, one process at a time by an flock
 of ``<file>-checkpoint``) copies it back into the database file, fsyncs included, without holding the write
-lock, and truncates it in full once it passes ``WAL_LIMIT``.
+lock, and truncates it in full once it passes half of ``WAL_LIMIT``. A writer that finds it past the whole limit
+all the same (the checkpointer starved of CPU or of the lock) truncates it itself.
 """
 
 from __future__ import annotations
@@ -73,8 +74,8 @@ RETENTION_INDEX = "CREATE INDEX IF NOT EXISTS events_by_time ON events (timestam
 # Columns copied out of the record so that lookups are index scans.
 INDEXED = ("task_id", "container_name", "cluster_name", "service_name", "last_seen", "known_status")
 
-#: The WAL's largest size between checkpoints (and what SQLite truncates it to when it resets it).
-WAL_LIMIT = 32 * 1024 * 1024
+#: The WAL's largest size, give or take one transaction (and what SQLite truncates it to when it resets it).
+WAL_LIMIT = 48 * 1024 * 1024
 
 #: How long the checkpointer lets commits gather in the WAL before it copies them back into the database file.
 CHECKPOINT_INTERVAL = 0.1
@@ -287,7 +288,20 @@ class SQLiteStore(Store):
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+            self._bound_wal(conn)
         self._wake_checkpointer()
+
+    def _bound_wal(self, conn: sqlite3.Connection) -> None:
+        # The checkpointer's turn came too late (a loaded machine): the writers wait while this one empties the
+        # WAL, as they would for the checkpointer's own truncation.
+        if self._wal_size() > self.wal_limit:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+    def _wal_size(self) -> int:
+        try:
+            return self.wal_path.stat().st_size
+        except FileNotFoundError:
+            return 0
 
     def _wake_checkpointer(self) -> None:
         checkpointer = self._checkpointer
@@ -299,9 +313,9 @@ class SQLiteStore(Store):
         checkpointer.wake()
 
     def checkpoint(self) -> bool:
-        """Copy the WAL back into the database file; if it has grown past the limit anyway (readers that always
-        overlap keep a passive checkpoint from ever reaching its end), empty it, waiting for the readers of the
-        moment with the writers held back. False if it could not (another process's checkpointer was at work,
+        """Copy the WAL back into the database file; if it has grown past half the limit anyway (readers that
+        always overlap keep a passive checkpoint from ever reaching its end), empty it, waiting for the readers of
+        the moment with the writers held back. False if it could not (another process's checkpointer was at work,
         or readers outlasted the timeout): try again later."""
         with self._errors():
             turn = os.open(self.checkpoint_lock_path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -312,11 +326,7 @@ class SQLiteStore(Store):
                     return False
                 conn = self._connection()
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                try:
-                    size = self.wal_path.stat().st_size
-                except FileNotFoundError:
-                    return True
-                if size <= self.wal_limit:
+                if self._wal_size() <= self.wal_limit // 2:  # half: writers go on appending while it waits
                     return True
                 with self._writer_queue():
                     busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
