@@ -3,6 +3,8 @@ place that writes them: the only writes a query may cause, besides the reports' 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from server.metrics import NEWRELIC_LOOKUPS
 from server.newrelic import NewRelicClient
 from server.store import Record, Store
@@ -19,6 +21,12 @@ def store_service_name(store: Store, task_id: str, name: str, records: list[Reco
         return records
     store.update_task(task_id, {"service_name": name})
     return [{**r, "service_name": name} for r in records or []]
+
+
+def store_service_names(store: Store, names: Mapping[str, str]) -> None:
+    """Write the service names the service-name worker learnt from the tasks' ECS groups: task ID → name, in one
+    store write where the backend can."""
+    store.update_tasks({task_id: {"service_name": name} for task_id, name in names.items()})
 
 
 def store_newrelic_url(store: Store, newrelic: NewRelicClient, record: Record) -> str:

@@ -2,7 +2,8 @@
 
 A report hands the tasks of its new records to ``ServiceNames.submit``, which only queues them; one worker
 thread per process describes them in batches of up to 100 per cluster and writes ``service_name`` on every
-record of a task whose ECS ``group`` is ``service:NAME``. Failed lookups are retried later with backoff, and
+record of a task whose ECS ``group`` is ``service:NAME``, the names of a round in one store write (a
+transaction per task cost more than the rest of the work). Failed lookups are retried later with backoff, and
 calls are at most one a second (``min_interval``), so that the tasks of a busy second go out in one batch.
 
 With no AWS region or no credentials at all (a laptop, an SQLite-only install) retrying cannot help: the worker
@@ -18,7 +19,7 @@ import logging
 import os
 import threading
 import time
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -26,7 +27,7 @@ from server import aws
 from server.backoff import Backoff
 from server.ecs import DESCRIBE_BATCH, EcsClient, EcsError, EcsNotConfigured, EcsNotFound
 from server.ids import task_id_of_arn
-from server.lookups import store_service_name
+from server.lookups import store_service_names
 from server.lru import LRU
 from server.metrics import SERVICE_NAME_LOOKUPS
 from server.store import Record, Store, StoreError
@@ -139,56 +140,64 @@ class ServiceNames:
 
     def _process(self, due: list[PendingTask]) -> int:
         asked = 0
+        learnt: list[tuple[PendingTask, str]] = []
         by_cluster: dict[str, list[PendingTask]] = defaultdict(list)
         for task in due:
             known = self._known.get(task.task_id)
             if known is not None:
-                self._write(task, known)
+                learnt.append((task, known))
             else:
                 by_cluster[task.cluster].append(task)
         for cluster, tasks in by_cluster.items():
             for start in range(0, len(tasks), DESCRIBE_BATCH):
                 batch = tasks[start : start + DESCRIBE_BATCH]
                 asked += len(batch)
-                self._describe(cluster, batch)
+                learnt.extend(self._describe(cluster, batch))
+        self._write(learnt)
         return asked
 
-    def _describe(self, cluster: str, batch: list[PendingTask]) -> None:
+    def _describe(self, cluster: str, batch: list[PendingTask]) -> list[tuple[PendingTask, str]]:
+        """Ask ECS about one batch; the tasks it described, with their service names ("" for none)."""
         try:
             described, failures = self.ecs.describe_tasks(cluster, [t.task for t in batch])
         except EcsNotConfigured as exc:
             self._give_up(exc, batch)
-            return
+            return []
         except EcsNotFound as exc:
             log.info("no service names for %d task(s) of cluster %s: %s", len(batch), cluster, exc)
             SERVICE_NAME_LOOKUPS.labels("missing").inc(len(batch))
             for task in batch:
                 self._done(task)
-            return
+            return []
         except EcsError as exc:
             self._warn_once("DescribeTasks failed for %d task(s) of cluster %s: %s", len(batch), cluster, exc)
             SERVICE_NAME_LOOKUPS.labels("error").inc(len(batch))
             for task in batch:
                 self._retry(task)
-            return
+            return []
         self._last_failure = ""
         groups = {task_id_of_arn(t.get("taskArn", "")): t.get("group") or "" for t in described}
         missing = {task_id_of_arn(f.get("arn", "")) for f in failures if f.get("reason") == "MISSING"}
+        learnt = []
+        outcomes: Counter[str] = Counter()
         for task in batch:
             if task.task_id in groups:
                 group = groups[task.task_id]
                 name = group[len(SERVICE_GROUP) :] if group.startswith(SERVICE_GROUP) else ""
-                SERVICE_NAME_LOOKUPS.labels("found").inc()
+                outcomes["found"] += 1
                 self._remember(task.task_id, name)
-                self._write(task, name)
+                learnt.append((task, name))
             elif task.task_id in missing:
                 # ECS forgets stopped tasks after about an hour; asking again will not help.
-                SERVICE_NAME_LOOKUPS.labels("missing").inc()
+                outcomes["missing"] += 1
                 self._remember(task.task_id, "")
                 self._done(task)
             else:
-                SERVICE_NAME_LOOKUPS.labels("error").inc()
+                outcomes["error"] += 1
                 self._retry(task)
+        for outcome, count in outcomes.items():  # once per batch: each labels() and inc() costs microseconds
+            SERVICE_NAME_LOOKUPS.labels(outcome).inc(count)
+        return learnt
 
     def _give_up(self, exc: EcsNotConfigured, batch: list[PendingTask]) -> None:
         """ECS cannot be asked at all: drop every task held and queue none until the configuration changes."""
@@ -225,15 +234,22 @@ class ServiceNames:
         self._last_failure = reason
         log.log(level, message, *args)
 
-    def _write(self, task: PendingTask, name: str) -> None:
-        if name:
+    def _write(self, learnt: list[tuple[PendingTask, str]]) -> None:
+        """Write the names learnt in one round together: one store write for them all, not one per task."""
+        named = {task.task_id: name for task, name in learnt if name}
+        if named:
             try:
-                store_service_name(self.store, task.task_id, name)
+                store_service_names(self.store, named)
             except StoreError as exc:
-                log.warning("could not store the service of task %s: %s", task.task_id, exc)
-                self._retry(task)
+                log.warning("could not store the services of %d task(s): %s", len(named), exc)
+                for task, name in learnt:
+                    if name:
+                        self._retry(task)
+                    else:
+                        self._done(task)
                 return
-        self._done(task)
+        for task, _ in learnt:
+            self._done(task)
 
     def _done(self, task: PendingTask) -> None:
         with self._cond:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 
 from server.records import format_time
@@ -113,6 +113,11 @@ class Store(ABC):
     @abstractmethod
     def update_task(self, task_id: str, fields: Record) -> None:
         """Set ``fields`` (such as ``service_name``) on every record of one task."""
+
+    def update_tasks(self, fields_by_task: Mapping[str, Record]) -> None:
+        """``update_task`` for many tasks; backends that can write them together (one transaction) do."""
+        for task_id, fields in fields_by_task.items():
+            self.update_task(task_id, fields)
 
     @abstractmethod
     def events_of_container(self, container_id: str) -> list[Event]:

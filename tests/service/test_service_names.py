@@ -11,6 +11,7 @@ from moto import mock_aws
 
 from server.ecs import EcsClient, EcsUnavailable
 from server.service_names import ServiceNames
+from server.store import StoreError
 from tests.service.helpers import CLUSTER, REGION, SlowEcs, described, record, run_tasks, task_arn, task_id
 
 NOW = "2026-11-25T15:05:39.000Z"
@@ -274,3 +275,48 @@ def test_a_route_still_says_what_is_missing_without_credentials(monkeypatch):
     for _ in range(2):  # the client is made again after each refusal, so new credentials would be found
         with pytest.raises(EcsUnavailable, match="no AWS credentials"):
             ecs.service_tasks(CLUSTER, "web")
+
+
+class CountingStore:
+    """A store that counts the batches of service names written, and can fail the first ``failures`` of them."""
+
+    def __init__(self, store, failures: int = 0):
+        self.store, self.failures, self.batches = store, failures, []
+
+    def update_tasks(self, fields_by_task):
+        self.batches.append(sorted(fields_by_task))
+        if self.failures:
+            self.failures -= 1
+            raise StoreError("database is locked")
+        self.store.update_tasks(fields_by_task)
+
+
+def test_the_names_of_one_round_are_written_in_one_store_call(ecs, store, stubber, clock):
+    counting = CountingStore(store)
+    names = ServiceNames(ecs, counting, clock=clock, autostart=False)  # type: ignore[arg-type]
+    names.submit(stored(store, record(20, 0), record(20, 1), record(21), record(22)))
+    expect_describe(stubber, CLUSTER, [20, 21, 22], {20: "service:web", 21: "service:api", 22: "family:web"})
+
+    names.run_once()
+
+    assert counting.batches == [[task_id(20), task_id(21)]]  # the standalone task needs no write
+    assert service_of(store, 20) == ["web", "web"]
+    assert service_of(store, 21) == ["api"]
+    assert names.pending() == 0
+
+
+def test_names_that_could_not_be_stored_are_written_later_without_asking_again(ecs, store, stubber, clock):
+    counting = CountingStore(store, failures=1)
+    names = ServiceNames(ecs, counting, clock=clock, autostart=False)  # type: ignore[arg-type]
+    names.submit(stored(store, record(23), record(24)))
+    expect_describe(stubber, CLUSTER, [23, 24], {23: "service:web", 24: "family:web"})
+
+    names.run_once()
+    assert service_of(store, 23) == [""]
+    assert names.pending() == 1  # the standalone task is done
+    clock.advance(10)
+    assert names.run_once() == 0  # remembered: no second DescribeTasks (the stubber would refuse it)
+
+    assert service_of(store, 23) == ["web"]
+    assert counting.batches == [[task_id(23)], [task_id(23)]]
+    assert names.pending() == 0

@@ -350,3 +350,13 @@ def test_the_agent_and_the_feed_merge_into_one_record(store):
     merged = store.get_container(cid(1))
     assert (merged["known_status"], merged["exit_code"], merged["instance_ip"]) == ("STOPPED", "1", "10.0.0.7")
     assert merged["image"] == agent["image"] and merged["desired_status"] == "RUNNING"
+
+
+def test_update_tasks(store):
+    store.upsert_containers([record(1), record(2), record(3, task=OTHER_TASK)], at(1))
+    store.update_tasks(
+        {TASK: {"service_name": "api"}, OTHER_TASK: {"service_name": "jobs"}, "f" * 32: {"service_name": "x"}}
+    )
+    assert [store.get_container(cid(n)).get("service_name") for n in (1, 2, 3)] == ["api", "api", "jobs"]
+    store.update_tasks({})
+    assert [r["container_id"] for r in store.containers_of_service("default", "api")] == [cid(1), cid(2)]
