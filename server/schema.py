@@ -35,6 +35,12 @@ CLOCK_SKEW = timedelta(minutes=5)
 #: Times before this are implausible for a container (ECS began in 2014); they would sort before every real one.
 EARLIEST_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 EVENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+#: A dotted-quad IPv4 address as ``ipaddress`` accepts it (ASCII digits, 0-255, no leading zeros): one regular
+#: expression instead of its parser, which cost more than all the other checks of a container together.
+_OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+#: ``json.dumps`` with separators builds an encoder per call; one encoder made once does the same.
+COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
 
 
 def _fail(path: str, problem: str) -> ApiError:
@@ -169,6 +175,8 @@ def _networks(value: Any, path: str) -> list[dict]:
 
 def _address(value: Any, path: str, version: int) -> str:
     text = _text(value, path)
+    if version == 4 and IPV4.fullmatch(text):
+        return text
     try:
         if ipaddress.ip_address(text).version == version:
             return text
@@ -219,7 +227,7 @@ def _container(raw: Any, path: str, host: dict[str, str]) -> dict[str, str]:
 
 
 def _compact(value: list) -> str:
-    return json.dumps(value, separators=(",", ":")) if value else ""
+    return COMPACT_JSON.encode(value) if value else ""
 
 
 def _event(raw: Any, path: str) -> dict[str, str]:

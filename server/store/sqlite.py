@@ -7,15 +7,19 @@ for that lock on an flock of ``<file>-writer``, and a report's records are merge
 Layout, chosen from measurements (``bench/lookup.py``): ``containers`` is a rowid table whose record is compact
 JSON compressed with zlib against a preset dictionary of the record's field names, about 500 bytes instead of
 1.4 KiB. Rows that small stay inside their B-tree page; a ``WITHOUT ROWID`` table of 1.4 KiB rows spilled each
-into an overflow page of its own and took ~5 KiB per container. The WAL is held to ``WAL_LIMIT``: once a commit
-leaves it larger, that connection checkpoints in full and truncates it, which waits for the readers of the moment
-instead of starving behind an endless stream of them.
+into an overflow page of its own and took ~5 KiB per container.
+
+Commits only append to the WAL: a thread of each process (``Checkpointer``, one process at a time by an flock
+of ``<file>-checkpoint``) copies it back into the database file, fsyncs included, without holding the write
+lock, and truncates it in full once it passes half of ``WAL_LIMIT``. A writer that finds it past the whole limit
+all the same (the checkpointer starved of CPU or of the lock) truncates it itself.
 """
 
 from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -27,8 +31,12 @@ from pathlib import Path
 from server import records
 from server.store.base import Event, Record, Store, StoreUnavailable
 
+log = logging.getLogger(__name__)
+
 #: Bumped when the layout changes; older files are converted when opened.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+#: The indexes whose definition changed in SCHEMA_VERSION 4: files of version 3 rebuild just these.
+REBUILT_IN_4 = ("containers_by_service", "containers_running")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS containers (
@@ -42,11 +50,13 @@ CREATE TABLE IF NOT EXISTS containers (
     record        BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS containers_by_task ON containers (task_id, container_name, container_id);
+-- Only the records that have a service: the others (every record, without AWS) cost no random insert here.
 CREATE INDEX IF NOT EXISTS containers_by_service
-    ON containers (cluster_name, service_name, task_id, container_name);
+    ON containers (cluster_name, service_name, task_id, container_name) WHERE service_name != '';
 CREATE INDEX IF NOT EXISTS containers_by_last_seen ON containers (last_seen);
--- Only the running containers, for service discovery: a small index however long the history grows.
-CREATE INDEX IF NOT EXISTS containers_running ON containers (container_id) WHERE known_status = 'RUNNING';
+-- Only the running containers, for service discovery: a small index however long the history grows. Keyed
+-- by the status (then the rowid), so that new containers append to its end instead of landing at random.
+CREATE INDEX IF NOT EXISTS containers_running ON containers (known_status) WHERE known_status = 'RUNNING';
 CREATE TABLE IF NOT EXISTS events (
     seq          INTEGER PRIMARY KEY AUTOINCREMENT,
     event_id     TEXT NOT NULL UNIQUE,
@@ -64,8 +74,11 @@ RETENTION_INDEX = "CREATE INDEX IF NOT EXISTS events_by_time ON events (timestam
 # Columns copied out of the record so that lookups are index scans.
 INDEXED = ("task_id", "container_name", "cluster_name", "service_name", "last_seen", "known_status")
 
-#: The WAL's largest size between checkpoints (and what SQLite truncates it to when it resets it).
-WAL_LIMIT = 32 * 1024 * 1024
+#: The WAL's largest size, give or take one transaction (and what SQLite truncates it to when it resets it).
+WAL_LIMIT = 48 * 1024 * 1024
+
+#: How long the checkpointer lets commits gather in the WAL before it copies them back into the database file.
+CHECKPOINT_INTERVAL = 0.1
 
 #: How much of the file each connection reads through a memory map instead of a read() per page and a private
 #: page cache (address space only: the pages are the OS's own cache, shared by every connection).
@@ -123,6 +136,51 @@ class _Plan:
         self.updates = [_row(r) for r in changed.values() if r["container_id"] in stored]
 
 
+class Checkpointer:
+    """A thread that copies the WAL back into the database file after commits, so that no writer does it.
+
+    SQLite's own checkpoint runs inside the commit that crosses ``wal_autocheckpoint``, with the write lock held:
+    every writer of every process waited for its fsyncs (about 30 % of ingest). A passive checkpoint here does
+    the same work beside the writers. Passive checkpoints alone can starve behind readers that always overlap, so
+    once the WAL passes the store's limit a truncating one takes the write lock and waits for the readers of the
+    moment. While another process's checkpointer is at work, this one tries again an interval later.
+    """
+
+    def __init__(self, store: SQLiteStore, interval: float = CHECKPOINT_INTERVAL):
+        self.store = store
+        self.interval = interval
+        self.pid = os.getpid()
+        self._written = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sqlite-checkpointer", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        """Something was committed: copy it back within an interval."""
+        self._written.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._written.wait()
+            if self._stop.wait(self.interval):  # commits gather meanwhile, then go in one checkpoint
+                break
+            self._written.clear()
+            try:
+                done = self.store.checkpoint()
+            except (StoreUnavailable, OSError) as exc:
+                log.warning("checkpoint failed, trying again: %s", exc)
+                done = False
+            if not done:
+                self._written.set()
+        self.store.close_connection()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._written.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+
+
 class SQLiteStore(Store):
     kind = "sqlite"
 
@@ -140,10 +198,13 @@ class SQLiteStore(Store):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.wal_path = Path(f"{self.path}-wal")
         self.writer_lock_path = Path(f"{self.path}-writer")
+        self.checkpoint_lock_path = Path(f"{self.path}-checkpoint")
         self.timeout = timeout
         self.wal_limit = wal_limit
         self.keep_for(retention_days, clock)
         self._local = threading.local()
+        self._checkpointer: Checkpointer | None = None
+        self._checkpointer_lock = threading.Lock()
         with self._errors():
             conn = self._connection()
             conn.execute("PRAGMA journal_mode=WAL")
@@ -156,6 +217,7 @@ class SQLiteStore(Store):
         if conn is None:
             conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
             conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's work, not a writer's
             conn.execute("PRAGMA foreign_keys=OFF")
             conn.execute(f"PRAGMA journal_size_limit={self.wal_limit}")
             conn.execute(f"PRAGMA mmap_size={MMAP_SIZE}")
@@ -168,7 +230,11 @@ class SQLiteStore(Store):
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version >= SCHEMA_VERSION:
             return
-        old = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'containers'").fetchone()
+        exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'containers'").fetchone()
+        old = exists and version < 3  # the table itself changed: copied over
+        if exists and not old:
+            for index in REBUILT_IN_4:
+                conn.execute(f"DROP INDEX IF EXISTS {index}")
         if old:
             conn.execute("ALTER TABLE containers RENAME TO containers_v1")
             for (index,) in conn.execute(
@@ -199,37 +265,74 @@ class SQLiteStore(Store):
         return fd
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _writer_queue(self) -> Iterator[None]:
         # Writers queue on an flock of their own first. SQLite's busy handler polls the write lock with sleeps
         # growing to 100 ms: with a dozen writer threads the lock sat idle between sleeps, and some threads lost
         # every race until their timeout (reports refused with 503). A blocked flock wakes the moment the lock is
         # free. Its holder is in one bounded transaction, so the wait is bounded too.
-        with self._errors():
-            lock = self._writer_lock()
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        lock = self._writer_lock()
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._errors(), self._writer_queue():
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
             try:
-                conn = self._connection()
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield conn
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
-                self._bound_wal(conn)
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            self._bound_wal(conn)
+        self._wake_checkpointer()
 
     def _bound_wal(self, conn: sqlite3.Connection) -> None:
-        # SQLite's own checkpoint after a commit is PASSIVE: with readers always somewhere in the WAL it never
-        # reaches the end, and the WAL never restarts from its beginning. A TRUNCATE checkpoint waits (busy
-        # timeout) for the readers of this moment to finish, copies everything back and empties the file.
-        try:
-            size = self.wal_path.stat().st_size
-        except FileNotFoundError:
-            return
-        if size > self.wal_limit:
+        # The checkpointer's turn came too late (a loaded machine): the writers wait while this one empties the
+        # WAL, as they would for the checkpointer's own truncation.
+        if self._wal_size() > self.wal_limit:
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+    def _wal_size(self) -> int:
+        try:
+            return self.wal_path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def _wake_checkpointer(self) -> None:
+        checkpointer = self._checkpointer
+        if checkpointer is None or checkpointer.pid != os.getpid():  # none yet, or its thread stayed behind a fork
+            with self._checkpointer_lock:
+                if self._checkpointer is None or self._checkpointer.pid != os.getpid():
+                    self._checkpointer = Checkpointer(self)
+                checkpointer = self._checkpointer
+        checkpointer.wake()
+
+    def checkpoint(self) -> bool:
+        """Copy the WAL back into the database file; if it has grown past half the limit anyway (readers that
+        always overlap keep a passive checkpoint from ever reaching its end), empty it, waiting for the readers of
+        the moment with the writers held back. False if it could not (another process's checkpointer was at work,
+        or readers outlasted the timeout): try again later."""
+        with self._errors():
+            turn = os.open(self.checkpoint_lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                try:
+                    fcntl.flock(turn, fcntl.LOCK_EX | fcntl.LOCK_NB)  # one process's checkpointer at a time
+                except BlockingIOError:
+                    return False
+                conn = self._connection()
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                if self._wal_size() <= self.wal_limit // 2:  # half: writers go on appending while it waits
+                    return True
+                with self._writer_queue():
+                    busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                return not busy
+            finally:
+                os.close(turn)  # releases the flock
 
     def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
         with self._errors():
@@ -309,8 +412,10 @@ class SQLiteStore(Store):
         ]
 
     def containers_of_service(self, cluster_name: str, service_name: str) -> list[Record]:
+        # The service index holds only records with a service: the query must say so for SQLite to use it.
+        has_service = "service_name != ''" if service_name else "1"
         rows = self._query(
-            "SELECT record FROM containers WHERE cluster_name = ? AND service_name = ?"
+            f"SELECT record FROM containers WHERE cluster_name = ? AND service_name = ? AND {has_service}"
             " ORDER BY task_id, container_name, container_id",
             (cluster_name, service_name),
         )
@@ -370,6 +475,15 @@ class SQLiteStore(Store):
         self._query("SELECT 1 FROM containers LIMIT 1")
 
     def close(self) -> None:
+        """Close this thread's connection and stop the checkpointer (a later write starts another)."""
+        with self._checkpointer_lock:
+            checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None and checkpointer.pid == os.getpid():
+            checkpointer.stop()
+        self.close_connection()
+
+    def close_connection(self) -> None:
+        """Close this thread's connection and its writer lock file."""
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()

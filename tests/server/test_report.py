@@ -338,3 +338,26 @@ def test_the_store_is_told_whether_a_report_is_the_hosts_whole_snapshot(app, cli
     monkeypatch.setattr(store, "record_report", spy)
     client.post("/report/map", json=samples.map_report(samples.container(), full=full), headers=AUTH)
     assert told == [full]
+
+
+def test_the_ipv4_check_accepts_exactly_what_the_ipaddress_module_does():
+    import ipaddress
+
+    from server import schema
+    from server.errors import ApiError
+
+    octets = [str(n) for n in range(0, 300)] + ["00", "01", "099", "0255", "٣", "1 ", "+1", "-1", "", "0x1"]
+    candidates = [f"{o}.2.3.4" for o in octets] + [f"1.2.3.{o}" for o in octets]
+    candidates += ["1.2.3", "1.2.3.4.5", "1..3.4", "1.2.3.4\n", " 1.2.3.4", "::ffff:1.2.3.4", "1.2.3.4/32"]
+    for text in candidates:
+        try:
+            valid = ipaddress.ip_address(text).version == 4
+        except ValueError:
+            valid = False
+        entry = samples.container(networks=[{"network_mode": "awsvpc", "ipv4_addresses": [text]}])
+        try:
+            schema.map_report(samples.map_report(entry))
+            accepted = True
+        except ApiError:
+            accepted = False
+        assert accepted == valid, text
