@@ -9,8 +9,10 @@ spends, so here it looks them up by ID instead (same answers).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
+import time
 from typing import Any
 
 import boto3
@@ -23,8 +25,9 @@ from bench import fleet
 
 SERVICES = ("web", "api", "jobs")
 CLUSTER = "default"
-#: How many containers ahead of the poster ECS knows the tasks of (a few seconds' worth).
-AHEAD = 5000
+#: Reports in flight at once at most. One sender waiting for each answer fell behind 1,000 upserts/s once wrk
+#: slowed the server's answers past 100 ms; reports from a fleet's many hosts do not wait for each other.
+SENDERS = 4
 FAMILY = "api"
 
 
@@ -83,21 +86,30 @@ class FleetEcs:
 
 
 def steady_poster(port: int, ecs_port: int, token: str, rate: float, salt: str, ready, go, stop, posted) -> None:
-    """``fleet.steady_poster`` with ECS in this process: sets ``ready`` once ECS answers, waits for ``go`` (the
-    server up), then posts, while a thread keeps ECS told about the tasks of the next reports."""
+    """Post new containers at ``rate`` upserts per second in 100-container reports until ``stop`` is set, each
+    report's tasks started in this process's ECS just before. Sets ``ready`` once ECS answers and waits for ``go``
+    (the server up); ``posted`` (a shared integer) counts the containers the server took."""
     with FleetEcs(ecs_port) as ecs:
-        ecs.announce(0, AHEAD, salt)
         ready.set()
         go.wait()
-        ahead = threading.Thread(target=_keep_ahead, args=(ecs, salt, stop, posted), daemon=True)
-        ahead.start()
-        fleet.steady_poster(port, token, rate, salt, stop, posted)
-        ahead.join()
+        numbers = itertools.count()
+        began = time.monotonic()
 
+        def send() -> None:
+            while True:
+                number = next(numbers)
+                if stop.wait(max(0.0, began + number * fleet.REPORT_SIZE / rate - time.monotonic())):
+                    return
+                first = number * fleet.REPORT_SIZE
+                ecs.announce(first, fleet.REPORT_SIZE, salt)
+                poster = fleet.Poster(port, token)  # a connection per report, as from many hosts
+                poster.post(fleet.report(first, salt=salt))
+                poster.conn.close()
+                with posted.get_lock():
+                    posted.value += fleet.REPORT_SIZE
 
-def _keep_ahead(ecs: FleetEcs, salt: str, stop, posted) -> None:
-    told = AHEAD
-    while not stop.wait(0.1):
-        if posted.value + AHEAD > told:
-            ecs.announce(told, AHEAD, salt)
-            told += AHEAD
+        senders = [threading.Thread(target=send) for _ in range(SENDERS)]
+        for sender in senders:
+            sender.start()
+        for sender in senders:
+            sender.join()

@@ -21,6 +21,10 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 LUA = Path(__file__).with_name("wrk_paths.lua")
+TICKS = os.sysconf("SC_CLK_TCK")
+
+#: The servers this process started, by base URL: their process (gunicorn's master), whose CPU ``wrk`` reads.
+SERVED: dict[str, int] = {}
 
 
 def free_port() -> int:
@@ -56,6 +60,7 @@ class Served:
         while True:
             try:
                 requests.get(self.url + "/health", timeout=2)
+                SERVED[self.url] = self.process.pid
                 return self
             except requests.RequestException:
                 if self.process.poll() is not None or time.monotonic() > deadline:
@@ -63,6 +68,7 @@ class Served:
                 time.sleep(0.1)
 
     def __exit__(self, *exc: object) -> None:
+        SERVED.pop(self.url, None)
         if self.process and self.process.poll() is None:
             self.process.terminate()
             try:
@@ -76,8 +82,29 @@ def wrk_available() -> bool:
     return shutil.which("wrk") is not None
 
 
+def cpu_seconds(pid: int) -> float:
+    """The user and system CPU seconds process ``pid`` and its descendants (gunicorn's workers) have used so far,
+    read from Linux's /proc; 0 where there is none."""
+    total, pending = 0.0, [pid]
+    while pending:
+        current = pending.pop()
+        with suppress(OSError):
+            stat = Path(f"/proc/{current}/stat").read_text()
+            fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+            total += (int(fields[11]) + int(fields[12])) / TICKS  # utime and stime, fields 14 and 15
+            pending += map(int, Path(f"/proc/{current}/task/{current}/children").read_text().split())
+    return total
+
+
 def wrk(base_url: str, paths: list[str], seconds: float, connections: int) -> dict:
-    """One wrk run (one thread, keep-alive connections) GETting random ``paths``; its figures."""
+    """One wrk run (one thread, keep-alive connections) GETting random ``paths``; its figures, with the server's
+    CPU per answer when it is one this process started (``Served``).
+
+    The CPU figure is the steadier on a shared machine: neighbours take wall-clock time from both sides of a
+    ratio unevenly, but what the server spends per answer changes much less.
+    """
+    pid = SERVED.get(base_url)
+    cpu_before = cpu_seconds(pid) if pid else 0.0
     with tempfile.NamedTemporaryFile("w", suffix=".paths", delete=False) as listing:
         listing.write("\n".join(paths) + "\n")
     try:
@@ -88,15 +115,19 @@ def wrk(base_url: str, paths: list[str], seconds: float, connections: int) -> di
         ).stdout  # fmt: skip
     finally:
         os.unlink(listing.name)
+    cpu = cpu_seconds(pid) - cpu_before if pid else 0.0
     line = next(line for line in out.splitlines() if line.startswith("WRK_JSON "))
     raw = json.loads(line.removeprefix("WRK_JSON "))
     errors = sum(raw[k] for k in ("connect_errors", "read_errors", "write_errors", "timeouts", "bad_status"))
-    return {
+    figures = {
         "rps": raw["requests"] / (raw["duration_us"] / 1e6),
         "p50_ms": raw["p50_us"] / 1000,
         "p99_ms": raw["p99_us"] / 1000,
         "errors": errors,
     }
+    if pid and raw["requests"]:
+        figures["cpu_us"] = cpu * 1e6 / raw["requests"]
+    return figures
 
 
 def alternate(targets: Mapping[str, tuple[str, list[str]]], rounds: int, seconds: float, connections: int) -> dict:
@@ -119,7 +150,7 @@ def side_by_side(
     runs = alternate({"bare": (bare, bare_paths), "server": (server, paths)}, rounds, seconds, connections)
     ours, theirs = runs["server"], runs["bare"]
     ratios = [o["rps"] / t["rps"] for o, t in zip(ours, theirs, strict=True)]
-    return {
+    figures = {
         "rps": round(median_of(ours, "rps")),
         "bare_rps": round(median_of(theirs, "rps")),
         "ratio": round(statistics.median(ratios), 3),
@@ -130,6 +161,14 @@ def side_by_side(
         "bare_p99_ms": median_of(theirs, "p99_ms"),
         "errors": sum(o["errors"] for o in ours),
     }
+    if all("cpu_us" in run for run in ours + theirs):
+        # The bare route's server CPU per answer ÷ ours: what the ratio would be if CPU alone decided it.
+        figures["cpu_us"] = round(median_of(ours, "cpu_us"), 1)
+        figures["bare_cpu_us"] = round(median_of(theirs, "cpu_us"), 1)
+        figures["cpu_ratio"] = round(
+            statistics.median(t["cpu_us"] / o["cpu_us"] for o, t in zip(ours, theirs, strict=True)), 3
+        )
+    return figures
 
 
 class FileSizes:

@@ -2,7 +2,7 @@
 
 A report hands the tasks of its new records to ``ServiceNames.submit``, which only queues them; one worker
 thread per process describes them in batches of up to 100 per cluster and writes ``service_name`` on every
-record of a task whose ECS ``group`` is ``service:NAME``, the names of a round in one store write (a
+record of a task whose ECS ``group`` is ``service:NAME``, the names of a batch in one store write (a
 transaction per task cost more than the rest of the work). Failed lookups are retried later with backoff, and
 calls are at most one a second (``min_interval``), so that the tasks of a busy second go out in one batch.
 
@@ -140,20 +140,21 @@ class ServiceNames:
 
     def _process(self, due: list[PendingTask]) -> int:
         asked = 0
-        learnt: list[tuple[PendingTask, str]] = []
+        known: list[tuple[PendingTask, str]] = []
         by_cluster: dict[str, list[PendingTask]] = defaultdict(list)
         for task in due:
-            known = self._known.get(task.task_id)
-            if known is not None:
-                learnt.append((task, known))
+            name = self._known.get(task.task_id)
+            if name is not None:
+                known.append((task, name))
             else:
                 by_cluster[task.cluster].append(task)
+        self._write(known)
         for cluster, tasks in by_cluster.items():
             for start in range(0, len(tasks), DESCRIBE_BATCH):
                 batch = tasks[start : start + DESCRIBE_BATCH]
                 asked += len(batch)
-                learnt.extend(self._describe(cluster, batch))
-        self._write(learnt)
+                # Written batch by batch: a backlog's first names need not wait for its last DescribeTasks.
+                self._write(self._describe(cluster, batch))
         return asked
 
     def _describe(self, cluster: str, batch: list[PendingTask]) -> list[tuple[PendingTask, str]]:
@@ -235,7 +236,7 @@ class ServiceNames:
         log.log(level, message, *args)
 
     def _write(self, learnt: list[tuple[PendingTask, str]]) -> None:
-        """Write the names learnt in one round together: one store write for them all, not one per task."""
+        """Write the names learnt together: one store write for them all, not one per task."""
         named = {task.task_id: name for task, name in learnt if name}
         if named:
             try:

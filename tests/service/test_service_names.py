@@ -320,3 +320,16 @@ def test_names_that_could_not_be_stored_are_written_later_without_asking_again(e
     assert service_of(store, 23) == ["web"]
     assert counting.batches == [[task_id(23)], [task_id(23)]]
     assert names.pending() == 0
+
+
+def test_a_backlog_is_written_batch_by_batch(ecs, store, stubber, clock):
+    counting = CountingStore(store)
+    names = ServiceNames(ecs, counting, clock=clock, autostart=False)  # type: ignore[arg-type]
+    names.submit(stored(store, *(record(n) for n in range(100, 250))))
+    expect_describe(stubber, CLUSTER, list(range(100, 200)), {n: "service:web" for n in range(100, 200)})
+    expect_describe(stubber, CLUSTER, list(range(200, 250)), {n: "service:api" for n in range(200, 250)})
+
+    assert names.run_once() == 150
+
+    assert [len(batch) for batch in counting.batches] == [100, 50]
+    assert service_of(store, 249) == ["api"]
