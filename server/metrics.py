@@ -87,6 +87,7 @@ STORE_OPERATIONS = (
     "running_containers",
     "update_container",
     "update_task",
+    "update_tasks",
     "events_of_container",
     "events_of_task",
     "prune",

@@ -24,7 +24,7 @@ import os
 import sqlite3
 import threading
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -116,6 +116,11 @@ UPDATE = f"UPDATE containers SET {', '.join(f'{name} = ?' for name in INDEXED)},
 def _row(record: Record) -> tuple:
     """The parameters of INSERT and UPDATE for ``record``."""
     return (*(record.get(name, "") for name in INDEXED), encode_record(record), record["container_id"])
+
+
+def _with_fields(stored: list[tuple[str, bytes | str]], fields_by_task: Mapping[str, Record]) -> list[tuple]:
+    """UPDATE parameters for stored (task ID, record) pairs with their task's fields set."""
+    return [_row({**decode_record(record), **fields_by_task[task_id]}) for task_id, record in stored]
 
 
 class _Plan:
@@ -453,6 +458,33 @@ class SQLiteStore(Store):
             rows = conn.execute("SELECT record FROM containers WHERE task_id = ?", (task_id,)).fetchall()
             for (row,) in rows:
                 conn.execute(UPDATE, _row({**decode_record(row), **fields}))
+
+    def update_tasks(self, fields_by_task: Mapping[str, Record]) -> None:
+        # One transaction for a batch of tasks (the service-name worker's): with one per task, each queued for the
+        # write lock behind the reports and the worker fell behind. The records are decoded and encoded before the
+        # lock, against the rows read without it, and again inside only if another writer changed one meanwhile.
+        tasks = sorted(fields_by_task)
+        with self._errors():
+            seen = self._of_tasks(self._connection(), tasks)
+        rows = _with_fields(seen, fields_by_task)
+        with self._write() as conn:
+            stored = self._of_tasks(conn, tasks)
+            if stored != seen:
+                rows = _with_fields(stored, fields_by_task)
+            conn.executemany(UPDATE, rows)
+
+    @staticmethod
+    def _of_tasks(conn: sqlite3.Connection, tasks: list[str]) -> list[tuple[str, bytes | str]]:
+        """The stored (encoded) records of the tasks' containers, as (task ID, record), in container order."""
+        found: list[tuple[str, bytes | str]] = []
+        for start in range(0, len(tasks), 500):
+            chunk = tasks[start : start + 500]
+            found += conn.execute(
+                f"SELECT task_id, record FROM containers WHERE task_id IN ({','.join('?' * len(chunk))})"
+                " ORDER BY container_id",
+                chunk,
+            ).fetchall()
+        return found
 
     def _events(self, column: str, value: str) -> list[Event]:
         rows = self._query(f"SELECT event FROM events WHERE {column} = ? ORDER BY timestamp, seq", (value,))

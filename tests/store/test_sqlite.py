@@ -359,3 +359,25 @@ def test_writers_of_many_threads_queue_for_the_file_instead_of_timing_out(tmp_pa
     assert len(stores[0].running_containers()) == 16 * 5 * 100
     for store in stores:
         store.close()
+
+
+def test_update_tasks_writes_again_a_record_another_writer_changed_meanwhile(tmp_path):
+    path = str(tmp_path / "s.sqlite3")
+    store, other = SQLiteStore(path), SQLiteStore(path)
+    store.upsert_containers([record(1), record(2)], at(1))
+    read_before_lock = store._of_tasks
+
+    def read_then_let_another_writer_in(conn, tasks):
+        found = read_before_lock(conn, tasks)
+        if not conn.in_transaction:  # the read before the write lock: another writer lands right after it
+            other.update_container(cid(1), {"newrelic_url": "https://rpm.example/1"})
+        return found
+
+    store._of_tasks = read_then_let_another_writer_in  # type: ignore[method-assign]
+    store.update_tasks({TASK: {"service_name": "api"}})
+
+    one = store.get_container(cid(1))
+    assert (one["service_name"], one["newrelic_url"]) == ("api", "https://rpm.example/1")
+    assert store.get_container(cid(2))["service_name"] == "api"
+    store.close()
+    other.close()
