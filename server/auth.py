@@ -42,7 +42,7 @@ def authorize_read() -> None:
 
 
 def protect_reads(app: Flask, blueprints: Iterable[Blueprint]) -> None:
-    """Put the routes of ``blueprints`` behind ``authorize_read``: ``create_app`` does it when a read token is set.
-    Open reads run no check at all, which is most of a cached lookup's cost saved."""
+    """Put the routes of ``blueprints`` behind ``authorize_read``: ``create_app`` does it when a read token is set,
+    so that open reads run no hook at all."""
     for blueprint in blueprints:
         app.before_request_funcs.setdefault(blueprint.name, []).append(authorize_read)
