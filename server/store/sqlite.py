@@ -123,6 +123,16 @@ def _with_fields(stored: list[tuple[str, bytes | str]], fields_by_task: Mapping[
     return [_row({**decode_record(record), **fields_by_task[task_id]}) for task_id, record in stored]
 
 
+def _select_in(conn: sqlite3.Connection, query: str, values: list[str]) -> list[tuple]:
+    """The rows of ``query``, whose ``IN ({})`` takes ``values``, asked 500 values at a time (SQLite allows 32,766
+    parameters; small statements keep each short)."""
+    rows: list[tuple] = []
+    for start in range(0, len(values), 500):
+        chunk = values[start : start + 500]
+        rows += conn.execute(query.format(",".join("?" * len(chunk))), chunk).fetchall()
+    return rows
+
+
 class _Plan:
     """What a report does to the stored records ``stored`` (encoded, by container ID): rows to insert and to
     update, and the records that are new."""
@@ -378,16 +388,7 @@ class SQLiteStore(Store):
     @staticmethod
     def _stored(conn: sqlite3.Connection, ids: list[str]) -> dict[str, bytes | str]:
         """The stored (encoded) records of ``ids``, by container ID."""
-        found: dict[str, bytes | str] = {}
-        for start in range(0, len(ids), 500):  # SQLite allows 32,766 parameters; keep statements small
-            chunk = ids[start : start + 500]
-            found.update(
-                conn.execute(
-                    f"SELECT container_id, record FROM containers WHERE container_id IN ({','.join('?' * len(chunk))})",
-                    chunk,
-                ).fetchall()
-            )
-        return found
+        return dict(_select_in(conn, "SELECT container_id, record FROM containers WHERE container_id IN ({})", ids))
 
     def add_events(self, events: Iterable[Event]) -> int:
         with self._write() as conn:
@@ -454,10 +455,7 @@ class SQLiteStore(Store):
                 conn.execute(UPDATE, _row({**decode_record(row[0]), **fields}))
 
     def update_task(self, task_id: str, fields: Record) -> None:
-        with self._write() as conn:
-            rows = conn.execute("SELECT record FROM containers WHERE task_id = ?", (task_id,)).fetchall()
-            for (row,) in rows:
-                conn.execute(UPDATE, _row({**decode_record(row), **fields}))
+        self.update_tasks({task_id: fields})
 
     def update_tasks(self, fields_by_task: Mapping[str, Record]) -> None:
         # One transaction for a batch of tasks (the service-name worker's): with one per task, each queued for the
@@ -476,15 +474,9 @@ class SQLiteStore(Store):
     @staticmethod
     def _of_tasks(conn: sqlite3.Connection, tasks: list[str]) -> list[tuple[str, bytes | str]]:
         """The stored (encoded) records of the tasks' containers, as (task ID, record), in container order."""
-        found: list[tuple[str, bytes | str]] = []
-        for start in range(0, len(tasks), 500):
-            chunk = tasks[start : start + 500]
-            found += conn.execute(
-                f"SELECT task_id, record FROM containers WHERE task_id IN ({','.join('?' * len(chunk))})"
-                " ORDER BY container_id",
-                chunk,
-            ).fetchall()
-        return found
+        return _select_in(
+            conn, "SELECT task_id, record FROM containers WHERE task_id IN ({}) ORDER BY container_id", tasks
+        )
 
     def _events(self, column: str, value: str) -> list[Event]:
         rows = self._query(f"SELECT event FROM events WHERE {column} = ? ORDER BY timestamp, seq", (value,))
