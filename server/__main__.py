@@ -12,6 +12,7 @@ from typing import Any
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger
 
 from server import config as config_module
 from server import logs
@@ -19,6 +20,17 @@ from server.store import StoreError, open_store
 
 # Read by prometheus-client when first imported: set here before anything imports server.metrics.
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
+
+class AppLogsRequests(Logger):
+    """gunicorn's logger without its access log: the app logs every request itself (``server.requestlog``).
+
+    Given a logging config, gunicorn gathers an access line's fields for every answer even when its access logger
+    drops them: about a tenth of a cached lookup's CPU, measured with py-spy on a live worker.
+    """
+
+    def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
+        return None
 
 
 class ServerApplication(BaseApplication):
@@ -40,6 +52,7 @@ class ServerApplication(BaseApplication):
             "limit_request_line": 8190,  # the largest gunicorn allows: long IDs get the app's JSON 400
             "graceful_timeout": 10,
             "accesslog": None,  # the app logs each request itself, without credentials
+            "logger_class": AppLogsRequests,
             "logconfig_dict": logs.gunicorn_logconfig(cfg.log_level, cfg.log_format),
             "control_socket_disable": True,  # several servers may share a host; nothing uses it
             "loglevel": cfg.log_level.lower(),

@@ -29,6 +29,15 @@ def test_gunicorn_keeps_idle_connections_longer_than_a_load_balancer():
     assert ServerApplication(config.load(environ={"ECS_ID_MAPPER_KEEPALIVE": "5"})).cfg.keepalive == 5
 
 
+def test_gunicorn_gathers_no_access_line_of_its_own():
+    """The app logs every request: gunicorn's logger must not also read each answer for a line it drops."""
+    from server.__main__ import ServerApplication
+
+    gunicorn = ServerApplication(config.load(environ={})).cfg
+    logger = gunicorn.logger_class(gunicorn)
+    assert logger.access(None, None, {}, None) is None  # gunicorn's own would read the response's status
+
+
 def test_environment_then_overrides():
     environ = {"ECS_ID_MAPPER_TOKEN": "from-env", "ECS_ID_MAPPER_ALLOW_ANONYMOUS_REPORTS": "Yes"}
     cfg = config.load({"ECS_ID_MAPPER_WORKERS": "3", "bind": "0.0.0.0:80"}, environ=environ)
