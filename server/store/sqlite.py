@@ -84,8 +84,9 @@ TRUNCATE_WAIT = 0.2
 CHECKPOINT_INTERVAL = 0.1
 
 #: How much of the file each connection reads through a memory map instead of a read() per page and a private
-#: page cache (address space only: the pages are the OS's own cache, shared by every connection).
-MMAP_SIZE = 1 << 30
+#: page cache (address space only: the pages are the OS's own cache, shared by every connection). SQLite's own
+#: ceiling, just under 2 GiB: a million containers take 1.09 GB.
+MMAP_SIZE = 0x7FFF0000
 
 #: What records have in common, so that zlib need not spell it out in each. Stored records can only be read
 #: with the very bytes they were written with (zlib checks its Adler-32): never change this text.
