@@ -31,10 +31,10 @@ def test_gunicorn_keeps_idle_connections_longer_than_a_load_balancer():
 
 def test_gunicorn_gathers_no_access_line_of_its_own():
     """The app logs every request: gunicorn's logger must not also read each answer for a line it drops."""
-    from server.__main__ import ServerApplication
+    from server.__main__ import AppLogsRequests, ServerApplication
 
-    gunicorn = ServerApplication(config.load(environ={})).cfg
-    logger = gunicorn.logger_class(gunicorn)
+    assert ServerApplication(config.load(environ={})).cfg.logger_class is AppLogsRequests
+    logger = AppLogsRequests.__new__(AppLogsRequests)  # not set up: that would configure this process's logging
     assert logger.access(None, None, {}, None) is None  # gunicorn's own would read the response's status
 
 
