@@ -60,7 +60,13 @@ class BufferedLines(logging.Handler):
         # gunicorn forks its workers after logging is set up: a child keeps neither the writer thread nor the
         # lines the parent has yet to write (the parent writes those).
         me = weakref.ref(self)
-        os.register_at_fork(after_in_child=lambda: (handler := me()) and handler._reset())
+
+        def reset_in_child() -> None:
+            handler = me()
+            if handler is not None:
+                handler._reset()
+
+        os.register_at_fork(after_in_child=reset_in_child)
 
     def _reset(self) -> None:
         self._lines: deque[bytes] = deque()
@@ -68,12 +74,12 @@ class BufferedLines(logging.Handler):
         self._stop = threading.Event()
         self._writer: threading.Thread | None = None  # started with the first line
 
-    def handle(self, record: logging.LogRecord) -> logging.LogRecord | bool:
+    def handle(self, record: logging.LogRecord) -> bool:
         # Handler.handle without the handler's lock: appending to a deque needs none, and writes hold _writing.
         passed = self.filter(record)
         if passed:
             self.emit(passed if isinstance(passed, logging.LogRecord) else record)
-        return passed
+        return bool(passed)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
