@@ -79,7 +79,12 @@ def test_a_backlog_is_written_by_the_thread_that_adds_to_it(pipe):
 def test_writes_hold_whole_lines_within_pipe_buf(pipe, monkeypatch):
     stream, _ = pipe
     writes: list[bytes] = []
-    monkeypatch.setattr(logs.os, "write", lambda fd, data: writes.append(bytes(data)) or len(data))
+
+    def write(fd: int, data: bytes) -> int:
+        writes.append(bytes(data))
+        return len(data)
+
+    monkeypatch.setattr(logs.os, "write", write)
     handler = BufferedLines(stream, interval=HOUR)
     log = logger_to(handler, "chunks")
     lines = [f"request {n} " + "x" * (n % 300) for n in range(200)]
