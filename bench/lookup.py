@@ -364,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--busy-ecs", choices=("moto", "none"), default="moto", help="case 2's ECS: moto's server, or no AWS at all"
     )
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument(
