@@ -31,6 +31,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python -m bench.dynamodb_cost
 	$(BIN)/python -m bench.cpu
 	$(BIN)/python -m bench.lookup
+	$(BIN)/python -m bench.profile
 	$(BIN)/python -m bench.sd_prometheus
 	$(BIN)/python -m bench.soak
 
