@@ -48,8 +48,8 @@ class BufferedLines(logging.Handler):
     Lines go out whole, in writes of at most ``PIPE_BUF`` bytes, which the kernel keeps whole on a pipe written by
     several processes (gunicorn's workers share one stderr). A record at WARNING or above is written at once, with
     the lines before it; so is a backlog of ``backlog`` lines (a reader that stalls slows the requests, as a
-    ``StreamHandler`` would, instead of filling memory). ``logging.shutdown`` writes the rest at exit, so only a
-    process killed outright loses its last ``interval`` of lines.
+    ``StreamHandler`` would, instead of filling memory). ``logging.shutdown`` writes the rest at exit (lines after
+    it go out at once), so only a process killed outright loses its last ``interval`` of lines.
     """
 
     def __init__(self, stream: TextIO | None = None, interval: float = 0.1, backlog: int = 10_000):
@@ -90,8 +90,8 @@ class BufferedLines(logging.Handler):
         self._lines.append(line)
         if self._writer is None:
             self._start()
-        if record.levelno >= logging.WARNING or len(self._lines) > self.backlog:
-            self.flush()
+        if record.levelno >= logging.WARNING or len(self._lines) > self.backlog or self._stop.is_set():
+            self.flush()  # the last also once closed: threads that log during shutdown have no writer left
 
     def _start(self) -> None:
         with self._writing:

@@ -101,12 +101,15 @@ def test_writes_hold_whole_lines_within_pipe_buf(pipe, monkeypatch):
     handler.close()
 
 
-def test_close_writes_what_is_left(pipe):
+def test_close_writes_what_is_left_and_later_lines_at_once(pipe):
     stream, fd = pipe
     handler = BufferedLines(stream, interval=HOUR)
-    logger_to(handler, "close").info("last words")
+    log = logger_to(handler, "close")
+    log.info("last words")
     handler.close()
     assert written(fd) == "INFO last words\n"
+    log.info("from a thread still running at exit")
+    assert written(fd) == "INFO from a thread still running at exit\n"
 
 
 def test_a_forked_child_writes_only_its_own_lines(pipe):
