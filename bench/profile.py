@@ -27,7 +27,7 @@ from bench.lookup import bulk_load, warm_up
 
 #: Parts of an answer and the frames that put a sample in each; the first part that matches takes the sample.
 PARTS = [
-    ("the request log line", ("Logger.handle", "Logger.makeRecord")),
+    ("the request log line", ("Logger.handle", "Logger.makeRecord", "BufferedLines.")),
     ("the request metrics", ("count_request",)),
     ("the route", ("Flask.dispatch_request",)),
     ("Flask around the route", ("Flask.wsgi_app",)),
@@ -53,15 +53,19 @@ def profile(served: Served, paths: list[str], seconds: float, out: Path) -> dict
          "--rate", str(RATE), "--duration", f"{seconds:g}", "--format", "raw", "--output", str(out)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    answers = wrk(served.url, paths, seconds, 16)["rps"] * seconds
+    run = wrk(served.url, paths, seconds, 16)
     _, errors = spy.communicate()
     if spy.returncode != 0:
-        raise RuntimeError(f"py-spy failed: {errors.strip()[-500:]}")
+        raise RuntimeError(f"py-spy failed (is ptrace allowed?): {errors.strip()[-500:]}")
+    if run["errors"]:
+        raise RuntimeError(f"{run['errors']} answers were errors, not lookups")
+    answers = run["rps"] * seconds
     samples: Counter[str] = Counter()
     for line in out.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         samples[part_of(stack)] += int(count)
-    return {part: samples[part] * 1e6 / RATE / answers for part, _ in PARTS}
+    per_answer = {part: samples[part] * 1e6 / RATE / answers for part, _ in PARTS}
+    return {**per_answer, "total": sum(per_answer.values())}
 
 
 def py_spy() -> str:
@@ -93,17 +97,19 @@ def main(argv: list[str] | None = None) -> int:
                 with Served(module, env, workdir / f"{name}.log") as served:
                     warm_up(served.url, paths, 16)
                     runs[name].append(profile(served, paths, args.seconds, workdir / f"{name}-{round_}.txt"))
+    except RuntimeError as exc:
+        print(f"bench.profile: {exc}", file=sys.stderr)
+        return 2
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    parts = [*(part for part, _ in PARTS), "total"]
     figures = {
-        name: {part: round(statistics.median(run[part] for run in parts), 1) for part, _ in PARTS}
-        for name, parts in runs.items()
+        name: {part: round(statistics.median(run[part] for run in rounds), 1) for part in parts}
+        for name, rounds in runs.items()
     }
-    for name in figures:
-        figures[name]["total"] = round(sum(figures[name].values()), 1)
     print("| Part (µs of Python time per answer, median of rounds) | container text | bare route |")
     print("|---|---:|---:|")
-    for part in [*(p for p, _ in PARTS), "total"]:
+    for part in parts:
         print(f"| {part} | {figures['ours'][part]:,.0f} | {figures['bare'][part]:,.0f} |")
     print(json.dumps(figures))
     return 0

@@ -13,6 +13,7 @@ import sys
 import threading
 import weakref
 from collections import deque
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -57,20 +58,23 @@ class BufferedLines(logging.Handler):
         self.fd = (stream or sys.stderr).fileno()
         self.interval, self.backlog = interval, backlog
         self._reset()
-        # gunicorn forks its workers after logging is set up: a child keeps neither the writer thread nor the
-        # lines the parent has yet to write (the parent writes those).
+        # gunicorn forks its workers after logging is set up. The parent writes its lines before it forks, so that
+        # they come first; the child keeps neither the writer thread nor a line the parent has yet to write.
         me = weakref.ref(self)
 
-        def reset_in_child() -> None:
-            handler = me()
-            if handler is not None:
-                handler._reset()
+        def hook(method: str) -> Callable[[], None]:
+            def call() -> None:
+                handler = me()
+                if handler is not None:
+                    getattr(handler, method)()
 
-        os.register_at_fork(after_in_child=reset_in_child)
+            return call
+
+        os.register_at_fork(before=hook("flush"), after_in_child=hook("_reset"))
 
     def _reset(self) -> None:
         self._lines: deque[bytes] = deque()
-        self._writing = threading.Lock()
+        self._writing = threading.RLock()  # reentrant: a signal handler may log a warning in a thread that writes
         self._stop = threading.Event()
         self._writer: threading.Thread | None = None  # started with the first line
 
@@ -88,7 +92,7 @@ class BufferedLines(logging.Handler):
             self.handleError(record)
             return
         self._lines.append(line)
-        if self._writer is None:
+        if self._writer is None and not self._stop.is_set():
             self._start()
         if record.levelno >= logging.WARNING or len(self._lines) > self.backlog or self._stop.is_set():
             self.flush()  # the last also once closed: threads that log during shutdown have no writer left
