@@ -154,18 +154,3 @@ def _run_poster(go, port: int, token: str, firsts: list[int], salt: str, events:
         poster = Poster(port, token)
         poster.post(body)
         poster.conn.close()
-
-
-def steady_poster(port: int, token: str, rate: float, salt: str, stop, posted) -> None:
-    """Post new containers at ``rate`` upserts per second in 100-container reports until ``stop`` is set;
-    ``posted`` (a shared integer) counts them."""
-    poster = Poster(port, token)
-    interval = REPORT_SIZE / rate
-    due = time.monotonic()
-    first = 0
-    while not stop.is_set():
-        poster.post(report(first, salt=salt))
-        first += REPORT_SIZE
-        posted.value = first
-        due += interval
-        stop.wait(max(0.0, due - time.monotonic()))
