@@ -45,7 +45,7 @@ class ServerApplication(BaseApplication):
         for name, value in {
             "bind": [cfg.bind],
             "workers": cfg.workers,
-            "worker_class": "server.worker.JsonErrorWorker",  # gthread (see docs/performance.md), JSON errors
+            "worker_class": "server.gunicorn_worker.JsonErrorWorker",  # gthread (see docs/performance.md), JSON errors
             "threads": cfg.threads,
             "timeout": cfg.timeout,
             "keepalive": cfg.keepalive,

@@ -20,7 +20,7 @@ from server import (
     query,
     report,
     requestlog,
-    service,
+    service_query,
 )
 from server import config as config_module
 from server.config import Config
@@ -37,7 +37,7 @@ from server.retention import Pruner
 from server.service_names import ServiceNames
 from server.state import EXTENSION, AppState
 from server.store import open_store
-from server.store.health import HealthCheck
+from server.store.probe import HealthCheck
 
 
 def create_app(
@@ -75,10 +75,10 @@ def create_app(
     )
 
     errors.register(app)
-    for module in (query, service, report, health, discovery, openapi, exposition):
+    for module in (query, service_query, report, health, discovery, openapi, exposition):
         app.register_blueprint(module.bp)
     if cfg.read_token:
-        auth.protect_reads(app, (query.bp, service.bp, discovery.bp, exposition.bp))
+        auth.protect_reads(app, (query.bp, service_query.bp, discovery.bp, exposition.bp))
     app.wsgi_app = requestlog.RequestLog(app.wsgi_app)  # type: ignore[method-assign]
     return app
 

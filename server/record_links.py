@@ -6,8 +6,8 @@ from __future__ import annotations
 from contextlib import suppress
 
 from server import links
+from server.enrichment import store_newrelic_url
 from server.errors import ApiError
-from server.lookups import store_newrelic_url
 from server.records import public
 from server.state import state
 from server.store import Record

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from server import aws
 from server.backoff import Backoff
 from server.ecs import DESCRIBE_BATCH, EcsClient, EcsError, EcsNotConfigured, EcsNotFound
+from server.enrichment import store_service_names
 from server.ids import task_id_of_arn
-from server.lookups import store_service_names
 from server.lru import LRU
 from server.metrics import SERVICE_NAME_LOOKUPS
 from server.store import Record, Store, StoreError

@@ -14,7 +14,7 @@ from server.newrelic import NewRelicClient
 from server.retention import Pruner
 from server.service_names import ServiceNames
 from server.store import Store
-from server.store.health import HealthCheck
+from server.store.probe import HealthCheck
 
 #: The key of the state in ``app.extensions``.
 EXTENSION = "ecs_id_mapper"

@@ -45,8 +45,8 @@ from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 from server.flags import parse_bool
 from server.lru import LRU
 from server.records import event_id
+from server.store.aws_store import MergingStore, Pool, client_config, new_client, number
 from server.store.base import Event, Record, StoreError, StoreUnavailable
-from server.store.boto import MergingStore, Pool, client_config, new_client, number
 
 log = logging.getLogger(__name__)
 

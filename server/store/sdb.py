@@ -43,8 +43,8 @@ from server.lru import LRU
 from server.records import format_time
 from server.store import sdb_hosts as hosts
 from server.store import sdb_items as items
+from server.store.aws_store import MergingStore, client_config, new_client, number
 from server.store.base import Event, Record, StoreError, StoreUnavailable
-from server.store.boto import MergingStore, client_config, new_client, number
 
 log = logging.getLogger(__name__)
 

@@ -26,8 +26,8 @@ from server.feed import Feed
 from server.retention import Pruner
 from server.state import state
 from tests.server import ecs_samples, samples
-from tests.service import helpers
 from tests.support import ROOT, eventually
+from tests.upstream import helpers
 
 TEMPLATE = ROOT / "deploy" / "cloudformation.yaml"
 CFN_LINT = Path(sys.executable).with_name("cfn-lint")

@@ -13,7 +13,7 @@ def store_url(tmp_path) -> str:
 
 @pytest.fixture
 def settings(store_url) -> dict:
-    # Service names are learnt from ECS in the background; tests/service covers that.
+    # Service names are learnt from ECS in the background; tests/upstream covers that.
     return {"store": store_url, "token": TOKEN, "service_names": False}
 
 

@@ -1,5 +1,6 @@
-"""Requests gunicorn refuses before the app sees them answer in the JSON error shape too (``server/worker.py``),
-spoken to with raw sockets, since an HTTP client library would refuse to send most of them."""
+"""Requests gunicorn refuses before the app sees them answer in the JSON error shape too
+(``server/gunicorn_worker.py``), spoken to with raw sockets, since an HTTP client library would refuse to send
+most of them."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ import threading
 
 from server.state import state
 from server.store import Store, StoreUnavailable
-from server.store.health import HealthCheck
+from server.store.probe import HealthCheck
 from tests.clock import Clock
 
 

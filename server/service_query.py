@@ -7,9 +7,9 @@ import re
 from flask import Blueprint, Response, jsonify
 from werkzeug.wrappers import Response as BaseResponse
 
+from server.enrichment import store_service_name
 from server.errors import ApiError
 from server.ids import task_id_of_arn
-from server.lookups import store_service_name
 from server.record_links import full_record
 from server.respond import flag, url_answer, wants_redirect
 from server.state import state

@@ -12,7 +12,7 @@ from botocore.stub import Stubber
 from server.ecs import EcsClient
 from server.store.sqlite import SQLiteStore
 from tests.clock import Clock
-from tests.service.helpers import REGION
+from tests.upstream.helpers import REGION
 
 
 @pytest.fixture(autouse=True)

@@ -19,7 +19,7 @@ from server.newrelic import (
     RestV2Client,
 )
 from server.state import state
-from tests.service.helpers import config, container_id, record, task_id
+from tests.upstream.helpers import config, container_id, record, task_id
 
 API = "http://127.0.0.1:9"
 ENDPOINT = f"{API}/graphql"

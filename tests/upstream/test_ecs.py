@@ -10,8 +10,8 @@ from moto import mock_aws
 
 from server.ecs import EcsClient, EcsError, EcsNotFound, EcsUnavailable
 from server.ids import task_id_of_arn
-from tests.service.helpers import CLUSTER, REGION, described, run_tasks, task_arn
 from tests.support import free_port
+from tests.upstream.helpers import CLUSTER, REGION, described, run_tasks, task_arn
 
 SERVICE = "web"
 

@@ -18,7 +18,7 @@ from server.newrelic import (
     RestV2Client,
     UnconfiguredClient,
 )
-from tests.service.helpers import config
+from tests.upstream.helpers import config
 
 API = "http://127.0.0.1:9"
 KEY = "NRAK-SECRETKEY0123456789"

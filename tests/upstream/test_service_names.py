@@ -12,7 +12,7 @@ from moto import mock_aws
 from server.ecs import EcsClient, EcsUnavailable
 from server.service_names import ServiceNames
 from server.store import StoreError
-from tests.service.helpers import CLUSTER, REGION, SlowEcs, described, record, run_tasks, task_arn, task_id
+from tests.upstream.helpers import CLUSTER, REGION, SlowEcs, described, record, run_tasks, task_arn, task_id
 
 NOW = "2026-11-25T15:05:39.000Z"
 

@@ -10,7 +10,7 @@ from responses import matchers
 
 from server.ecs import EcsClient
 from server.state import state
-from tests.service.helpers import CLUSTER, SlowEcs, container_id, described, record, task_arn, task_id
+from tests.upstream.helpers import CLUSTER, SlowEcs, container_id, described, record, task_arn, task_id
 
 TOKEN = "report-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
