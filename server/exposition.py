@@ -23,4 +23,4 @@ def metrics() -> Response:
         registry = REGISTRY
     from_store = CollectorRegistry()
     from_store.register(state().containers_on_record)
-    return Response(generate_latest(registry) + generate_latest(from_store), mimetype=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(registry) + generate_latest(from_store), content_type=CONTENT_TYPE_LATEST)

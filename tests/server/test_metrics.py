@@ -151,3 +151,16 @@ def test_docs_list_every_metric_the_server_serves(client, report):
     }
     assert metrics.ContainersOnRecord.NAME in served
     assert {name for name in served if f"`{name}`" not in docs} == set()
+
+
+def test_the_content_type_is_one_valid_media_type(client):
+    # Prometheus parses the header with Go's mime.ParseMediaType, which refuses a parameter given twice.
+    from email.message import Message
+
+    header = client.get("/metrics").headers["Content-Type"]
+    parsed = Message()
+    parsed["Content-Type"] = header
+    names = [name for name, _ in parsed.get_params()[1:]]
+    assert parsed.get_content_type() == "text/plain"
+    assert sorted(names) == ["charset", "version"], header
+    assert parsed.get_param("charset") == "utf-8"
