@@ -126,3 +126,32 @@ def event_id(container_id: str, kind: str, old: str, new: str) -> str:
         old = new = ""
     digest = hashlib.blake2b(f"{container_id}|{kind}|{old}|{new}".encode(), digest_size=16).hexdigest()
     return f"{container_id[:12]}-{digest}"
+
+
+#: Status fields whose every change is a transition in the container's history.
+STATUS_FIELDS = ("known_status", "desired_status")
+
+
+def transitions(old: dict[str, str] | None, merged: dict[str, str], moment: str) -> list[dict[str, str]]:
+    """The history a stored change makes: ``appeared`` for a new record, one event per status field that changed.
+
+    Event IDs are the agent's own (``event_id``), so an agent's copy of a transition, the ECS feed's and a resend
+    are stored once; ``moment`` is when the change was seen (the report's ``sample_time``, the event's time).
+    """
+    container_id, task_id = merged["container_id"], merged.get("task_id", "")
+    found = []
+
+    def add(kind: str, before: str, after: str) -> None:
+        found.append({
+            "event_id": event_id(container_id, kind, before, after), "container_id": container_id,
+            "task_id": task_id, "event": kind, "from": before, "to": after, "timestamp": moment,
+        })  # fmt: skip
+
+    if old is None:
+        add("appeared", "", merged.get("known_status", ""))  # as the agent says it: the status it first had
+        return found
+    for field in STATUS_FIELDS:
+        before, after = old.get(field, ""), merged.get(field, "")
+        if after and before != after:
+            add(field, before, after)
+    return found

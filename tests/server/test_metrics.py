@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from email.message import Message
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -155,8 +156,6 @@ def test_docs_list_every_metric_the_server_serves(client, report):
 
 def test_the_content_type_is_one_valid_media_type(client):
     # Prometheus parses the header with Go's mime.ParseMediaType, which refuses a parameter given twice.
-    from email.message import Message
-
     header = client.get("/metrics").headers["Content-Type"]
     parsed = Message()
     parsed["Content-Type"] = header

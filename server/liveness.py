@@ -1,0 +1,118 @@
+"""What "running" means at read time: a host keeps its containers alive by reporting, and a host whose lease
+lapsed is lost, its containers with it.
+
+Every report that names a host renews that host's lease in the store (``Store.host_leases``). Nothing is written
+per container when a host goes silent: whether a container is lost is derived here, from its record and the
+leases, by every replica alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+
+from server.records import format_time
+
+#: Fields that name the host reporting a container. The cluster alone is no host; any of the others with it is one.
+HOST_FIELDS = ("cluster_name", "container_instance_arn", "instance_id", "host_name")
+#: The fields a lost record gains in every answer that shows it.
+LOST_FIELDS = ("lost_since", "lost_reason")
+
+
+def host_key(fields: Mapping[str, str]) -> str:
+    """The key of the host named by ``fields`` (a record or a report's ``host``), "" when they name none: a digest
+    of the host fields, so that a host whose identity changes (its instance ARN known after registration) is a new
+    host."""
+    values = [fields.get(name) or "" for name in HOST_FIELDS]
+    if not any(values[1:]):
+        return ""
+    return hashlib.sha256(json.dumps(values).encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def renewal_due(renewed_at: str | None, now: str, lease: float) -> bool:
+    """Whether a host heard at ``now`` needs its stored renewal (``renewed_at``) written again: once half the
+    lease has passed, so that a reporting host never lapses and writes at most once per ``lease / 2``."""
+    return not renewed_at or _seconds_between(renewed_at, now) >= lease / 2
+
+
+def lost_since(record: Mapping[str, str], leases: Mapping[str, str], lease: float, now: str) -> str | None:
+    """When ``record``'s host lapsed (its last renewal plus the lease), or None while the container may run.
+
+    A stopped container is never lost, nor one that names no host (the ECS feed ends those). A host with no lease
+    on record (written before leases existed) is judged by the container's own ``last_seen``.
+    """
+    if record.get("known_status") == "STOPPED":
+        return None
+    key = host_key(record)
+    if not key:
+        return None
+    heard = max(leases.get(key, ""), record.get("last_seen", ""))
+    if not heard:
+        return None
+    lapsed = _plus(heard, lease)
+    return lapsed if lapsed <= now else None
+
+
+def annotate(records: Iterable[dict[str, str]], leases: Mapping[str, str], lease: float, now: str) -> list[dict]:
+    """The records as answers show them: a lost one gains ``lost_since`` and ``lost_reason``."""
+    shown = []
+    for record in records:
+        since = lost_since(record, leases, lease, now)
+        if since is None:
+            shown.append(record)
+        else:
+            heard = max(leases.get(host_key(record), ""), record.get("last_seen", ""))
+            reason = f"its host stopped reporting: last report {heard}"
+            shown.append({**record, "lost_since": since, "lost_reason": reason})
+    return shown
+
+
+def is_running(record: Mapping[str, str]) -> bool:
+    """Running by its last report and not lost (``record`` as ``annotate`` returned it)."""
+    return record.get("known_status") == "RUNNING" and "lost_since" not in record
+
+
+class Leases:
+    """The store's host leases as one process reads them: asked at most once per ``interval`` seconds, so that a
+    lookup costs no extra store read and replicas agree within that bound."""
+
+    def __init__(
+        self,
+        read: Callable[[], Mapping[str, str]],
+        lease: float,
+        interval: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.read = read
+        self.lease = lease
+        self.interval = interval
+        self.clock = clock
+        self._leases: Mapping[str, str] = {}
+        self._read_at = -float("inf")
+        self._lock = threading.Lock()
+
+    def current(self) -> Mapping[str, str]:
+        with self._lock:
+            if self.clock() - self._read_at >= self.interval:
+                self._leases = dict(self.read())
+                self._read_at = self.clock()
+            return self._leases
+
+    def annotate(self, records: Iterable[dict[str, str]], now: str) -> list[dict]:
+        return annotate(records, self.current(), self.lease, now)
+
+
+def _parse(moment: str) -> datetime:
+    return datetime.fromisoformat(moment.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def _plus(moment: str, seconds: float) -> str:
+    return format_time(_parse(moment) + timedelta(seconds=seconds))
+
+
+def _seconds_between(earlier: str, later: str) -> float:
+    return (_parse(later) - _parse(earlier)).total_seconds()
