@@ -130,28 +130,65 @@ def event_id(container_id: str, kind: str, old: str, new: str) -> str:
 
 #: Status fields whose every change is a transition in the container's history.
 STATUS_FIELDS = ("known_status", "desired_status")
+#: Why a container stopped when its host's full snapshot no longer listed it.
+VANISHED_REASON = "vanished: no longer listed by its host's ECS agent"
 
 
-def transitions(old: dict[str, str] | None, merged: dict[str, str], moment: str) -> list[dict[str, str]]:
+def transitions(old: dict[str, str] | None, merged: dict[str, str]) -> list[dict[str, str]]:
     """The history a stored change makes: ``appeared`` for a new record, one event per status field that changed.
 
     Event IDs are the agent's own (``event_id``), so an agent's copy of a transition, the ECS feed's and a resend
-    are stored once; ``moment`` is when the change was seen (the report's ``sample_time``, the event's time).
+    are one event. Each is timed as the record knows it: when the container was first seen, when it stopped,
+    else the ``sample_time`` of the report that changed it.
     """
     container_id, task_id = merged["container_id"], merged.get("task_id", "")
+    moment = merged.get("sample_time", "")
     found = []
 
-    def add(kind: str, before: str, after: str) -> None:
+    def add(kind: str, before: str, after: str, at: str) -> None:
         found.append({
             "event_id": event_id(container_id, kind, before, after), "container_id": container_id,
-            "task_id": task_id, "event": kind, "from": before, "to": after, "timestamp": moment,
+            "task_id": task_id, "event": kind, "from": before, "to": after, "timestamp": at or moment,
         })  # fmt: skip
 
     if old is None:
-        add("appeared", "", merged.get("known_status", ""))  # as the agent says it: the status it first had
+        # As the agent says it: one event, to the status it first had.
+        add("appeared", "", merged.get("known_status", ""), merged.get("first_seen", ""))
         return found
     for field in STATUS_FIELDS:
         before, after = old.get(field, ""), merged.get(field, "")
         if after and before != after:
-            add(field, before, after)
+            stopped = field == "known_status" and after == "STOPPED"
+            add(field, before, after, merged.get("stopped_at", "") if stopped else moment)
     return found
+
+
+def untold(changes: list[tuple[dict[str, str] | None, dict[str, str]]], told: list[dict[str, str]]) -> list[dict]:
+    """The transitions of ``changes`` (stored record, merged record) that the report's own events (``told``) do
+    not name already, whatever IDs the sender gave them."""
+    named = {(e["container_id"], e["event"], e.get("from") or "", e.get("to") or "") for e in told}
+    return [
+        event
+        for old, merged in changes
+        if old != merged
+        for event in transitions(old, merged)
+        if (event["container_id"], event["event"], event["from"], event["to"]) not in named
+    ]
+
+
+def vanished(record: dict[str, str], moment: str) -> tuple[dict[str, str], list[dict[str, str]]]:
+    """A not-stopped ``record`` that its host's full snapshot of ``moment`` no longer lists: stopped then, with the
+    reason, and its ``vanished`` event (as the agent would send it) and its stop."""
+    stopped = {
+        **record,
+        "known_status": "STOPPED",
+        "stopped_at": record.get("stopped_at") or moment,
+        "stopped_reason": record.get("stopped_reason") or VANISHED_REASON,
+    }
+    container_id = record["container_id"]
+    before = record.get("known_status", "")
+    gone = {
+        "event_id": event_id(container_id, "vanished", before, ""), "container_id": container_id,
+        "task_id": record.get("task_id", ""), "event": "vanished", "from": before, "to": "", "timestamp": moment,
+    }  # fmt: skip
+    return stopped, [gone, *transitions(record, stopped)]

@@ -35,6 +35,8 @@ class Store(ABC):
     retention: float = 0.0
     #: True where the backend removes expired items itself (``prune`` then does nothing).
     expires_itself: bool = False
+    #: Seconds a host stays alive after its last report (``ECS_ID_MAPPER_HOST_LEASE``; see ``server.liveness``).
+    lease: float = 540.0
     #: Where the store reads the time, in seconds since the epoch (tests give a store a clock of its own).
     clock: Callable[[], float] = staticmethod(time.time)
 
@@ -61,17 +63,31 @@ class Store(ABC):
     def add_events(self, events: Iterable[Event]) -> int:
         """Store each event whose ``event_id`` is not stored yet. Returns how many were new."""
 
+    @abstractmethod
     def record_report(
-        self, records: list[Record], events: list[Event], now: str, full: bool = False
+        self, records: list[Record], events: list[Event], now: str, full: bool = False, host: Record | None = None
     ) -> tuple[list[Record], int]:
-        """Store one report: its records (as ``upsert_containers``), then its events (as ``add_events``).
+        """Store one report: its records (merged as ``upsert_containers`` does), its events (as ``add_events``), and
+        the transitions its records made that its events do not name (``server.records.untold``).
 
-        ``full``: the records are a host's whole snapshot (an agent's resync). Returns the records that are new and
-        how many events were. Backends that can write a record together with its events in fewer requests, or
-        keep a host's running containers alive from its full reports, override this; the answer must be the same.
+        ``host``: the reporting host's fields; its lease (``host_leases``) is renewed when due
+        (``server.liveness.renewal_due``). ``full``: the records are that host's whole snapshot (an agent's resync):
+        every record of the host not stopped and not in it has vanished (``server.records.vanished``).
+        Returns the records that are new and how many of the report's own events were.
         """
-        created = self.upsert_containers(records, now) if records else []
-        return created, self.add_events(events) if events else 0
+
+    @abstractmethod
+    def host_leases(self) -> dict[str, str]:
+        """Every host's last stored renewal: host key (``server.liveness.host_key``) → time, in one cheap read."""
+
+    @abstractmethod
+    def get_note(self, key: str) -> str | None:
+        """The value kept under ``key`` by ``put_note``, or None."""
+
+    @abstractmethod
+    def put_note(self, key: str, value: str) -> None:
+        """Keep ``value`` (a string of any length up to 64 KiB) under ``key`` (at most 256 characters) for every
+        replica: what the server learnt once and must not ask again, such as a task definition."""
 
     @abstractmethod
     def get_container(self, container_id: str) -> Record | None:

@@ -66,15 +66,41 @@ def test_the_leases_are_read_at_most_once_per_interval():
 
 def test_transitions_of_a_new_record_and_of_a_change():
     cid = "c" * 64
-    (appeared,) = records.transitions(None, {"container_id": cid, "task_id": "t", "known_status": "PENDING"}, at(0))
-    assert (appeared["event"], appeared["from"], appeared["to"]) == ("appeared", "", "PENDING")
+    new = {"container_id": cid, "task_id": "t", "known_status": "PENDING", "first_seen": at(0), "sample_time": at(1)}
+    (appeared,) = records.transitions(None, new)
+    assert (appeared["event"], appeared["from"], appeared["to"], appeared["timestamp"]) == (
+        "appeared",
+        "",
+        "PENDING",
+        at(0),
+    )
     assert appeared["event_id"] == records.event_id(cid, "appeared", "", "PENDING")
     old = {"container_id": cid, "task_id": "t", "known_status": "RUNNING", "desired_status": "RUNNING"}
-    new = {**old, "known_status": "STOPPED", "desired_status": "STOPPED"}
-    found = records.transitions(old, new, at(3))
+    stop = {**old, "known_status": "STOPPED", "desired_status": "STOPPED", "sample_time": at(4), "stopped_at": at(3)}
+    found = records.transitions(old, stop)
     assert [(e["event"], e["from"], e["to"], e["timestamp"]) for e in found] == [
         ("known_status", "RUNNING", "STOPPED", at(3)),
-        ("desired_status", "RUNNING", "STOPPED", at(3)),
+        ("desired_status", "RUNNING", "STOPPED", at(4)),
     ]
     assert found[0]["event_id"] == records.event_id(cid, "known_status", "RUNNING", "STOPPED")
-    assert records.transitions(old, dict(old), at(4)) == []
+    assert records.transitions(old, dict(old)) == []
+
+
+def test_untold_leaves_out_what_the_report_named_under_any_id():
+    cid = "c" * 64
+    old = {"container_id": cid, "task_id": "t", "known_status": "PENDING"}
+    new = {**old, "known_status": "RUNNING", "sample_time": at(1)}
+    told = [{"event_id": "mine", "container_id": cid, "event": "known_status", "from": "PENDING", "to": "RUNNING"}]
+    assert records.untold([(old, new)], told) == []
+    assert [e["event"] for e in records.untold([(old, new), (None, new)], [])] == ["known_status", "appeared"]
+
+
+def test_a_vanished_container_stops_with_its_reason_and_events():
+    cid = "d" * 64
+    stopped, events = records.vanished({"container_id": cid, "task_id": "t", "known_status": "RUNNING"}, at(7))
+    assert (stopped["known_status"], stopped["stopped_at"]) == ("STOPPED", at(7))
+    assert stopped["stopped_reason"] == records.VANISHED_REASON
+    assert [(e["event"], e["from"], e["to"], e["timestamp"]) for e in events] == [
+        ("vanished", "RUNNING", "", at(7)),
+        ("known_status", "RUNNING", "STOPPED", at(7)),
+    ]
