@@ -31,6 +31,8 @@ class Config:
     imds_url: str = "http://169.254.169.254"
     poll_interval: float = 5.0
     resync_interval: float = 600.0
+    # With nothing to report for this long, an empty report keeps the host's lease (server.liveness) alive.
+    keepalive_interval: float = 60.0
     spool_dir: Path | None = None
     log_level: str = "INFO"
     log_format: str = "text"
@@ -100,7 +102,11 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
     for key, field in (("ECS_AGENT_URL", "ecs_agent_url"), ("IMDS_URL", "imds_url")):
         if get(key):
             settings[field] = _url(PREFIX + key, get(key))
-    for key, field in (("POLL_INTERVAL", "poll_interval"), ("RESYNC_INTERVAL", "resync_interval")):
+    for key, field in (
+        ("POLL_INTERVAL", "poll_interval"),
+        ("RESYNC_INTERVAL", "resync_interval"),
+        ("KEEPALIVE_INTERVAL", "keepalive_interval"),
+    ):
         if get(key):
             settings[field] = _seconds(PREFIX + key, get(key))
     if get("SPOOL_DIR"):

@@ -94,6 +94,8 @@ class Agent:
             queued = self._queue(ecs_host, snapshot, now)
         if self.outbox.pending() and self.delivery.due() and not self.delivery.deliver(self.outbox, self.host):
             self.poll_failures["delivery"] += 1
+        elif self._keepalive_due() and not self.delivery.keep_alive(self.outbox, self.host):
+            self.poll_failures["delivery"] += 1
         if self.spool and (queued or (len(self.outbox), self.outbox.full) != pending):
             self._save()
 
@@ -113,6 +115,15 @@ class Agent:
             records = (change.new for change in changes if change.new is not None)
         self.outbox.put(({**record, "sample_time": sample_time} for record in records), events, full=resync)
         return resync or bool(changes)
+
+    def _keepalive_due(self) -> bool:
+        """Nothing pending, and nothing delivered for a keep-alive interval: the server would think the host dead."""
+        return (
+            bool(self.host)
+            and not self.outbox.pending()
+            and self.delivery.due()
+            and self.seconds_since_delivery() >= self.config.keepalive_interval
+        )
 
     def _resync_due(self, now: float) -> bool:
         return self._last_full is None or now - self._last_full >= self.config.resync_interval

@@ -65,6 +65,10 @@ class Delivery:
                 return False
         return True
 
+    def keep_alive(self, outbox: Outbox, host: dict[str, str]) -> bool:
+        """Send a report of no changes (``outbox`` is empty), which renews the host's lease on the server."""
+        return self._send(outbox, outbox.take(host, self.max_body), self.timeout)
+
     def _send(self, outbox: Outbox, batch: Batch, timeout: tuple[float, float]) -> bool:
         """One attempt; False when it failed and the next must wait for the backoff."""
         if self._last_request is not None and self.clock() - self._last_request >= self.max_idle_reuse:

@@ -169,7 +169,7 @@ def test_container_without_docker_id_yet_is_reported_once_it_has_one(make_agent,
 
 
 def test_resync_resends_the_whole_snapshot_without_events(make_agent, script, reports, clock):
-    agent = make_agent(resync_interval=600)
+    agent = make_agent(resync_interval=600, keepalive_interval=600)
     payload = tasks(task(long_arn(1), "RUNNING", container(1)), task(long_arn(2), "STOPPED", container(2)))
     script.imds()
     script.poll(payload)
@@ -205,3 +205,23 @@ def test_instance_arn_known_later_resends_every_record(make_agent, script, repor
     assert reports.bodies[1]["full"] is True
     assert reports.bodies[1]["host"]["container_instance_arn"] == METADATA["ContainerInstanceArn"]
     assert [c["container_id"] for c in reports.bodies[1]["containers"]] == [A]
+
+
+def test_a_quiet_host_sends_an_empty_report_each_keepalive_interval(make_agent, script, reports, clock):
+    agent = make_agent(keepalive_interval=60)
+    arn = long_arn(1)
+    script.imds()
+    script.poll(tasks(task(arn, "RUNNING", container(1))))
+    script.report()
+    for _ in range(11):  # 55 s of polls with nothing new: nothing sent
+        script.poll(tasks(task(arn, "RUNNING", container(1))))
+    script.poll(tasks(task(arn, "RUNNING", container(1))))
+    script.report()  # 60 s after the last report: the keep-alive
+    for _ in range(13):
+        agent.poll_once()
+        clock.advance(5)
+
+    first, keepalive = reports.bodies
+    assert first["full"] is True
+    assert (keepalive["containers"], keepalive["events"], keepalive["full"]) == ([], [], False)
+    assert keepalive["host"] == first["host"]
