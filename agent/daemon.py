@@ -92,9 +92,11 @@ class Agent:
                 log.info("ECS agent readable again")
             self._ecs_down = False
             queued = self._queue(ecs_host, snapshot, now)
-        if self.outbox.pending() and self.delivery.due() and not self.delivery.deliver(self.outbox, self.host):
-            self.poll_failures["delivery"] += 1
-        elif self._keepalive_due() and not self.delivery.keep_alive(self.outbox, self.host):
+        if self.outbox.pending() and self.delivery.due():
+            delivered = self.delivery.deliver(self.outbox, self.host)
+        else:
+            delivered = not self._keepalive_due() or self.delivery.keep_alive(self.outbox, self.host)
+        if not delivered:
             self.poll_failures["delivery"] += 1
         if self.spool and (queued or (len(self.outbox), self.outbox.full) != pending):
             self._save()
