@@ -18,8 +18,7 @@ from typing import Any
 from moto import mock_aws
 
 from server.records import format_time
-from server.store import sdb_items as items
-from server.store.sdb import SimpleDBStore
+from server.store.sdb import SimpleDBStore, items
 from tests.store.conftest import strict_simpledb
 
 T0 = datetime.fromisoformat("2026-11-25T15:00:00.000Z")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.store import sdb_items as items
+from server.store.sdb import items
 from tests.store.conftest import Requests, moto_items
 from tests.store.samples import OTHER_TASK, TASK, at, cid, event, record
 
