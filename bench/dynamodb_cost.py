@@ -28,7 +28,7 @@ from server.records import event_id, format_time
 from server.store.base import Store
 from server.store.dynamodb import DynamoDBStore
 from server.store.dynamodb.items import item_size
-from server.store.dynamodb.table import INDEXES, PROJECTIONS
+from server.store.dynamodb.client import INDEXES, PROJECTIONS
 from server.store.sdb import SimpleDBStore
 
 T0 = datetime.fromisoformat("2026-11-25T15:00:00.000Z")

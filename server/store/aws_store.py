@@ -227,7 +227,8 @@ class AwsStore(MergingStore):
     ``StoreUnavailable``, a bounded pool for requests side by side, and the records it last read or wrote.
 
     A backend names its ``service`` (boto3's name, also the URL scheme) and ``title``, calls ``connect`` from its
-    constructor, and says in ``_refused`` what it makes of the error answers it expects.
+    constructor, makes its client in ``_new_client`` (in the module that makes its requests, so that the
+    service's name stands beside them), and says in ``_refused`` what it makes of the error answers it expects.
     """
 
     #: boto3's name of the service, also the store's URL scheme.
@@ -273,8 +274,9 @@ class AwsStore(MergingStore):
             # The process still starts: /health answers 503 and the next call tries again.
             log.warning("%s not reachable at start, will retry: %s", self.title, exc)
 
+    @abstractmethod
     def _new_client(self) -> Any:
-        return new_client(self.service, self.region, self.endpoint_url, self.config)
+        """The service's client (``new_client``), made at start and again in a forked process."""
 
     def _forked(self) -> None:
         # A client made before gunicorn forked is not safe to use in the worker (the pool sees to itself).

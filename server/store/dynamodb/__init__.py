@@ -24,22 +24,20 @@ other's changes: the loser re-reads and merges again. Because of that each proce
 the copy it last read or wrote (a bounded LRU) without reading first. Retention is DynamoDB's TTL on
 ``expires_at``; since TTL deletes lag by up to about two days, reads skip expired items themselves.
 
-``items`` lays records and events out in items, ``table`` holds the table's keys and makes it ready, and
-``DynamoDBStore`` here reads and writes them.
+``items`` lays records and events out in items; ``client`` makes the table ready (its keys and indexes) and
+the requests; ``DynamoDBStore`` here merges reports into records and answers the lookups.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any
-
-from botocore.exceptions import ClientError
 
 from server.store.aws_store import flag, reject_unknown
 from server.store.base import Event, Record, StoreUnavailable
+from server.store.dynamodb.client import DynamoDBClient
 from server.store.dynamodb.items import (
     EVENT_FIELDS,
     OLD_RUNNING_KEY,
@@ -58,18 +56,11 @@ from server.store.dynamodb.items import (
     service_key,
     write_units,
 )
-from server.store.dynamodb.table import DynamoDBTable
 
 __all__ = ["DynamoDBStore"]
 
-log = logging.getLogger(__name__)
 
-#: DynamoDB's most keys per BatchGetItem, and rounds for the keys it leaves unprocessed under load.
-BATCH_KEYS = 100
-BATCH_ROUNDS = 5
-
-
-class DynamoDBStore(DynamoDBTable):
+class DynamoDBStore(DynamoDBClient):
     """The store in one DynamoDB table; each lookup is a read by key or one Query."""
 
     kind = "dynamodb"
@@ -133,14 +124,6 @@ class DynamoDBStore(DynamoDBTable):
         expires = item.get(TTL_ATTRIBUTE)
         return expires is None or not self.retention or float(expires["N"]) > self.clock()
 
-    def _pages(self, **params: Any) -> Iterator[dict[str, Any]]:
-        while True:
-            page = self._call("query", TableName=self.table, **params)
-            yield from page.get("Items", [])
-            if "LastEvaluatedKey" not in page:
-                return
-            params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
     # --- reading records -----------------------------------------------------------------------------------
 
     def _held_of(self, item: dict[str, Any] | None) -> Held:
@@ -151,26 +134,6 @@ class DynamoDBStore(DynamoDBTable):
             return Held(None, version)
         record = decode(item)
         return Held(record, version, decode_events(item, record))
-
-    def _get_items(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The items at ``keys`` that exist, read strongly consistent (BatchGetItem, 100 keys a request)."""
-        chunks = [keys[i : i + BATCH_KEYS] for i in range(0, len(keys), BATCH_KEYS)]
-        return [item for found in self.pool.map(self._get_chunk, chunks) for item in found]
-
-    def _get_chunk(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        if len(keys) == 1:
-            item = self._call("get_item", TableName=self.table, Key=keys[0], ConsistentRead=True).get("Item")
-            return [item] if item else []
-        found: list[dict[str, Any]] = []
-        request = {self.table: {"Keys": keys, "ConsistentRead": True}}
-        for round_ in range(BATCH_ROUNDS):
-            answer = self._call("batch_get_item", RequestItems=request)
-            found += answer.get("Responses", {}).get(self.table, [])
-            request = answer.get("UnprocessedKeys") or {}
-            if not request:
-                return found
-            time.sleep(0.05 * 2**round_)  # DynamoDB left keys over under load: back off before asking again
-        raise StoreUnavailable(f"DynamoDB left keys unread after {BATCH_ROUNDS} rounds; try again")
 
     def _read_held(self, container_ids: Iterable[str]) -> dict[str, Held]:
         """Each container's record as stored now (Held(None) when there is none), remembered for the next report."""
@@ -222,9 +185,7 @@ class DynamoDBStore(DynamoDBTable):
         forget it) if someone wrote first."""
         version = (held.version or 0) + 1
         events = held.events if events is None else events
-        try:
-            self._call("put_item", TableName=self.table, Item=self._item(new, version, events), **held.condition)
-        except ClientError:  # only a refused condition comes through ``_call`` as is
+        if not self._put(self._item(new, version, events), **held.condition):
             self._cache.drop(new["container_id"])
             return False
         self._cache.put(new["container_id"], Held(new, version, events))
@@ -317,17 +278,11 @@ class DynamoDBStore(DynamoDBTable):
             "n": {"S": arrival},
             **self._expires(event.get("timestamp", "")),
         }
-        try:
-            self._call(
-                "put_item",
-                TableName=self.table,
-                Item=item,
-                ConditionExpression=f"attribute_not_exists(pk) OR {TTL_ATTRIBUTE} < :now",
-                ExpressionAttributeValues={":now": {"N": str(int(self.clock()))}},
-            )
-        except ClientError:  # a refused condition: stored already
-            return False
-        return True
+        return self._put(
+            item,
+            ConditionExpression=f"attribute_not_exists(pk) OR {TTL_ATTRIBUTE} < :now",
+            ExpressionAttributeValues={":now": {"N": str(int(self.clock()))}},
+        )
 
     def get_container(self, container_id: str) -> Record | None:
         self._ready_to_use()
@@ -422,7 +377,3 @@ class DynamoDBStore(DynamoDBTable):
 
     def prune(self, limit: int) -> int:
         return 0  # DynamoDB's TTL deletes expired items; reads skip them meanwhile
-
-    def ping(self) -> None:
-        self._ready_to_use()
-        self._call("get_item", TableName=self.table, Key={"pk": {"S": "!ping"}, "sk": {"S": "!ping"}})

@@ -143,7 +143,3 @@ class SimpleDBStore(Retention):
     def update_task(self, task_id: str, fields: Record) -> None:
         self._ready_to_use()
         self._set_fields(lambda: self._of_tasks([task_id]), fields)
-
-    def ping(self) -> None:
-        self._ready_to_use()
-        self._get("containers", "!ping")

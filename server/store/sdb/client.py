@@ -9,7 +9,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from server.store.aws_store import AwsStore
+from server.store.aws_store import AwsStore, new_client
 from server.store.base import StoreError, StoreUnavailable
 from server.store.sdb import items
 
@@ -41,6 +41,9 @@ class SimpleDBClient(AwsStore):
     title = "SimpleDB"
     #: The domain of each name in ``DOMAINS``.
     domains: dict[str, str]
+
+    def _new_client(self) -> Any:
+        return new_client("sdb", self.region, self.endpoint_url, self.config)
 
     def _refused(self, operation: str, code: str, exc: ClientError) -> None:
         if code in CONFLICTS | CROWDED:
@@ -110,6 +113,33 @@ class SimpleDBClient(AwsStore):
             if not page.get("NextToken"):
                 return found
             params["NextToken"] = page["NextToken"]
+
+    def _select_names(self, condition: str, limit: int) -> list[str]:
+        """The names of the items of the containers domain that meet ``condition``: one consistent Select of at most
+        ``limit`` (1 to 2,500) items."""
+        query = f"select itemName() from `{self.domains['containers']}` where {condition} limit {limit}"
+        answer = self._call("select", SelectExpression=query, ConsistentRead=True)
+        return [item["Name"] for item in answer.get("Items", [])]
+
+    def _delete(
+        self,
+        domain: str,
+        item: str,
+        attributes: list[dict[str, str]] | None = None,
+        expected: dict[str, Any] | None = None,
+    ) -> None:
+        """One DeleteAttributes: ``attributes`` (the whole item if None); with ``expected``, only if that condition
+        holds (else Refused)."""
+        params: dict[str, Any] = {"DomainName": self.domains[domain], "ItemName": item}
+        if attributes is not None:
+            params["Attributes"] = attributes
+        if expected is not None:
+            params["Expected"] = expected
+        self._call("delete_attributes", **params)
+
+    def ping(self) -> None:
+        self._ready_to_use()
+        self._get("containers", "!ping")
 
 
 def quoted(value: str) -> str:

@@ -22,12 +22,7 @@ class Retention(Heartbeats):
             return 0
         self._ready_to_use()
         cutoff = self.cutoff()
-        query = (
-            f"select itemName() from `{self.domains['containers']}` where {items.LAST_SEEN} < "
-            f"{quoted(cutoff)} limit {max(1, min(limit, 2500))}"
-        )
-        answer = self._call("select", SelectExpression=query, ConsistentRead=True)
-        names = [item["Name"] for item in answer.get("Items", [])]
+        names = self._select_names(f"{items.LAST_SEEN} < {quoted(cutoff)}", max(1, min(limit, 2500)))
         gone = [record for record in self.pool.map(lambda n: self._delete_expired(n, cutoff), names) if record]
         tasks = {r.get("task_id", ""): r for r in gone}
         self.pool.map(lambda task: self._forget_task(*task), list(tasks.items()))
@@ -53,13 +48,7 @@ class Retention(Heartbeats):
         # (botocore's model wants each pair's value, though SimpleDB would take names alone)
         names = [{"Name": name, "Value": value} for name, value in attrs.items() if name != items.SLOTS]
         try:
-            self._call(
-                "delete_attributes",
-                DomainName=self.domains["containers"],
-                ItemName=item,
-                Attributes=names,
-                Expected=expected,
-            )
+            self._delete("containers", item, names, expected)
         except Refused:
             return None  # written since it was read: reported again, so not expired
         self._cache.drop(record["container_id"])
@@ -72,17 +61,11 @@ class Retention(Heartbeats):
         for domain in ("indexes", "events"):
             family = self._read_families(domain, [items.task_family(task_id)])[items.task_family(task_id)]
             for shard in range(len(family.shards)):
-                self._call(
-                    "delete_attributes", DomainName=self.domains[domain], ItemName=items.shard_item(family.name, shard)
-                )
+                self._delete(domain, items.shard_item(family.name, shard))
         if record.get("service_name"):
             name = items.service_family(record.get("cluster_name", ""), record["service_name"])
             family = self._read_families("indexes", [name])[name]
             for shard, attrs in enumerate(family.shards):
                 if items.key(task_id) in attrs:
-                    self._call(
-                        "delete_attributes",
-                        DomainName=self.domains["indexes"],
-                        ItemName=items.shard_item(name, shard),
-                        Attributes=[{"Name": items.key(task_id), "Value": attrs[items.key(task_id)]}],
-                    )
+                    entry = [{"Name": items.key(task_id), "Value": attrs[items.key(task_id)]}]
+                    self._delete("indexes", items.shard_item(name, shard), entry)

@@ -1,15 +1,16 @@
-"""The DynamoDB store's table: its keys and indexes, created on request where missing, checked where present, and
-the requests whose errors say that it is missing."""
+"""The DynamoDB store's requests: its table (keys and indexes; created on request where missing, checked where
+present) and the reads and writes of items by key and by Query."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 
-from server.store.aws_store import AwsStore, error_code
+from server.store.aws_store import AwsStore, error_code, new_client
 from server.store.base import StoreError, StoreUnavailable
 from server.store.dynamodb.items import TTL_ATTRIBUTE
 
@@ -27,19 +28,25 @@ INDEXES = {
 #: What each index holds besides its keys. ``running`` (sparse: running containers only) carries the record, so
 #: that service discovery reads every running container in a few paged Queries and no further read.
 PROJECTIONS = {"running": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["r", TTL_ATTRIBUTE]}}
+#: DynamoDB's most keys per BatchGetItem, and rounds for the keys it leaves unprocessed under load.
+BATCH_KEYS = 100
+BATCH_ROUNDS = 5
 
 
 class StoreMissing(StoreError, ValueError):
     """The table is missing or has other keys: the process stops at start with this message."""
 
 
-class DynamoDBTable(AwsStore):
+class DynamoDBClient(AwsStore):
     """Requests to one DynamoDB table, made ready (found, or created with ``create``) before the first."""
 
     service = "dynamodb"
     title = "DynamoDB"
     table: str
     create: bool
+
+    def _new_client(self) -> Any:
+        return new_client("dynamodb", self.region, self.endpoint_url, self.config)
 
     def _refused(self, operation: str, code: str, exc: ClientError) -> None:
         if code == "ConditionalCheckFailedException":
@@ -124,6 +131,48 @@ class DynamoDBTable(AwsStore):
     def _ready_to_use(self) -> None:
         self._forked()
         self._ensure_table()
+
+    # --- reads and writes ----------------------------------------------------------------------------------
+
+    def _pages(self, **params: Any) -> Iterator[dict[str, Any]]:
+        while True:
+            page = self._call("query", TableName=self.table, **params)
+            yield from page.get("Items", [])
+            if "LastEvaluatedKey" not in page:
+                return
+            params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def _get_items(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The items at ``keys`` that exist, read strongly consistent (BatchGetItem, 100 keys a request)."""
+        chunks = [keys[i : i + BATCH_KEYS] for i in range(0, len(keys), BATCH_KEYS)]
+        return [item for found in self.pool.map(self._get_chunk, chunks) for item in found]
+
+    def _get_chunk(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if len(keys) == 1:
+            item = self._call("get_item", TableName=self.table, Key=keys[0], ConsistentRead=True).get("Item")
+            return [item] if item else []
+        found: list[dict[str, Any]] = []
+        request = {self.table: {"Keys": keys, "ConsistentRead": True}}
+        for round_ in range(BATCH_ROUNDS):
+            answer = self._call("batch_get_item", RequestItems=request)
+            found += answer.get("Responses", {}).get(self.table, [])
+            request = answer.get("UnprocessedKeys") or {}
+            if not request:
+                return found
+            time.sleep(0.05 * 2**round_)  # DynamoDB left keys over under load: back off before asking again
+        raise StoreUnavailable(f"DynamoDB left keys unread after {BATCH_ROUNDS} rounds; try again")
+
+    def _put(self, item: dict[str, Any], **condition: Any) -> bool:
+        """One PutItem on a condition (``ConditionExpression`` and its values); False if the condition failed."""
+        try:
+            self._call("put_item", TableName=self.table, Item=item, **condition)
+        except ClientError:  # only a refused condition comes through ``_call`` as is
+            return False
+        return True
+
+    def ping(self) -> None:
+        self._ready_to_use()
+        self._call("get_item", TableName=self.table, Key={"pk": {"S": "!ping"}, "sk": {"S": "!ping"}})
 
 
 def _key_schema(keys: tuple[tuple[str, str], ...]) -> list[dict[str, str]]:
