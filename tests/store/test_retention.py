@@ -20,7 +20,7 @@ from server.state import state
 from server.store import StoreUnavailable
 from server.store.base import Store
 from server.store.sdb import items
-from tests.store.conftest import moto_items
+from testkit.simpledb import moto_items
 from tests.store.samples import OTHER_TASK, T0, TASK, at, cid, event, record
 
 DAY = 86_400

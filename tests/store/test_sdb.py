@@ -14,7 +14,8 @@ from moto.server import ThreadedMotoServer
 
 from server.store import StoreUnavailable, open_store
 from server.store.sdb import SimpleDBStore, items
-from tests.store.conftest import REGION, RawBody, Requests, moto_items
+from testkit.simpledb import moto_items
+from tests.store.conftest import REGION, RawBody, Requests
 from tests.store.samples import TASK, at, cid, event, record
 from tests.support import free_port
 

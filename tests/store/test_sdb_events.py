@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from server.store.sdb import items
-from tests.store.conftest import Requests, moto_items
+from testkit.simpledb import moto_items
+from tests.store.conftest import Requests
 from tests.store.samples import OTHER_TASK, TASK, at, cid, event, record
 
 
