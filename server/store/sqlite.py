@@ -166,7 +166,9 @@ class SQLiteStore(Store):
                 with self.writers.turn(self.timeout):
                     return self._truncate_wal(conn)
             finally:
-                os.close(turn)  # releases the flock
+                # Unlocked, not just closed: a process forked meanwhile holds a copy of the descriptor.
+                fcntl.flock(turn, fcntl.LOCK_UN)
+                os.close(turn)
 
     def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
         with self._errors():

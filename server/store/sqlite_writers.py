@@ -48,16 +48,19 @@ class WriterQueue:
         try:
             yield
         finally:
-            if own:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-            else:
-                os.close(fd)  # a waiter's descriptor, used once: closing it lets go of the lock
+            # Unlocked, not just closed: a process forked meanwhile holds a copy of the descriptor.
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            if not own:
+                os.close(fd)  # a waiter's, used once
 
     def _acquire(self, timeout: float) -> tuple[int, bool]:
         """The descriptor that holds the lock, and whether it is the thread's own (else a waiter's)."""
         local = self._local
         while True:
             waiter: FlockWaiter | None = getattr(local, "waiter", None)
+            if waiter is not None and waiter.pid != os.getpid():  # the parent's, whose thread is not in this process
+                os.close(waiter.fd)
+                waiter = local.waiter = None
             if waiter is None:
                 fd = self._descriptor()
                 try:
@@ -103,12 +106,13 @@ class Waiting(enum.Enum):
 class FlockWaiter:
     """A thread blocked in an flock of ``path`` for a writer, so that the writer can stop waiting.
 
-    Once it has the lock it hands it to the writer waiting in ``wait``, or, with none waiting any more, closes
-    its descriptor (which lets go of the lock) at once.
+    Once it has the lock it hands it to the writer waiting in ``wait``, or, with none waiting any more, lets go
+    of it at once.
     """
 
     def __init__(self, path: Path):
         self.fd = open_lock_file(path)
+        self.pid = os.getpid()
         self.error: OSError | None = None
         self._changed = threading.Condition()
         self._state = Waiting.BLOCKED
@@ -124,6 +128,8 @@ class FlockWaiter:
             self._state = Waiting.GRANTED if self._wanted and self.error is None else Waiting.LET_GO
             self._changed.notify_all()
         if self._state is Waiting.LET_GO:
+            if self.error is None:
+                fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
 
     def wait(self, timeout: float) -> Waiting:

@@ -3,6 +3,7 @@ waited for the store's timeout at most, then answered 503 with Retry-After like 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -16,30 +17,28 @@ import pytest
 from server.state import state
 from server.store.base import StoreUnavailable
 from server.store.sqlite import SQLiteStore
+from server.store.sqlite_writers import WriterQueue
 from tests.server import samples
 from tests.store.samples import at, cid, record
 
 HOLD = """
-import fcntl, os, sys
+import fcntl, os, signal, sys
 fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)
 fcntl.flock(fd, fcntl.LOCK_EX)
 print("held", flush=True)
-sys.stdin.read()
+signal.pause()
 """
 
 
 @contextmanager
 def held_by_another_process(path: Path) -> Iterator[None]:
-    """``path`` flocked by a child process until the block ends."""
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
+    """``path`` flocked by a child process until the block ends (and the process with it)."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(path)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "held\n"
         yield
     finally:
-        assert holder.stdin is not None
-        holder.stdin.close()
+        holder.terminate()
         holder.wait(10)
         assert holder.stdout is not None
         holder.stdout.close()
@@ -118,3 +117,29 @@ def test_a_contended_turn_is_granted_the_moment_the_holder_lets_go(store):
     assert done.wait(5)
     writer.join(5)
     assert store.get_container(cid(3)) is not None
+
+
+@pytest.mark.filterwarnings("ignore:.*use of fork\\(\\) may lead to deadlocks:DeprecationWarning")
+def test_a_process_forked_while_a_writer_waited_gets_its_turns_once_the_lock_is_free(tmp_path):
+    queue = WriterQueue(tmp_path / "s.sqlite3-writer")
+    with held_by_another_process(queue.path):
+        with pytest.raises(StoreUnavailable), queue.turn(0.1):
+            pass
+        # This thread's waiter is still blocked in the flock: a child forked now has the waiter but not its thread.
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline and code:
+                    try:
+                        with queue.turn(0.1):
+                            code = 0
+                    except StoreUnavailable:
+                        pass
+            finally:
+                os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    with queue.turn(1.0):  # and the parent's waiter, which got the lock with nobody waiting, let go of it
+        pass
