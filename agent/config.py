@@ -11,8 +11,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from agent.metrics import parse_address
-
 PREFIX = "ECS_ID_MAPPER_"
 LEGACY_SERVER_URL = "endpoint"  # the 2016 agent's variable; deployments still set it
 LOG_FORMATS = ("text", "json")
@@ -81,6 +79,18 @@ def _spool_dir(name: str, value: str) -> Path:
     return path
 
 
+def _address(name: str, value: str) -> tuple[str, int]:
+    """``PORT`` (on 127.0.0.1) or ``HOST:PORT``, where the agent answers ``GET /metrics``."""
+    host, _, port = value.rpartition(":")
+    try:
+        number = int(port)
+    except ValueError:
+        number = 0
+    if not 0 < number < 65536:
+        raise ConfigError(f"{name}: expected PORT or HOST:PORT, got {value!r}")
+    return host or "127.0.0.1", number
+
+
 def load_config(environ: Mapping[str, str] | None = None) -> Config:
     """The configuration in `environ` (default: the process environment); ConfigError for a bad value."""
     env = os.environ if environ is None else environ
@@ -124,10 +134,5 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
             )
         settings["log_format"] = log_format
     if get("METRICS_PORT"):
-        try:
-            settings["metrics_address"] = parse_address(get("METRICS_PORT"))
-        except ValueError:
-            raise ConfigError(
-                f"{PREFIX}METRICS_PORT: expected PORT or HOST:PORT, got {get('METRICS_PORT')!r}"
-            ) from None
+        settings["metrics_address"] = _address(PREFIX + "METRICS_PORT", get("METRICS_PORT"))
     return Config(**settings)

@@ -40,7 +40,7 @@ def _show(value: Any) -> str:
     return repr(value[:80]) if isinstance(value, str) else type(value).__name__
 
 
-class _Warnings:
+class WarnOnce:
     """Logs each distinct problem once, so that a container stuck in a bad state does not flood the log."""
 
     LIMIT = 10_000
@@ -60,13 +60,13 @@ class _Warnings:
 Cache = dict[str, tuple[dict, tuple, dict[str, Any]]]
 
 
-def parse_tasks(payload: Any, warn: _Warnings | None = None, cache: Cache | None = None) -> Snapshot:
+def parse_tasks(payload: Any, warn: WarnOnce | None = None, cache: Cache | None = None) -> Snapshot:
     """The snapshot in a `/v1/tasks` answer; EcsUnavailable if it is not a task list at all.
 
     `cache` (container ID → the raw container, its task's fields, the record made of them), kept from one call
     to the next, spares rebuilding the records of containers whose entries did not change: most of them.
     """
-    warn = warn or _Warnings()
+    warn = warn or WarnOnce()
     seen: Cache = {}
     if not isinstance(payload, dict) or not isinstance(payload.get("Tasks"), list):
         raise EcsUnavailable("/v1/tasks answered JSON without a Tasks list")
@@ -178,7 +178,7 @@ class EcsAgent:
         self.session = session
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
-        self._warn = _Warnings()
+        self._warn = WarnOnce()
         self._cache: Cache = {}
         self._host: dict[str, str] = {}
 

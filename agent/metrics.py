@@ -63,15 +63,6 @@ def _lines(agent: Agent) -> Iterator[str]:
 POLL_FAILURE_CAUSES = ("ecs_agent", "instance_metadata", "delivery", "error")
 
 
-def parse_address(value: str) -> tuple[str, int]:
-    """``PORT`` (on 127.0.0.1) or ``HOST:PORT``; ValueError for anything else."""
-    host, _, port = value.rpartition(":")
-    number = int(port)
-    if not 0 < number < 65536:
-        raise ValueError(f"port {number} out of range")
-    return host or "127.0.0.1", number
-
-
 def serve(agent: Agent, address: tuple[str, int]) -> ThreadingHTTPServer:
     """Answer ``GET /metrics`` on ``address`` from a daemon thread; ``shutdown()`` the result to stop."""
 

@@ -19,19 +19,20 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from moto import mock_aws
 
 from server.records import event_id, format_time
 from server.store.base import Store
-from server.store.dynamodb import INDEXES, PROJECTIONS, DynamoDBStore, item_size
+from server.store.dynamodb import DynamoDBStore
+from server.store.dynamodb.client import INDEXES, PROJECTIONS
+from server.store.dynamodb.items import item_size
 from server.store.sdb import SimpleDBStore
+from testkit.records import T0, TASK
+from testkit.simpledb import REGION
 
-T0 = datetime.fromisoformat("2026-11-25T15:00:00.000Z")
-TASK = "0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e"
-REGION = "us-west-2"  # moto serves SimpleDB outside us-east-1 only
 TARGETS = {"life": 8, "resync": 0, "lookup": 1}
 
 

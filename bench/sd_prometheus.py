@@ -23,7 +23,7 @@ from bench.load import Served, clean_env
 from server import schema
 from server.discovery import Filters, target_groups
 from server.records import utc_now
-from server.store import sdb_items
+from server.store.sdb import items as sdb_items
 from server.store.sqlite import SQLiteStore
 
 REFRESH_SECONDS = 60

@@ -1,10 +1,10 @@
 """How many SimpleDB requests the store makes: one container's life (with and without the record cache), an
 unchanged resync of 50, a fleet's hour of resyncs, the lookups.
 
-Runs against moto in-process, made to answer as SimpleDB does (the test suite's strict moto: conditional puts,
-Select in whole pages), and counts requests with botocore's event hooks, so the figures are exact and need no
-AWS account: ``.venv/bin/python -m bench.sdb_cost [HOSTS]`` (hosts of 40 containers in the fleet case, 10 by
-default).
+Runs against moto in-process, made to answer as SimpleDB does (``testkit.simpledb``, as in the tests:
+conditional puts, Select in whole pages), and counts requests with botocore's event hooks, so the figures are
+exact and need no AWS account: ``.venv/bin/python -m bench.sdb_cost [HOSTS]`` (hosts of 40 containers in the
+fleet case, 10 by default).
 """
 
 from __future__ import annotations
@@ -12,18 +12,16 @@ from __future__ import annotations
 import os
 import sys
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from moto import mock_aws
 
 from server.records import format_time
-from server.store import sdb_items as items
-from server.store.sdb import SimpleDBStore
-from tests.store.conftest import strict_simpledb
+from server.store.sdb import SimpleDBStore, items
+from testkit.records import T0, TASK, record
+from testkit.simpledb import REGION, strict_simpledb
 
-T0 = datetime.fromisoformat("2026-11-25T15:00:00.000Z")
-TASK = "0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e"
 #: The agent's full resync interval (``resync_interval``), and the fleet of the sizing example in docs/simpledb.md.
 RESYNC = 600
 FLEET_HOSTS, CONTAINERS_PER_HOST = 5_000, 40
@@ -58,26 +56,23 @@ def task_of(n: int) -> str:
 def container(
     n: int, status: str, seconds: float, task: str = TASK, host: int | None = None, **fields: str
 ) -> dict[str, str]:
-    """A report entry; with ``host``, the host fields an agent sends (without, a record names no host)."""
+    """A report entry, the tests' sample record; with ``host``, the host fields an agent sends (without, a record
+    names no host)."""
     where = {} if host is None else {
         "container_instance_arn": f"arn:aws:ecs:eu-central-1:210987654321:container-instance/default/{host:032x}",
         "instance_id": f"i-{host:017x}",
         "host_name": f"ip-10-0-{host // 250}-{host % 250}",
     }  # fmt: skip
-    return {
+    return record(
+        task=task,
+        name=f"c{n}",
+        status=status,
+        container_id=f"{n:012x}" + "ab" * 26,
+        desired_status="STOPPED" if status == "STOPPED" else "RUNNING",
+        sample_time=at(seconds),
         **where,
-        "container_id": f"{n:012x}" + "ab" * 26,
-        "container_name": f"c{n}",
-        "task_id": task,
-        "task_arn": f"arn:aws:ecs:eu-central-1:210987654321:task/default/{task}",
-        "known_status": status,
-        "desired_status": "STOPPED" if status == "STOPPED" else "RUNNING",
-        "cluster_name": "default",
-        "image": "registry.example/api:2.3.1",
-        "ports": '[{"container_port":8000,"host_port":49153,"protocol":"tcp"}]',
-        "sample_time": at(seconds),
         **fields,
-    }
+    )
 
 
 def event(n: int, event_id: str, old: str, new: str, seconds: float) -> dict[str, str]:
@@ -127,13 +122,13 @@ def host_containers(host: int, seconds: float) -> list[dict[str, str]]:
 def fleet_hour(prefix: str, hosts: int, full: bool, fresh_replica: bool) -> tuple[int, int, int]:
     """Requests for ``hosts`` hosts' hour of resyncs every ``RESYNC`` seconds, after their first report: as full
     reports (the heartbeat) or record by record; each report on the same replica or on one that remembers nothing."""
-    first = SimpleDBStore(prefix, region="us-west-2")
+    first = SimpleDBStore(prefix, region=REGION)
     for host in range(hosts):
         first.record_report(host_containers(host, 0), [], at(1), full=full)
     counted = Counted(first.client)
     for seconds in range(RESYNC, 3600 + 1, RESYNC):
         for host in range(hosts):
-            store = SimpleDBStore(prefix, region="us-west-2") if fresh_replica else first
+            store = SimpleDBStore(prefix, region=REGION) if fresh_replica else first
             counter = Counted(store.client) if fresh_replica else counted
             store.record_report(host_containers(host, seconds), [], at(seconds + 1), full=full)
             if fresh_replica:
@@ -149,7 +144,7 @@ def main() -> None:
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
     hosts = int(sys.argv[1]) if len(sys.argv) > 1 else 10
     with strict_simpledb(page=2500), mock_aws():
-        store = SimpleDBStore("bench", region="us-west-2")  # moto serves SimpleDB outside us-east-1 only
+        store = SimpleDBStore("bench", region=REGION)
         counted = Counted(store.client)
         header = f"  {'':<44} {'total':>5} {'reads':>6} {'writes':>7}"
 
@@ -160,7 +155,7 @@ def main() -> None:
 
         print("\nThe same life with no record cache (each report on another replica: cache_size=0)")
         print(header)
-        cold = SimpleDBStore("benchcold", region="us-west-2", cache_size=0)
+        cold = SimpleDBStore("benchcold", region=REGION, cache_size=0)
         counted_cold = Counted(cold.client)
         print(row("life with its four events", life(cold, 2, counted_cold, show=True)))
         cold.close()
@@ -187,7 +182,7 @@ def main() -> None:
         for way, full in (("record by record (a report without full)", False), ("as the host's full report", True)):
             print(f"  {way}")
             prefix = "resyncfull" if full else "resynceach"
-            host = SimpleDBStore(prefix, region="us-west-2")
+            host = SimpleDBStore(prefix, region=REGION)
             counted_host = Counted(host.client)
             snapshot = [container(100 + n, "RUNNING", 0, task=f"{n // 5:032x}", host=0) for n in range(50)]
             for seconds, label in [
@@ -198,7 +193,7 @@ def main() -> None:
             ]:
                 host.record_report([{**c, "sample_time": at(seconds)} for c in snapshot], [], at(seconds + 1), full)
                 print(row(label, counted_host.take()))
-            fresh = SimpleDBStore(prefix, region="us-west-2")  # a replica that has not seen these yet
+            fresh = SimpleDBStore(prefix, region=REGION)  # a replica that has not seen these yet
             counted_fresh = Counted(fresh.client)
             fresh.record_report([{**c, "sample_time": at(460)} for c in snapshot], [], at(461), full)
             print(row("resync on a replica with an empty cache", counted_fresh.take()))

@@ -71,6 +71,7 @@ def create_app(
         service_names=ServiceNames(ecs, store),
         health=HealthCheck(store, cfg.health_interval),
         containers_on_record=metrics.ContainersOnRecord(store),
+        # Started here; a worker forked after this (gunicorn --preload) starts its own.
         pruner=None if store.expires_itself or not store.retention else Pruner(store).start(),
     )
 

@@ -16,8 +16,9 @@ from typing import Any
 
 from server import ids
 from server.records import event_id
-from server.schema import MAX_ITEMS, _fail, _list, _object, _optional_text, _required, _text, _time
+from server.schema import MAX_ITEMS
 from server.store import Event, Record, Store
+from server.validation import ValidationError, json_list, json_object, optional_text, required, text, timestamp
 
 SOURCE = "aws.ecs"
 DETAIL_TYPE = "ECS Task State Change"
@@ -49,75 +50,77 @@ class Conversion:
 
 
 def convert(event: Any, path: str = "$") -> Conversion:
-    """The records and events of one EventBridge event; ``server.errors.ApiError`` (400) naming the offending
+    """The records and events of one EventBridge event; ``server.validation.ValidationError`` naming the offending
     path otherwise."""
-    event = _object(event, path)
+    event = json_object(event, path)
     if event.get("source") != SOURCE or event.get("detail-type") != DETAIL_TYPE:
-        raise _fail(path, f"not an ECS task state change: source {event.get('source')!r}, "
-                    f"detail-type {event.get('detail-type')!r}")  # fmt: skip
+        raise ValidationError(path, f"not an ECS task state change: source {event.get('source')!r}, "
+                              f"detail-type {event.get('detail-type')!r}")  # fmt: skip
     at = f"{path}.detail"
-    detail = _object(event.get("detail"), at)
-    task_arn = _text(_required(detail, "taskArn", at), f"{at}.taskArn")
+    detail = json_object(event.get("detail"), at)
+    task_arn = text(required(detail, "taskArn", at), f"{at}.taskArn")
     task_id = ids.task_id_of_arn(task_arn)
     if ":task/" not in task_arn or not ids.TASK_ID.fullmatch(task_id):
-        raise _fail(f"{at}.taskArn", f"expected a task ARN ending in a task ID, got {task_arn!r}")
+        raise ValidationError(f"{at}.taskArn", f"expected a task ARN ending in a task ID, got {task_arn!r}")
     version = detail.get("version")
     if isinstance(version, bool) or not isinstance(version, int) or version < 0:
-        raise _fail(f"{at}.version", f"expected a whole number, got {version!r}")
-    task_status = _status(_required(detail, "lastStatus", at), f"{at}.lastStatus")
+        raise ValidationError(f"{at}.version", f"expected a whole number, got {version!r}")
+    task_status = _status(required(detail, "lastStatus", at), f"{at}.lastStatus")
     desired = _status(detail["desiredStatus"], f"{at}.desiredStatus") if detail.get("desiredStatus") else ""
     times = {
-        name: _time(detail[name], f"{at}.{name}") if detail.get(name) else ""
+        name: timestamp(detail[name], f"{at}.{name}") if detail.get(name) else ""
         for name in ("createdAt", "startedAt", "stoppingAt", "stoppedAt", "executionStoppedAt", "updatedAt")
     }
-    sample_time = times["updatedAt"] or _time(_required(event, "time", path), f"{path}.time")
-    group = _optional_text(detail, "group", at)
-    definition = _optional_text(detail, "taskDefinitionArn", at).rpartition("/")[2]
+    sample_time = times["updatedAt"] or timestamp(required(event, "time", path), f"{path}.time")
+    group = optional_text(detail, "group", at)
+    definition = optional_text(detail, "taskDefinitionArn", at).rpartition("/")[2]
     family, _, revision = definition.rpartition(":")
     task = {
         "task_id": task_id,
         "task_arn": task_arn,
         "task_name": family or group.partition(":")[2],
         "task_version": revision if family else "",
-        "cluster_name": _optional_text(detail, "clusterArn", at).rpartition("/")[2],
-        "container_instance_arn": _optional_text(detail, "containerInstanceArn", at),
-        "region": _optional_text(event, "region", path),
+        "cluster_name": optional_text(detail, "clusterArn", at).rpartition("/")[2],
+        "container_instance_arn": optional_text(detail, "containerInstanceArn", at),
+        "region": optional_text(event, "region", path),
         "desired_status": desired,
         "sample_time": sample_time,
         "created_at": times["createdAt"],
         "started_at": times["startedAt"],
         "service_name": group.removeprefix("service:") if group.startswith("service:") else "",
-        "launch_type": _optional_text(detail, "launchType", at),
-        "availability_zone": _optional_text(detail, "availabilityZone", at),
+        "launch_type": optional_text(detail, "launchType", at),
+        "availability_zone": optional_text(detail, "availabilityZone", at),
         "private_ip": _task_ip(detail, at),
-        "stopped_reason": _optional_text(detail, "stoppedReason", at),
-        "stop_code": _optional_text(detail, "stopCode", at),
+        "stopped_reason": optional_text(detail, "stoppedReason", at),
+        "stop_code": optional_text(detail, "stopCode", at),
         "state_version": str(version),
     }
     conversion = Conversion()
-    for i, raw in enumerate(_list(detail.get("containers") or [], f"{at}.containers", MAX_CONTAINERS)):
+    for i, raw in enumerate(json_list(detail.get("containers") or [], f"{at}.containers", MAX_CONTAINERS)):
         here = f"{at}.containers[{i}]"
-        container = _object(raw, here)
-        name = _text(_required(container, "name", here), f"{here}.name")
-        runtime_id = _optional_text(container, "runtimeId", here).lower()
+        container = json_object(raw, here)
+        name = text(required(container, "name", here), f"{here}.name")
+        runtime_id = optional_text(container, "runtimeId", here).lower()
         if not runtime_id:
             conversion.held.append(name)
             continue
         if not ids.is_full_container_id(runtime_id):
-            raise _fail(f"{here}.runtimeId", "expected a Docker ID (64 hex) or 32 hex digits, a dash, 10 digits")
+            raise ValidationError(
+                f"{here}.runtimeId", "expected a Docker ID (64 hex) or 32 hex digits, a dash, 10 digits"
+            )
         status = _status(container["lastStatus"], f"{here}.lastStatus") if container.get("lastStatus") else ""
         exit_code = container.get("exitCode")
         if exit_code is not None and (isinstance(exit_code, bool) or not isinstance(exit_code, int)):
-            raise _fail(f"{here}.exitCode", f"expected a whole number, got {exit_code!r}")
+            raise ValidationError(f"{here}.exitCode", f"expected a whole number, got {exit_code!r}")
         record = {
             **task,
             "container_id": runtime_id,
             "container_name": name,
             "known_status": status or task_status,
-            "image": _optional_text(container, "image", here),
-            "image_digest": _optional_text(container, "imageDigest", here),
+            "image": optional_text(container, "image", here),
+            "image_digest": optional_text(container, "imageDigest", here),
             "exit_code": "" if exit_code is None else str(exit_code),
-            "reason": _optional_text(container, "reason", here),
+            "reason": optional_text(container, "reason", here),
         }
         # Hints for the merge: when the container appeared and stopped, earlier than this event's sample time.
         hints = {"first_seen": times["createdAt"]}
@@ -131,7 +134,7 @@ def convert(event: Any, path: str = "$") -> Conversion:
 def convert_all(body: Any) -> list[Conversion]:
     """The conversions of ``POST /report/ecs-events``: one event or a list of them, checked whole."""
     if isinstance(body, list):
-        return [convert(event, f"$[{i}]") for i, event in enumerate(_list(body, "$", MAX_ITEMS))]
+        return [convert(event, f"$[{i}]") for i, event in enumerate(json_list(body, "$", MAX_ITEMS))]
     return [convert(body)]
 
 
@@ -145,18 +148,18 @@ def store_conversions(store: Store, conversions: list[Conversion], now: str) -> 
 def _status(value: Any, path: str) -> str:
     status = STATUSES.get(value.upper()) if isinstance(value, str) else None
     if status is None:
-        raise _fail(path, f"unknown ECS status {value!r}")
+        raise ValidationError(path, f"unknown ECS status {value!r}")
     return status
 
 
 def _task_ip(detail: dict, at: str) -> str:
     """The private IPv4 address of the task's ENI (awsvpc tasks; Fargate always), else ""."""
-    for i, raw in enumerate(_list(detail.get("attachments") or [], f"{at}.attachments", MAX_ATTACHMENTS)):
-        attachment = _object(raw, f"{at}.attachments[{i}]")
-        for j, pair in enumerate(_list(attachment.get("details") or [], f"{at}.attachments[{i}].details", 64)):
-            pair = _object(pair, f"{at}.attachments[{i}].details[{j}]")
+    for i, raw in enumerate(json_list(detail.get("attachments") or [], f"{at}.attachments", MAX_ATTACHMENTS)):
+        attachment = json_object(raw, f"{at}.attachments[{i}]")
+        for j, pair in enumerate(json_list(attachment.get("details") or [], f"{at}.attachments[{i}].details", 64)):
+            pair = json_object(pair, f"{at}.attachments[{i}].details[{j}]")
             if pair.get("name") == "privateIPv4Address":
-                return _text(pair.get("value"), f"{at}.attachments[{i}].details[{j}].value")
+                return text(pair.get("value"), f"{at}.attachments[{i}].details[{j}].value")
     return ""
 
 

@@ -1,7 +1,7 @@
 """One JSON error shape for every failure: ``{"error": <slug>, "message": <text>}`` with the right status.
 
 Every exception-to-status mapping is registered here. Errors the code raises carry their own status (ApiError
-and its subclasses, such as the ECS and New Relic errors); the store's and Werkzeug's are mapped below.
+and its subclasses, such as the ECS and New Relic errors); validation's, the store's and Werkzeug's are mapped below.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
 from server.store import StoreUnavailable
+from server.validation import ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,11 @@ def api_error(exc: ApiError) -> Response:
     return response
 
 
+def invalid_body(exc: ValidationError) -> Response:
+    """A body broke a rule: 400, the message naming the JSON path."""
+    return error_response(400, str(exc))
+
+
 def store_unavailable(exc: StoreUnavailable) -> Response:
     log.error("store unavailable: %s", exc)
     response = error_response(503, "the store is unavailable; try again shortly")
@@ -82,6 +88,7 @@ def unexpected(exc: Exception) -> Response:
 
 def register(app: Flask) -> None:
     app.register_error_handler(ApiError, api_error)
+    app.register_error_handler(ValidationError, invalid_body)
     app.register_error_handler(StoreUnavailable, store_unavailable)
     app.register_error_handler(HTTPException, http_error)
     app.register_error_handler(ParseException, unreadable_request)

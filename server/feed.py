@@ -23,9 +23,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from server import aws, ecs_events, logs
 from server import config as config_module
 from server.backoff import Backoff
-from server.errors import ApiError
 from server.records import utc_now
 from server.store import Store, StoreError, open_store
+from server.validation import ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class Feed:
         for message in answer.get("Messages", []):
             try:
                 conversions.append(ecs_events.convert(json.loads(message["Body"])))
-            except (ValueError, RecursionError, ApiError) as exc:
+            except (ValueError, RecursionError, ValidationError) as exc:
                 log.warning("message %s is not a valid ECS task state change, left for the dead-letter queue: %s",
                             message.get("MessageId"), exc)  # fmt: skip
                 continue

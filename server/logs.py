@@ -17,6 +17,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from server.background import BackgroundJob
+
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 #: Attributes every LogRecord has; anything else on a record came in ``extra=`` and is a field of its JSON line.
 STANDARD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
@@ -75,8 +77,8 @@ class BufferedLines(logging.Handler):
     def _reset(self) -> None:
         self._lines: deque[bytes] = deque()
         self._writing = threading.RLock()  # reentrant: a signal handler may log a warning in a thread that writes
-        self._stop = threading.Event()
-        self._writer: threading.Thread | None = None  # started with the first line
+        # Started with the first line; a new one in a forked child, open even if the parent's was closed.
+        self._writer = BackgroundJob("log-writer", self._run, join_timeout=1.0)
 
     def handle(self, record: logging.LogRecord) -> bool:
         # Handler.handle without the handler's lock: appending to a deque needs none, and writes hold _writing.
@@ -92,19 +94,14 @@ class BufferedLines(logging.Handler):
             self.handleError(record)
             return
         self._lines.append(line)
-        if self._writer is None and not self._stop.is_set():
-            self._start()
-        if record.levelno >= logging.WARNING or len(self._lines) > self.backlog or self._stop.is_set():
+        writer = self._writer
+        if not writer.started and not writer.stopped:
+            writer.start()
+        if record.levelno >= logging.WARNING or len(self._lines) > self.backlog or writer.stopped:
             self.flush()  # the last also once closed: threads that log during shutdown have no writer left
 
-    def _start(self) -> None:
-        with self._writing:
-            if self._writer is None:
-                self._writer = threading.Thread(target=self._run, name="log-writer", daemon=True)
-                self._writer.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+    def _run(self, stopping: threading.Event) -> None:
+        while not stopping.wait(self.interval):
             self.flush()
 
     def flush(self) -> None:
@@ -126,7 +123,7 @@ class BufferedLines(logging.Handler):
             pass  # stderr is gone: nowhere left to say so
 
     def close(self) -> None:
-        self._stop.set()
+        self._writer.stop()
         self.flush()
         super().close()
 

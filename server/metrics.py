@@ -160,6 +160,8 @@ class ContainersOnRecord:
     Not a gauge each worker sets: the store is shared by every worker and replica, so any of them reads the same
     count. Each process asks the store at most every ``interval`` seconds, however often it is scraped; a store
     that cannot count cheaply (``count_containers`` gives None) or fails leaves the gauge out of that scrape.
+    Not a background job (``server.background``): the scrape asks, so a worker nobody scrapes asks nothing and the
+    count served is as fresh as ``interval`` allows.
     """
 
     NAME = "ecs_id_mapper_containers_on_record"

@@ -1,7 +1,7 @@
 """``GET /openapi.json``: the API described in OpenAPI 3.1, written beside the routes it describes.
 
-The report bodies take their limits from ``server.schema``, so the document and the checks cannot drift apart;
-``tests/server/test_openapi.py`` holds the paths to the app's URL map.
+The report bodies take their limits from ``server.schema`` and ``server.validation``, so the document and the
+checks cannot drift apart; ``tests/server/test_openapi.py`` holds the paths to the app's URL map.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
-from server import ecs_events, ids, schema
+from server import ecs_events, ids, schema, validation
 from server.records import STATUSES
 from server.requestlog import HEADER as REQUEST_ID_HEADER
 from server.requestlog import SANE_ID
@@ -20,7 +20,7 @@ bp = Blueprint("openapi", __name__)
 
 STRING = {"type": "string"}
 NO_NUL = "[^\\u0000]*"
-TEXT = {"type": "string", "maxLength": schema.MAX_BYTES, "pattern": f"^{NO_NUL}$"}
+TEXT = {"type": "string", "maxLength": validation.MAX_BYTES, "pattern": f"^{NO_NUL}$"}
 ECS_NAME = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,255}$"}
 #: The time grammar of reports: ISO 8601 from the year 2000 on (earlier is a clock never set, answered 400).
 TIME = {"type": "string", "format": "date-time", "pattern": "^[2-9][0-9]{3}-"}

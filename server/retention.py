@@ -2,7 +2,8 @@
 
 Every worker runs one daemon thread that, every ``interval`` seconds, asks the store to remove a few batches of
 expired containers (see ``Store.prune``). It never runs inside a request, and each batch is small, so requests
-wait at most for one short write.
+wait at most for one short write. A process forked after the pruner started (a worker of ``gunicorn --preload``)
+starts its own.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import random
 import threading
 import time
 
+from server.background import BackgroundJob
 from server.store import Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -30,14 +32,14 @@ class Pruner:
         self.interval = interval
         self.batch = batch
         self.batches = batches
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        # Started again in a forked child: no request starts it there, unlike the other jobs.
+        self._job = BackgroundJob("retention", self._run, restart_after_fork=True)
 
     def run_once(self) -> int:
         """Prune up to ``batches`` batches; how many containers were removed."""
         removed = 0
         for _ in range(self.batches):
-            if self._stop.is_set():
+            if self._job.stopped:
                 break
             count = self.store.prune(self.batch)
             removed += count
@@ -48,15 +50,13 @@ class Pruner:
         return removed
 
     def start(self) -> Pruner:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="retention", daemon=True)
-            self._thread.start()
+        self._job.start()
         return self
 
-    def _run(self) -> None:
+    def _run(self, stopping: threading.Event) -> None:
         # Workers started together spread their first prune over the interval.
         delay = random.uniform(0.1, 1.0) * self.interval
-        while not self._stop.wait(delay):
+        while not stopping.wait(delay):
             started = time.monotonic()
             try:
                 self.run_once()
@@ -65,6 +65,4 @@ class Pruner:
             delay = max(0.0, self.interval - (time.monotonic() - started))
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._job.stop(timeout)

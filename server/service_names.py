@@ -16,7 +16,6 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-import os
 import threading
 import time
 from collections import Counter, defaultdict, deque
@@ -24,6 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from server import aws
+from server.background import BackgroundJob
 from server.backoff import Backoff
 from server.ecs import DESCRIBE_BATCH, EcsClient, EcsError, EcsNotConfigured, EcsNotFound
 from server.enrichment import store_service_names
@@ -82,9 +82,8 @@ class ServiceNames:
         self._busy = False
         # task ID → service name ("" for none), so that later containers of a task need no call
         self._known: LRU[str, str] = LRU(remembered)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._pid = 0
+        # Started by the first submit, and again by one in a forked child (gunicorn --preload) or after it idled out.
+        self._worker = BackgroundJob("service-names", self._run, wake=self._notify_all)
         self._dropped = 0
         self._last_failure = ""
         self.min_interval = min_interval
@@ -272,18 +271,16 @@ class ServiceNames:
     # The thread.
 
     def _ensure_worker(self) -> None:
-        # Started on first use and again in a forked child (gunicorn --preload): threads do not survive fork.
-        with self._cond:
-            if self._thread is not None and self._thread.is_alive() and self._pid == os.getpid():
-                return
-            self._pid = os.getpid()
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="service-names", daemon=True)
-            self._thread.start()
+        with self._cond:  # the lock the worker retires under: a task queued meanwhile is never left without one
+            self._worker.start(after_stop=True)
 
-    def _run(self) -> None:
+    def _notify_all(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def _run(self, stopping: threading.Event) -> None:
         idle_since = time.monotonic()
-        while not self._stop.is_set():
+        while not stopping.is_set():
             with self._cond:
                 if not self._incoming:
                     self._cond.wait(timeout=self._idle_wait())
@@ -291,19 +288,19 @@ class ServiceNames:
                     idle_since = time.monotonic()
                 elif time.monotonic() - idle_since > self.idle_exit:
                     # Nothing to do for a while: end; the next submit starts a new worker.
-                    self._thread = None
+                    self._worker.retire()
                     return
-            if self._stop.is_set():
+            if stopping.is_set():
                 break
             try:
                 asked = self.run_once()
             except Exception:  # the worker must outlive any one bad batch
                 log.exception("service-name worker failed; continuing")
-                self._stop.wait(1.0)
+                stopping.wait(1.0)
                 continue
             if asked:
                 # Bound the rate of DescribeTasks; what arrives meanwhile fills the next batch.
-                self._stop.wait(self.min_interval)
+                stopping.wait(self.min_interval)
 
     def _idle_wait(self) -> float:
         if not self._retries:
@@ -323,12 +320,7 @@ class ServiceNames:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the worker thread; queued tasks are left."""
-        self._stop.set()
-        with self._cond:
-            self._cond.notify_all()
-            thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
+        self._worker.stop(timeout)
 
     def pending(self) -> int:
         """How many tasks wait for their service name."""

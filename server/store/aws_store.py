@@ -1,8 +1,9 @@
-"""What the stores on AWS (SimpleDB, DynamoDB) share: URL options, clients, a fork-safe pool, and upserts by
-read, merge and conditional write."""
+"""What the stores on AWS (SimpleDB, DynamoDB) share: URL options, a client made again after a fork, botocore's
+errors said as store errors, a fork-safe pool, and upserts by read, merge and conditional write."""
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from abc import abstractmethod
@@ -13,10 +14,15 @@ from typing import Any, TypeVar
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError
+from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
 
 from server import aws, records
+from server.flags import parse_bool
+from server.lru import LRU
 from server.store.base import Record, Store, StoreUnavailable
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -31,6 +37,14 @@ def number(store: str, name: str, value: object, kind: type) -> Any:
     if parsed < 0 or parsed != parsed:
         raise ValueError(f"{store} store option {name}={value!r} must not be negative")
     return parsed
+
+
+def flag(store: str, name: str, value: str) -> bool:
+    """A URL option as a bool (``true``, ``false``, ``1``, ``0``, …); ValueError naming the option otherwise."""
+    try:
+        return parse_bool(value)
+    except ValueError as exc:
+        raise ValueError(f"{store} store option {name}: {exc}") from None
 
 
 def client_config(store: str, max_attempts: object, connect_timeout: object, read_timeout: object, pool: int) -> Config:
@@ -194,3 +208,106 @@ class MergingStore(Store):
             if not self._save([(held, new) for held, new in changes if new != held.record]):
                 return
         raise StoreUnavailable(f"records kept changing while {what}; try again")
+
+
+def reject_unknown(store: str, unknown: Mapping[str, object]) -> None:
+    """ValueError naming the URL options a store does not take."""
+    if unknown:
+        raise ValueError(f"unknown {store} store option(s): {', '.join(sorted(unknown))}")
+
+
+def error_code(exc: ClientError) -> str:
+    """The code of an error answer (``ConditionalCheckFailed``, ``ResourceNotFoundException``, …)."""
+    return exc.response.get("Error", {}).get("Code", "")
+
+
+class AwsStore(MergingStore):
+    """A merging store on one AWS service through boto3: the options every such store takes, its client (made again
+    in a process forked after it was made, as gunicorn's workers are), requests whose failures are
+    ``StoreUnavailable``, a bounded pool for requests side by side, and the records it last read or wrote.
+
+    A backend names its ``service`` (boto3's name, also the URL scheme) and ``title``, calls ``connect`` from its
+    constructor, makes its client in ``_new_client`` (in the module that makes its requests, so that the
+    service's name stands beside them), and says in ``_refused`` what it makes of the error answers it expects.
+    """
+
+    #: boto3's name of the service, also the store's URL scheme.
+    service: str
+    #: The service's name in messages.
+    title: str
+
+    def connect(
+        self,
+        region: str | None,
+        endpoint_url: str | None,
+        *,
+        max_workers: int | str,
+        connect_timeout: float | str,
+        read_timeout: float | str,
+        max_attempts: int | str,
+        last_seen_resolution: float | str,
+        cache_size: int | str,
+    ) -> None:
+        """Take the options every AWS store shares (numbers as the store URL gives them: text) and make the client.
+
+        ``region`` and ``endpoint_url`` go straight to boto3. ``max_workers``: requests side by side (and the
+        client's connections). ``max_attempts`` counts the first try. ``cache_size``: records this process
+        remembers to merge the next report against without a read (0: none).
+        """
+        self.region = region or None
+        self.endpoint_url = endpoint_url or None
+        self.max_workers = max(1, number(self.service, "max_workers", max_workers, int))
+        self.last_seen_resolution = number(self.service, "last_seen_resolution", last_seen_resolution, float)
+        self.config = client_config(self.service, max_attempts, connect_timeout, read_timeout, self.max_workers)
+        self._cache: LRU[str, Any] = LRU(number(self.service, "cache_size", cache_size, int))
+        self.pool = Pool(self.max_workers, self.service)
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._ready = False
+        self.client = self._new_client()
+
+    def start(self) -> None:
+        """Get the service ready (``_ready_to_use``); one that does not answer yet is tried again by the next call."""
+        try:
+            self._ready_to_use()
+        except StoreUnavailable as exc:
+            # The process still starts: /health answers 503 and the next call tries again.
+            log.warning("%s not reachable at start, will retry: %s", self.title, exc)
+
+    @abstractmethod
+    def _new_client(self) -> Any:
+        """The service's client (``new_client``), made at start and again in a forked process."""
+
+    def _forked(self) -> None:
+        # A client made before gunicorn forked is not safe to use in the worker (the pool sees to itself).
+        if self._pid != os.getpid():
+            with self._lock:
+                if self._pid != os.getpid():
+                    self.client, self._pid = self._new_client(), os.getpid()
+
+    def _call(self, operation: str, **params: Any) -> dict[str, Any]:
+        """One request; an error answer the store expects as ``_refused`` raises it, any other failure as
+        StoreUnavailable."""
+        try:
+            return getattr(self.client, operation)(**params)
+        except ClientError as exc:
+            self._refused(operation, error_code(exc), exc)
+            raise StoreUnavailable(f"{self.title} {operation} failed: {exc}") from exc
+        except (BotoCoreError, ResponseParserError) as exc:  # an answer that is not the service's format too
+            raise StoreUnavailable(f"{self.title} {operation} failed: {exc}") from exc
+
+    @abstractmethod
+    def _refused(self, operation: str, code: str, exc: ClientError) -> None:
+        """Raise what the store makes of the error answer ``code`` to ``operation``; return for a failure."""
+
+    def _cached_or_read_held(self, container_ids: list[str]) -> dict[str, Any]:
+        """Records as this process last saw them where it remembers them, else as read now.
+
+        Only writes use it: a stale copy costs a refused conditional write, after which ``_read_held`` reads.
+        """
+        hits = {c: held for c in container_ids if (held := self._cache.get(c)) is not None}
+        return {**hits, **self._read_held([c for c in container_ids if c not in hits])}
+
+    def close(self) -> None:
+        self.pool.close()
+        self.client.close()

@@ -67,9 +67,9 @@ def test_a_docker_id_in_capitals_is_lowercased():
 def test_a_malformed_docker_id_is_skipped_with_one_warning(caplog):
     payload = tasks(task(long_arn(1), "RUNNING", container(1, DockerId="abc123"), container(2)))
     with caplog.at_level(logging.WARNING, logger="agent"):
-        from agent.ecs import _Warnings
+        from agent.ecs import WarnOnce
 
-        warn = _Warnings()
+        warn = WarnOnce()
         parse_tasks(payload, warn)
         snapshot = parse_tasks(payload, warn)
     assert list(snapshot.containers) == [container_id(2)]

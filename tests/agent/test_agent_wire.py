@@ -15,6 +15,7 @@ from tests.agent.strategies import instance_answers, metadata_payloads, task_pay
 schema = pytest.importorskip("server.schema", reason="the server package is not importable")
 from server import ids, records  # noqa: E402 - only once the server is known to be there
 from server.config import Config as ServerConfig  # noqa: E402
+from server.validation import ValidationError  # noqa: E402
 
 #: The container fields the server reads (`server.schema`); it ignores any other.
 READ_FIELDS = {
@@ -107,5 +108,5 @@ def test_the_most_ports_and_networks_the_agent_keeps_are_taken_whole():
     assert json.loads(record["ports"]) == entry["ports"]
     assert json.loads(record["networks"]) == entry["networks"]
     too_many = {**entry, "ports": [*entry["ports"], entry["ports"][0]]}
-    with pytest.raises(schema.ApiError, match="at most 100"):
+    with pytest.raises(ValidationError, match="at most 100"):
         schema.map_report({"host": {}, "containers": [too_many]})

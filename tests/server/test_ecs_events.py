@@ -8,7 +8,7 @@ import random
 import pytest
 
 from server.ecs_events import convert
-from server.errors import ApiError
+from server.validation import ValidationError
 from tests.server import samples
 from tests.server.ecs_samples import (
     API_RUNTIME_ID,
@@ -183,5 +183,5 @@ def test_a_body_too_large_is_a_413(make_app, settings):
 
 
 def test_the_converter_says_where_an_event_is_wrong():
-    with pytest.raises(ApiError, match=r"^\$\.detail\.containers\[0\]\.runtimeId"):
+    with pytest.raises(ValidationError, match=r"^\$\.detail\.containers\[0\]\.runtimeId"):
         convert(MALFORMED["runtime ID malformed"])

@@ -15,7 +15,9 @@ from moto import mock_aws
 
 from server import records
 from server.store import StoreUnavailable, dynamodb, open_store
-from server.store.dynamodb import RUNNING_SHARDS, DynamoDBStore, StoreMissing, encode, record_key
+from server.store.dynamodb import DynamoDBStore
+from server.store.dynamodb.client import StoreMissing
+from server.store.dynamodb.items import RUNNING_SHARDS, encode, record_key
 from tests.store.conftest import REGION, RawBody, Requests
 from tests.store.samples import TASK, at, cid, event, record
 from tests.support import ROOT, free_port

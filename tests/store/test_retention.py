@@ -18,9 +18,9 @@ from server.records import format_time
 from server.retention import Pruner
 from server.state import state
 from server.store import StoreUnavailable
-from server.store import sdb_items as items
 from server.store.base import Store
-from tests.store.conftest import moto_items
+from server.store.sdb import items
+from testkit.simpledb import moto_items
 from tests.store.samples import OTHER_TASK, T0, TASK, at, cid, event, record
 
 DAY = 86_400

@@ -13,9 +13,9 @@ from moto import mock_aws
 from moto.server import ThreadedMotoServer
 
 from server.store import StoreUnavailable, open_store
-from server.store import sdb_items as items
-from server.store.sdb import SimpleDBStore
-from tests.store.conftest import REGION, RawBody, Requests, moto_items
+from server.store.sdb import SimpleDBStore, items
+from testkit.simpledb import moto_items
+from tests.store.conftest import REGION, RawBody, Requests
 from tests.store.samples import TASK, at, cid, event, record
 from tests.support import free_port
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from server.store import sdb_items as items
-from tests.store.conftest import Requests, moto_items
+from server.store.sdb import items
+from testkit.simpledb import moto_items
+from tests.store.conftest import Requests
 from tests.store.samples import OTHER_TASK, TASK, at, cid, event, record
 
 

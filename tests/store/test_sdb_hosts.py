@@ -10,10 +10,10 @@ import pytest
 from botocore.stub import ANY, Stubber
 from moto.sdb.responses import SimpleDBResponse
 
-from server.store import sdb_hosts as hosts
-from server.store import sdb_items as items
+from server.store.sdb import hosts, items
 from server.store.sqlite import SQLiteStore
-from tests.store.conftest import Requests, moto_items
+from testkit.simpledb import moto_items
+from tests.store.conftest import Requests
 from tests.store.samples import T0, at, cid, record
 
 HOST = {

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server.store import sdb_items as items
+from server.store.sdb import items
 
 
 @given(st.dictionaries(st.sampled_from(["image", "ports", "host_name", "x"]), st.text(max_size=3000)))

@@ -11,8 +11,7 @@ from botocore.stub import Stubber
 
 from server import records
 from server.store import StoreUnavailable
-from server.store import sdb_items as items
-from server.store.sdb import SimpleDBStore
+from server.store.sdb import SimpleDBStore, items
 from tests.store.conftest import Requests
 from tests.store.samples import TASK, at, cid, event, record
 

@@ -14,7 +14,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from server.store import sdb_items as items
+from server.store.sdb import items
 
 #: Plain attribute of record items and heartbeat items: the key of the host that reports the container.
 HOST = "host"

@@ -1,0 +1,151 @@
+"""How the SQLite store lays out its file: the tables and indexes, records as zlib-compressed JSON, the conversion
+of files of older layouts, and the rows a report writes.
+
+Layout, chosen from measurements (``bench/lookup.py``): ``containers`` is a rowid table whose record is compact
+JSON compressed with zlib against a preset dictionary of the record's field names, about 500 bytes instead of
+1.4 KiB. Rows that small stay inside their B-tree page; a ``WITHOUT ROWID`` table of 1.4 KiB rows spilled each
+into an overflow page of its own and took ~5 KiB per container.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import zlib
+from collections.abc import Mapping
+
+from server import records
+from server.store.base import Record
+
+#: Bumped when the layout changes; older files are converted when opened.
+SCHEMA_VERSION = 4
+#: The indexes whose definition changed in SCHEMA_VERSION 4: files of version 3 rebuild just these.
+REBUILT_IN_4 = ("containers_by_service", "containers_running")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS containers (
+    container_id  TEXT NOT NULL UNIQUE,
+    task_id       TEXT NOT NULL,
+    container_name TEXT NOT NULL DEFAULT '',
+    cluster_name  TEXT NOT NULL DEFAULT '',
+    service_name  TEXT NOT NULL DEFAULT '',
+    last_seen     TEXT NOT NULL DEFAULT '',
+    known_status  TEXT NOT NULL DEFAULT '',
+    record        BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS containers_by_task ON containers (task_id, container_name, container_id);
+-- Only the records that have a service: the others (every record, without AWS) cost no random insert here.
+CREATE INDEX IF NOT EXISTS containers_by_service
+    ON containers (cluster_name, service_name, task_id, container_name) WHERE service_name != '';
+CREATE INDEX IF NOT EXISTS containers_by_last_seen ON containers (last_seen);
+-- Only the running containers, for service discovery: a small index however long the history grows. Keyed
+-- by the status (then the rowid), so that new containers append to its end instead of landing at random.
+CREATE INDEX IF NOT EXISTS containers_running ON containers (known_status) WHERE known_status = 'RUNNING';
+CREATE TABLE IF NOT EXISTS events (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id     TEXT NOT NULL UNIQUE,
+    container_id TEXT NOT NULL,
+    task_id      TEXT NOT NULL,
+    timestamp    TEXT NOT NULL,
+    event        TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_container ON events (container_id, timestamp, seq);
+CREATE INDEX IF NOT EXISTS events_by_task ON events (task_id, timestamp, seq);
+"""
+#: What retention's prune scans; created in files of any layout version.
+RETENTION_INDEX = "CREATE INDEX IF NOT EXISTS events_by_time ON events (timestamp)"
+
+# Columns copied out of the record so that lookups are index scans.
+INDEXED = ("task_id", "container_name", "cluster_name", "service_name", "last_seen", "known_status")
+
+#: What records have in common, so that zlib need not spell it out in each. Stored records can only be read
+#: with the very bytes they were written with (zlib checks its Adler-32): never change this text.
+RECORD_DICTIONARY = (
+    "".join(f'"{name}":"' for name in reversed(records.FIELDS))
+    + '"arn:aws:ecs::container-instance/:task/default/Amazon ECS Agent - v1.(sha256:'
+    + '[{"container_port":,"host_port":,"protocol":"tcp"}][{"network_mode":"awsvpc","ipv4_addresses":["'
+    + '"],"ipv6_addresses":[]}]bridgeip-10-.dkr.ecr..amazonaws.com/T00:00:00.000Z","RUNNING","STOPPED"'
+).encode()
+
+
+def encode_record(record: Record) -> bytes:
+    packer = zlib.compressobj(1, zdict=RECORD_DICTIONARY)
+    return packer.compress(json.dumps(record, separators=(",", ":")).encode()) + packer.flush()
+
+
+def decode_record(stored: bytes | str) -> Record:
+    if isinstance(stored, str):  # written before the layout of SCHEMA_VERSION 2
+        return json.loads(stored)
+    return json.loads(zlib.decompressobj(zdict=RECORD_DICTIONARY).decompress(stored))
+
+
+COLUMNS = (*INDEXED, "record", "container_id")
+INSERT = f"INSERT INTO containers ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
+UPDATE = f"UPDATE containers SET {', '.join(f'{name} = ?' for name in INDEXED)}, record = ? WHERE container_id = ?"
+
+
+def row_of(record: Record) -> tuple:
+    """The parameters of INSERT and UPDATE for ``record``."""
+    return (*(record.get(name, "") for name in INDEXED), encode_record(record), record["container_id"])
+
+
+def rows_with_fields(stored: list[tuple[str, bytes | str]], fields_by_task: Mapping[str, Record]) -> list[tuple]:
+    """UPDATE parameters for stored (task ID, record) pairs with their task's fields set."""
+    return [row_of({**decode_record(record), **fields_by_task[task_id]}) for task_id, record in stored]
+
+
+def select_in(conn: sqlite3.Connection, query: str, values: list[str]) -> list[tuple]:
+    """The rows of ``query``, whose ``IN ({})`` takes ``values``, asked 500 values at a time (SQLite allows 32,766
+    parameters; small statements keep each short)."""
+    rows: list[tuple] = []
+    for start in range(0, len(values), 500):
+        chunk = values[start : start + 500]
+        rows += conn.execute(query.format(",".join("?" * len(chunk))), chunk).fetchall()
+    return rows
+
+
+class ReportPlan:
+    """What a report does to the stored records ``stored`` (encoded, by container ID): rows to insert and to
+    update, and the records that are new."""
+
+    def __init__(self, entries: list[Record], stored: dict[str, bytes | str], now: str):
+        current = {container_id: decode_record(record) for container_id, record in stored.items()}
+        changed: dict[str, Record] = {}
+        self.created: list[Record] = []
+        for new in entries:
+            container_id = new["container_id"]
+            old = current.get(container_id)
+            merged = records.merge(old, new, now)
+            if old is None:
+                self.created.append(merged)
+            if merged != old:
+                changed[container_id] = merged
+            current[container_id] = merged
+        self.inserts = [row_of(r) for r in changed.values() if r["container_id"] not in stored]
+        self.updates = [row_of(r) for r in changed.values() if r["container_id"] in stored]
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Create the tables, or convert those of an older layout (one transaction: all or nothing)."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version >= SCHEMA_VERSION:
+        return
+    exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'containers'").fetchone()
+    old = exists and version < 3  # the table itself changed: copied over
+    if exists and not old:
+        for index in REBUILT_IN_4:
+            conn.execute(f"DROP INDEX IF EXISTS {index}")
+    if old:
+        conn.execute("ALTER TABLE containers RENAME TO containers_v1")
+        for (index,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'containers_v1' AND sql IS NOT NULL"
+        ).fetchall():
+            conn.execute(f"DROP INDEX {index}")
+    for statement in SCHEMA.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    if old:
+        for (stored,) in conn.execute("SELECT record FROM containers_v1").fetchall():
+            conn.execute(INSERT, row_of(decode_record(stored)))
+        conn.execute("DROP TABLE containers_v1")
+    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
