@@ -145,6 +145,12 @@ class Store(ABC):
         """
         return None
 
+    def host_leases(self) -> dict[str, str]:
+        """Every host's lease: its key (``server.liveness.host_key``) → when its last report renewed it (the
+        stores' ISO time), read in one cheap request. A host missing here is judged by its containers' own
+        ``last_seen``; this default, for backends that keep no leases yet, holds none."""
+        return {}
+
     @abstractmethod
     def ping(self) -> None:
         """Return if the backend answers; raise StoreUnavailable if it does not."""

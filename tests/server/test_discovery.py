@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import jsonschema
 import pytest
 import yaml
 
-from server.discovery import FilterError, Filters, labels, target_groups, targets
+from server import liveness, records
+from server.discovery import FilterError, Filters, docker_labels, label_name, labels, target_groups, targets
 from server.state import state
 from tests.relabel import relabel, scraped_targets
 from tests.server import samples
@@ -64,7 +66,7 @@ def container(n: int, **fields: object) -> dict[str, str]:
         "networks": [],
     }
     record.update(fields)
-    return {k: json.dumps(v) if k in ("ports", "networks") else v for k, v in record.items()}  # type: ignore[misc]
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in record.items()}
 
 
 AWSVPC = [{"network_mode": "awsvpc", "ipv4_addresses": ["10.0.2.5"], "ipv6_addresses": []}]
@@ -156,6 +158,94 @@ def test_unknown_values_are_left_out_and_a_known_launch_type_kept():
     assert "__meta_ecs_service" not in shown and "__meta_ecs_image" not in shown
     assert shown["__meta_ecs_launch_type"] == "FARGATE"
     assert labels(container(2, instance_id="")).get("__meta_ecs_launch_type") is None
+
+
+def test_docker_labels_become_sanitised_container_labels():
+    given = {"PROMETHEUS_EXPORTER_PORT": "9090", "com.example/team-name": "payments", "ünïcode": "x", "9lives": "y"}
+    shown = labels(container(1, docker_labels=given))
+
+    assert {k: v for k, v in shown.items() if k.startswith("__meta_ecs_container_label_")} == {
+        "__meta_ecs_container_label_PROMETHEUS_EXPORTER_PORT": "9090",
+        "__meta_ecs_container_label_com_example_team_name": "payments",
+        "__meta_ecs_container_label__n_code": "x",
+        "__meta_ecs_container_label_9lives": "y",
+    }
+    assert label_name("a.b-c d/é") == "a_b_c_d__"
+
+
+def test_names_that_sanitise_alike_keep_the_first_by_name_whatever_their_order():
+    one = container(1, docker_labels='{"team.name": "b", "team-name": "a"}')
+    other = container(1, docker_labels='{"team-name": "a", "team.name": "b"}')
+    assert docker_labels(one) == docker_labels(other) == {"__meta_ecs_container_label_team_name": "a"}
+
+
+@pytest.mark.parametrize("text", ["", "{bad", "[]", '"x"', '{"": "v", "n": 1, "m": null, "k": ["v"]}'])
+def test_unreadable_or_odd_docker_labels_give_no_labels(text):
+    assert docker_labels(container(1, docker_labels=text)) == {}
+
+
+# One group per port
+
+
+def port_labels(group: dict) -> tuple[str | None, str | None]:
+    return group["labels"].get("__meta_ecs_container_port"), group["labels"].get("__meta_ecs_host_port")
+
+
+def test_each_port_of_a_container_is_a_group_of_its_own():
+    ports = [
+        {"container_port": 9090, "host_port": 32771, "protocol": "tcp"},
+        {"container_port": 80, "host_port": 32770, "protocol": "tcp"},
+        {"container_port": 80, "host_port": 32770, "protocol": "tcp"},  # bound on IPv4 and IPv6: one target
+    ]
+    answer = target_groups([container(1, ports=ports)])
+
+    assert [(g["targets"], port_labels(g)) for g in answer] == [
+        (["10.0.1.17:32770"], ("80", "32770")),
+        (["10.0.1.17:32771"], ("9090", "32771")),
+    ]
+    assert answer[0]["labels"] != answer[1]["labels"]  # no two targets write the same series
+    assert answer[0]["labels"]["__meta_ecs_container_id"] == answer[1]["labels"]["__meta_ecs_container_id"]
+
+
+def test_one_container_port_published_on_two_host_ports_is_two_groups():
+    ports = [
+        {"container_port": 9090, "host_port": 32771, "protocol": "tcp"},
+        {"container_port": 9090, "host_port": 32772, "protocol": "tcp"},
+    ]
+    answer = target_groups([container(1, ports=ports)])
+    assert [(g["targets"], port_labels(g)) for g in answer] == [
+        (["10.0.1.17:32771"], ("9090", "32771")),
+        (["10.0.1.17:32772"], ("9090", "32772")),
+    ]
+
+
+def test_awsvpc_has_no_host_port_label():
+    record = container(1, networks=AWSVPC, ports=[{"container_port": 9090, "host_port": 9090, "protocol": "tcp"}])
+    ((group),) = target_groups([record])
+    assert (group["targets"], port_labels(group)) == (["10.0.2.5:9090"], ("9090", None))
+
+
+def test_the_port_filter_leaves_the_other_ports_groups_out():
+    ports = [
+        {"container_port": 80, "host_port": 32770, "protocol": "tcp"},
+        {"container_port": 9090, "host_port": 32771, "protocol": "tcp"},
+    ]
+    (group,) = target_groups([container(1, ports=ports)], Filters(port=9090))
+    assert port_labels(group) == ("9090", "32771")
+
+
+# Lost containers
+
+
+def test_a_lost_container_is_no_target_and_a_renewed_host_brings_it_back():
+    record = container(1, last_seen="2026-12-01T10:00:00.000Z", container_instance_arn="", host_name="")
+    key = liveness.host_key(record)
+    lapsed = liveness.annotate([record], {key: "2026-12-01T10:00:00.000Z"}, 540, "2026-12-01T10:09:00.000Z")
+    renewed = liveness.annotate([record], {key: "2026-12-01T10:08:00.000Z"}, 540, "2026-12-01T10:09:00.000Z")
+
+    assert "lost_since" in lapsed[0]
+    assert target_groups(lapsed) == []
+    assert [g["targets"] for g in target_groups(renewed)] == [["10.0.1.17:32768"]]
 
 
 # The whole answer
@@ -349,3 +439,33 @@ def test_one_store_query_per_request(app, client, monkeypatch):
     client.get("/sd/prometheus?service=api")
 
     assert calls == ["running_containers"]
+
+
+def test_the_route_leaves_out_containers_whose_host_stopped_reporting(make_app, settings):
+    lapsing = make_app({**settings, "host_lease": "0.05"})
+    client = lapsing.test_client()
+    client.post("/report/map", json=samples.map_report(samples.container()), headers=samples.AUTH)
+    state(lapsing).leases.interval = 0  # read the leases at every request
+    time.sleep(0.1)
+
+    assert client.get("/sd/prometheus").get_json() == []
+    shown = client.get(f"/query/container_id/{samples.API_ID}/_all").get_json()
+    assert shown["known_status"] == "RUNNING"  # what was last reported stays
+    assert shown["lost_reason"].startswith("its host stopped reporting: last report ")
+    assert shown["lost_since"] <= records.utc_now()
+
+
+def test_the_route_reads_the_leases_the_store_keeps(make_app, settings, monkeypatch):
+    app = make_app({**settings, "host_lease": "60"})
+    client = app.test_client()
+    client.post("/report/map", json=samples.map_report(samples.container()), headers=samples.AUTH)
+    assert [g["targets"] for g in client.get("/sd/prometheus").get_json()] == [["10.0.1.17:49153"]]
+
+    # A store that says the host's last renewal was long ago: the host is lost, whatever the record's last_seen.
+    state(app).leases.read = lambda: {liveness.host_key(samples.HOST): "2026-01-01T00:00:00.000Z"}
+    state(app).leases.interval = 0
+    record = state(app).store.get_container(samples.API_ID)
+    monkeypatch.setattr(
+        state(app).store, "running_containers", lambda: [{**record, "last_seen": "2026-01-01T00:00:00.000Z"}]
+    )
+    assert client.get("/sd/prometheus").get_json() == []
