@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from flask import Blueprint, Response, jsonify, request
 
@@ -175,7 +175,7 @@ def port_targets(
     return found
 
 
-def _is_port(value: object) -> bool:
+def _is_port(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536
 
 
