@@ -326,19 +326,29 @@ def test_bad_filters_say_what_is_wrong(args, message):
 # As Prometheus sees it: the documented scrape config, relabelled
 
 
-def documented_scrape_config() -> dict:
-    """The ``scrape_configs`` entry docs/prometheus.md gives for ``/sd/prometheus``."""
+def documented_scrape_configs() -> dict[str, dict]:
+    """The ``scrape_configs`` entries docs/prometheus.md gives, by job name."""
     blocks = re.findall(r"```yaml\n(.*?)```", PROMETHEUS_DOC.read_text(), re.S)
     (stanza,) = [yaml.safe_load(b) for b in blocks if "http_sd_configs" in b]
-    (job,) = stanza["scrape_configs"]
-    return job
+    return {job["job_name"]: job for job in stanza["scrape_configs"]}
 
 
-def test_documented_scrape_config_points_at_the_route():
-    job = documented_scrape_config()
-    (sd,) = job["http_sd_configs"]
-    assert "/sd/prometheus?" in sd["url"]
-    assert sd.get("refresh_interval", "60s") == "60s"
+def documented_scrape_config(name: str = "ecs") -> dict:
+    return documented_scrape_configs()[name]
+
+
+def test_documented_scrape_config_points_at_the_route_with_the_read_token():
+    jobs = documented_scrape_configs()
+    assert set(jobs) == {"ecs", "ecs-exporters", "ecs-id-mapper"}
+    for name in ("ecs", "ecs-exporters"):
+        (sd,) = jobs[name]["http_sd_configs"]
+        assert "/sd/prometheus" in sd["url"]
+        assert sd.get("refresh_interval", "60s") == "60s"
+        # Prometheus 2.x drops the scheme of http_sd_configs credentials unless the type is written out.
+        assert sd["authorization"]["type"] == "Bearer" and sd["authorization"]["credentials_file"]
+    server = jobs["ecs-id-mapper"]
+    assert server["authorization"]["type"] == "Bearer" and server["authorization"]["credentials_file"]
+    assert server.get("metrics_path", "/metrics") == "/metrics"
 
 
 def test_documented_relabel_example_keeps_and_renames_as_it_says():
@@ -377,6 +387,48 @@ def test_documented_relabel_example_keeps_and_renames_as_it_says():
     ]
 
 
+def test_documented_label_convention_scrapes_the_port_path_and_job_the_container_names():
+    job = documented_scrape_config("ecs-exporters")
+    two_ports = [
+        {"container_port": 8080, "host_port": 32780, "protocol": "tcp"},
+        {"container_port": 9113, "host_port": 32781, "protocol": "tcp"},
+    ]
+    records = [
+        container(1, ports=two_ports, docker_labels={"PROMETHEUS_EXPORTER_PORT": "9113"}),
+        container(
+            2,
+            container_name="exporter",
+            docker_labels={
+                "PROMETHEUS_EXPORTER_PORT": "9090",
+                "PROMETHEUS_EXPORTER_PATH": "/internal/metrics",
+                "PROMETHEUS_EXPORTER_JOB_NAME": "payments",
+            },
+        ),
+        container(3, container_name="quiet"),  # names no port: not scraped
+        container(4, container_name="wrong", docker_labels={"PROMETHEUS_EXPORTER_PORT": "1234"}),
+    ]
+    answer = target_groups(records)
+    found = []
+    for group in answer:  # the scrape URL's parts, which scraped_targets drops with the other __ labels
+        kept = relabel(
+            {
+                "job": job["job_name"],
+                "__metrics_path__": "/metrics",
+                **group["labels"],
+                "__address__": group["targets"][0],
+            },
+            job["relabel_configs"],
+        )
+        if kept is not None:
+            found.append((kept["job"], kept["__address__"], kept["__metrics_path__"], kept["instance"]))
+
+    assert found == [
+        (job["job_name"], "10.0.1.17:32781", "/metrics", f"{TASK_ID}/app"),
+        ("payments", "10.0.1.17:32768", "/internal/metrics", f"{TASK_ID}/exporter"),
+    ]
+    assert {t["cluster"] for t in scraped_targets(answer, job)} == {"prod"}
+
+
 def test_relabel_semantics_used_by_the_example():
     labels_ = {"__meta_ecs_service": "api", "__meta_ecs_task_id": "t1", "__meta_ecs_container_name": "app"}
     assert relabel(labels_, [{"source_labels": ["__meta_ecs_service"], "regex": "web", "action": "keep"}]) is None
@@ -390,6 +442,10 @@ def test_relabel_semantics_used_by_the_example():
     assert "y" not in partial  # anchored: "ap" does not match "api"
     mapped = relabel(labels_, [{"regex": "__meta_ecs_(.+)_name", "action": "labelmap", "replacement": "ecs_${1}"}])
     assert mapped["ecs_container"] == "app"
+    same = [{"source_labels": ["__meta_ecs_task_id"], "target_label": "other", "action": "keepequal"}]
+    assert relabel({**labels_, "other": "t1"}, same) is not None
+    assert relabel({**labels_, "other": "t2"}, same) is None
+    assert relabel(labels_, [{**same[0], "action": "dropequal"}]) is not None
 
 
 # Through the route
