@@ -14,6 +14,7 @@ from server import (
     errors,
     exposition,
     health,
+    liveness,
     logs,
     metrics,
     openapi,
@@ -62,6 +63,7 @@ def create_app(
     app.url_map.merge_slashes = False  # '/query/container_id//_all' is a missing ID (404), not a redirect
 
     store = metrics.metered(open_store(cfg.store, cfg.retention_days))
+    leases = liveness.Leases(store.host_leases, cfg.host_lease)
     ecs = ecs or EcsClient()  # makes its boto3 client on first use, never here
     app.extensions[EXTENSION] = AppState(
         config=cfg,
@@ -71,6 +73,8 @@ def create_app(
         service_names=ServiceNames(ecs, store),
         health=HealthCheck(store, cfg.health_interval),
         containers_on_record=metrics.ContainersOnRecord(store),
+        leases=leases,
+        running_on_record=metrics.RunningOnRecord(store, leases),
         # Started here; a worker forked after this (gunicorn --preload) starts its own.
         pruner=None if store.expires_itself or not store.retention else Pruner(store).start(),
     )

@@ -53,6 +53,10 @@ class Config:
     max_body_bytes: int = 4 * 1024 * 1024
     health_interval: float = 5.0
     retention_days: float = 30.0
+    #: Seconds after a host's last report before its not-stopped containers are shown as lost: a little less than
+    #: the agent's resync (600 s) so a dead host leaves discovery within ten minutes of its last report, with
+    #: the agent's keep-alive renewing the lease of a live one in between (``server.liveness``).
+    host_lease: float = 540.0
     log_level: str = "INFO"
     log_format: str = "text"
     #: The SQS queue the ECS event feed (``python -m server.feed``) reads; the server does not use it.
@@ -152,6 +156,7 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "max_body_bytes": _positive(int),
     "health_interval": _positive(float),
     "retention_days": _not_negative,
+    "host_lease": _positive(float),
     "log_level": _log_level,
     "log_format": _choice(LOG_FORMATS),
     "events_queue_url": _url,

@@ -1,10 +1,10 @@
-"""``/sd/prometheus``: Prometheus HTTP service discovery from the record, one target group per running container
-that publishes a port.
+"""``/sd/prometheus``: Prometheus HTTP service discovery from the record, one target group per port of each
+running container.
 
 The answer is what ``http_sd_configs`` reads: a JSON list of ``{"targets": ["HOST:PORT", …], "labels": {…}}``.
 Labels are named like those of Prometheus's own ECS discovery (``__meta_ecs_*``), so relabelling rules written
 for it keep working. The answer is built by pure functions from the running records and the filters; the route
-only reads the store once.
+reads the store once, and the host leases through the process's cache, so that a lost container is no target.
 """
 
 from __future__ import annotations
@@ -13,11 +13,13 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from flask import Blueprint, Response, jsonify, request
 
 from server.errors import ApiError
+from server.liveness import is_running
+from server.records import utc_now
 from server.state import state
 from server.store import Record
 
@@ -27,6 +29,11 @@ bp = Blueprint("discovery", __name__, url_prefix="/sd")
 ECS_NAME = re.compile(r"[A-Za-z0-9_-]{1,255}")
 #: Prometheus scrapes over TCP; a UDP or SCTP port is no target.
 SCRAPED_PROTOCOL = "tcp"
+
+#: A Docker label ``NAME`` is shown as ``__meta_ecs_container_label_NAME``, NAME sanitised (``label_name``).
+DOCKER_LABEL_PREFIX = "__meta_ecs_container_label_"
+#: What Prometheus allows after the first character of a label name; anything else becomes ``_``.
+NOT_IN_LABEL_NAME = re.compile(r"[^a-zA-Z0-9_]")
 
 #: label → the record field it shows; labels whose field is empty are left out.
 LABELS = {
@@ -100,48 +107,76 @@ def _port(value: str) -> int:
 
 
 def target_groups(running: Iterable[Record], filters: Filters = Filters()) -> list[dict[str, Any]]:
-    """The HTTP SD answer for these running records: a group per container with at least one target, ordered by
-    cluster, service, task and container name so that the answer only changes when the containers do."""
+    """The HTTP SD answer for these running records: a group per port of each running container, ordered by
+    cluster, service, task, container name and port so that the answer only changes when the containers do.
+
+    A group per port, not per container, so that each target has labels of its own (``__meta_ecs_container_port``)
+    and two ports of one container never write the same series. Records as ``server.liveness.annotate`` shows them:
+    a lost container is no target, whatever its last report said.
+    """
     groups = []
     for record in running:
-        if record.get("known_status") != "RUNNING" or not filters.match(record):
+        if not is_running(record) or not filters.match(record):
             continue
-        address = task_address(record)  # decoded once for both
-        found = targets(record, filters.port, address=address)
-        if found:
-            groups.append({"targets": found, "labels": labels(record, address=address)})
+        address = task_address(record)  # decoded once for every port
+        by_port = port_targets(record, filters.port, address=address)
+        if not by_port:
+            continue
+        shown = labels(record, address=address)
+        for (container_port, host_port), found in sorted(by_port.items()):
+            port_labels = {"__meta_ecs_container_port": str(container_port)}
+            if host_port is not None:
+                port_labels["__meta_ecs_host_port"] = str(host_port)
+            groups.append({"targets": found, "labels": {**shown, **port_labels}})
     return sorted(groups, key=_order)
 
 
 def _order(group: dict[str, Any]) -> tuple[str, ...]:
     shown = group["labels"]
-    return tuple(
+    names = tuple(
         shown.get(f"__meta_ecs_{n}", "") for n in ("cluster", "service", "task_id", "container_name", "container_id")
     )
+    return (*names, shown["__meta_ecs_container_port"].zfill(5), shown.get("__meta_ecs_host_port", "").zfill(5))
 
 
 def targets(record: Record, container_port: int | None = None, *, address: str | None = None) -> list[str]:
-    """``HOST:PORT`` for each TCP port the container publishes (only ``container_port`` when given).
+    """``HOST:PORT`` for each TCP port the container publishes (only ``container_port`` when given)."""
+    found = port_targets(record, container_port, address=address)
+    return sorted({target for group in found.values() for target in group})
+
+
+def port_targets(
+    record: Record, container_port: int | None = None, *, address: str | None = None
+) -> dict[tuple[int, int | None], list[str]]:
+    """The targets of each TCP port the container publishes (only ``container_port`` when given), by container port
+    and host port: ``(container port, host port)`` → ``["HOST:PORT"]``.
 
     On awsvpc the task has an address of its own (``address``: its ``task_address``, when already known) and the
-    container listens on its own port there; on bridge and host networking the port is published on the EC2
-    instance. A port not mapped yet (host port 0) is no target.
+    container listens on its own port there: no host port is involved (None). On bridge and host networking the
+    port is published on the EC2 instance, as the host port. A port not mapped yet (host port 0) is no target.
     """
     on_task = task_address(record) if address is None else address
     host = on_task or record.get("instance_ip", "")
     if not host:
-        return []
-    found = set()
+        return {}
+    found: dict[tuple[int, int | None], list[str]] = {}
     for port in _decoded(record.get("ports")):
         if not isinstance(port, dict) or port.get("protocol", SCRAPED_PROTOCOL) != SCRAPED_PROTOCOL:
             continue
         inside, outside = port.get("container_port"), port.get("host_port")
-        if container_port is not None and inside != container_port:
+        if not _is_port(inside) or (container_port is not None and inside != container_port):
             continue
         published = inside if on_task else outside
-        if isinstance(published, int) and not isinstance(published, bool) and 0 < published < 65536:
-            found.add(_join(host, published))
-    return sorted(found)
+        if _is_port(published):
+            target = _join(host, published)
+            group = found.setdefault((inside, None if on_task else published), [])
+            if target not in group:  # ECS lists a port once per address family (0.0.0.0 and ::) it binds
+                group.append(target)
+    return found
+
+
+def _is_port(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536
 
 
 def labels(record: Record, *, address: str | None = None) -> dict[str, str]:
@@ -156,7 +191,32 @@ def labels(record: Record, *, address: str | None = None) -> dict[str, str]:
     launch_type = record.get("launch_type") or ("EC2" if record.get("instance_id") else "")
     if launch_type:
         shown["__meta_ecs_launch_type"] = launch_type
+    shown.update(docker_labels(record))
     return shown
+
+
+def docker_labels(record: Record) -> dict[str, str]:
+    """``__meta_ecs_container_label_<name>`` for each of the container's Docker labels (``docker_labels``, a JSON
+    object in text). Names are sanitised as Prometheus requires (``label_name``); where two names sanitise alike,
+    the one that sorts first wins, so that the answer does not depend on the order the labels came in."""
+    try:
+        given = json.loads(record.get("docker_labels") or "{}")
+    except ValueError:
+        return {}
+    if not isinstance(given, dict):
+        return {}
+    shown: dict[str, str] = {}
+    for name in sorted(n for n in given if isinstance(n, str) and n):
+        value = given[name]
+        if isinstance(value, str):
+            shown.setdefault(DOCKER_LABEL_PREFIX + label_name(name), value)
+    return shown
+
+
+def label_name(name: str) -> str:
+    """``name`` as part of a Prometheus label name: every character other than an ASCII letter, digit or
+    underscore becomes ``_`` (``com.example.team`` → ``com_example_team``), as Prometheus's own discoveries do."""
+    return NOT_IN_LABEL_NAME.sub("_", name)
 
 
 def task_address(record: Record) -> str:
@@ -188,4 +248,6 @@ def _decoded(text: str | None) -> list[Any]:
 @bp.get("/prometheus")
 def prometheus() -> Response:
     filters = Filters.parse(request.args.to_dict(flat=False))  # a bad filter is a 400 before the store is asked
-    return jsonify(target_groups(state().store.running_containers(), filters))
+    app_state = state()
+    running = app_state.leases.annotate(app_state.store.running_containers(), utc_now())
+    return jsonify(target_groups(running, filters))

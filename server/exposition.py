@@ -23,4 +23,5 @@ def metrics() -> Response:
         registry = REGISTRY
     from_store = CollectorRegistry()
     from_store.register(state().containers_on_record)
+    from_store.register(state().running_on_record)
     return Response(generate_latest(registry) + generate_latest(from_store), content_type=CONTENT_TYPE_LATEST)

@@ -17,6 +17,8 @@ from typing import Any, cast
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
+from server.liveness import Leases, is_running
+from server.records import utc_now
 from server.store import Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -92,6 +94,7 @@ STORE_OPERATIONS = (
     "events_of_task",
     "prune",
     "count_containers",
+    "host_leases",
     "ping",
 )
 
@@ -190,3 +193,55 @@ class ContainersOnRecord:
         count = self.count()
         if count is not None:
             yield GaugeMetricFamily(self.NAME, "Containers the store holds a record of, any status.", value=count)
+
+
+class RunningOnRecord:
+    """The gauge of containers whose last report says RUNNING, split by whether their host still reports
+    (``running``) or its lease lapsed (``lost``, ``server.liveness``).
+
+    Read like ``ContainersOnRecord``, from the store when scraped, but from the running records themselves (the
+    query discovery makes, on every backend), so each process asks at most every ``interval`` seconds: a minute,
+    about what one discovery refresh costs.
+    """
+
+    NAME = "ecs_id_mapper_containers_reported_running"
+
+    def __init__(
+        self, store: Store, leases: Leases, interval: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ):
+        self.store = store
+        self.leases = leases
+        self.interval = interval
+        self.clock = clock
+        self._counts: dict[str, int] | None = None
+        self._asked_at = -float("inf")
+        self._lock = threading.Lock()
+
+    def counts(self) -> dict[str, int] | None:
+        """``{"running": n, "lost": m}``, or None when the store failed to answer."""
+        with self._lock:
+            now = self.clock()
+            if now - self._asked_at >= self.interval:
+                self._asked_at = now
+                try:
+                    shown = self.leases.annotate(self.store.running_containers(), utc_now())
+                except StoreError as error:
+                    log.warning("cannot count the running containers on record: %s", error)
+                    self._counts = None
+                else:
+                    running = sum(1 for record in shown if is_running(record))
+                    self._counts = {"running": running, "lost": len(shown) - running}
+            return self._counts
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        counts = self.counts()
+        if counts is not None:
+            family = GaugeMetricFamily(
+                self.NAME,
+                "Containers whose last report says RUNNING, by status: running while their host reports, lost once "
+                "its lease lapsed.",
+                labels=["status"],
+            )
+            for status, count in counts.items():
+                family.add_metric([status], count)
+            yield family

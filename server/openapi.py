@@ -253,6 +253,12 @@ SCHEMAS: dict[str, Any] = {
             **dict.fromkeys(RECORD_FIELDS, STRING),
             "ports": array(ref("Port")),
             "networks": array(ref("Network")),
+            "lost_since": {
+                **STRING,
+                "description": "only on a container not stopped whose host stopped reporting: when its host's "
+                "lease lapsed (last report + ECS_ID_MAPPER_HOST_LEASE); `known_status` stays the last reported",
+            },
+            "lost_reason": {**STRING, "description": "only with `lost_since`: why, with the host's last report"},
         },
         "patternProperties": {"_url$": STRING},
     },
@@ -279,8 +285,20 @@ SCHEMAS: dict[str, Any] = {
     },
     "TargetGroup": {
         "type": "object",
+        "description": "one port of one running container (a container whose host stopped reporting is none)",
         "required": ["targets", "labels"],
-        "properties": {"targets": array(STRING), "labels": {"type": "object", "additionalProperties": STRING}},
+        "properties": {
+            "targets": array(STRING),
+            "labels": {
+                "type": "object",
+                "description": "`__meta_ecs_*` labels; `__meta_ecs_container_port` always, `__meta_ecs_host_port` "
+                "where the port is published on the EC2 instance (not on awsvpc), "
+                "`__meta_ecs_container_label_<name>` for each Docker label, its name sanitised",
+                "required": ["__meta_ecs_container_port"],
+                "propertyNames": {"pattern": "^__meta_ecs_[a-zA-Z0-9_]+$"},
+                "additionalProperties": STRING,
+            },
+        },
     },
     "Health": {
         "type": "object",
@@ -366,7 +384,7 @@ PATHS: dict[str, Any] = {
         "the New Relic application of the service", CLUSTER, SERVICE, fails=(400, 401, 403, 404, 409, 502, 503)
     ),
     "/sd/prometheus": read(
-        "Prometheus HTTP service discovery: one target group per running container that publishes a TCP port",
+        "Prometheus HTTP service discovery: one target group per TCP port of each running container",
         json_answer("target groups", array(ref("TargetGroup"))),
         query_parameter("cluster", "only this cluster", ECS_NAME),
         query_parameter("service", "only this service", ECS_NAME),

@@ -10,7 +10,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from server import ids
 from server.errors import ApiError
-from server.record_links import configured_links, full_record, link_names, link_url
+from server.record_links import as_shown, configured_links, full_record, link_names, link_url
 from server.respond import text, url_answer, wants_redirect
 from server.state import state
 from server.store import Record
@@ -104,7 +104,8 @@ def task_of_container(container_id: str) -> Response:
 
 @bp.get("/container_id/<container_id>/_all")
 def container_all(container_id: str) -> Response:
-    return jsonify(full_record(container_record(container_id)))
+    (record,) = as_shown([container_record(container_id)])
+    return jsonify(full_record(record))
 
 
 # Fixed segments (``_all``, ``urls``, ``events``) are matched before this rule; configured link names never
@@ -145,12 +146,13 @@ def containers_of_task(task_id: str) -> Response:
 @bp.get("/task_id/<task_id>/_all")
 def task_all(task_id: str) -> Response:
     record, found = task_container(task_id)
+    (record,) = as_shown([record])
     return jsonify({**full_record(record), "task_containers": [r.get("container_name", "") for r in found]})
 
 
 @bp.get("/task_id/<task_id>/containers")
 def task_containers(task_id: str) -> Response:
-    return jsonify([full_record(r) for r in task_records(task_id)])
+    return jsonify([full_record(r) for r in as_shown(task_records(task_id))])
 
 
 @bp.get("/task_id/<task_id>/<link>")

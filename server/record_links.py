@@ -8,7 +8,7 @@ from contextlib import suppress
 from server import links
 from server.enrichment import store_newrelic_url
 from server.errors import ApiError
-from server.records import public
+from server.records import public, utc_now
 from server.state import state
 from server.store import Record
 
@@ -67,3 +67,9 @@ def configured_links(record: Record) -> dict[str, str]:
 def full_record(record: Record) -> dict:
     """A record as JSON, with its rendered links."""
     return {**public(record), **{f"{name}_url": url for name, url in configured_links(record).items()}}
+
+
+def as_shown(records: list[Record]) -> list[Record]:
+    """The records as answers show them: those whose host stopped reporting gain ``lost_since`` and
+    ``lost_reason`` (``server.liveness``), read against the process's cached leases."""
+    return state().leases.annotate(records, utc_now())

@@ -10,7 +10,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from server.enrichment import store_service_name
 from server.errors import ApiError
 from server.ids import task_id_of_arn
-from server.record_links import full_record
+from server.record_links import as_shown, full_record
 from server.respond import flag, url_answer, wants_redirect
 from server.state import state
 from server.store import Record
@@ -48,13 +48,13 @@ def service_all(cluster: str, service: str) -> Response:
             if found:
                 found = store_service_name(store, task_id, service, found)
         if found:
-            tasks.append({"task_id": task_id, "containers": [full_record(r) for r in found]})
+            tasks.append({"task_id": task_id, "containers": [full_record(r) for r in as_shown(found)]})
         else:
             missing.append(task_id)
     if include_stopped:
         listed = set(running)
         tasks.extend(
-            {"task_id": task_id, "containers": [full_record(r) for r in found]}
+            {"task_id": task_id, "containers": [full_record(r) for r in as_shown(found)]}
             for task_id, found in by_task.items()
             if task_id not in listed
         )

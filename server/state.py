@@ -8,8 +8,9 @@ from flask import Flask, current_app
 
 from server.config import Config
 from server.ecs import EcsClient
+from server.liveness import Leases
 from server.lru import LRU
-from server.metrics import ContainersOnRecord
+from server.metrics import ContainersOnRecord, RunningOnRecord
 from server.newrelic import NewRelicClient
 from server.retention import Pruner
 from server.service_names import ServiceNames
@@ -32,6 +33,10 @@ class AppState:
     health: HealthCheck
     #: The gauge of containers on record that ``/metrics`` reads from the store.
     containers_on_record: ContainersOnRecord
+    #: The store's host leases, read at most every few seconds: which containers are lost (``server.liveness``).
+    leases: Leases
+    #: The gauge of containers reported RUNNING, running or lost, that ``/metrics`` reads from the store.
+    running_on_record: RunningOnRecord
     #: full container ID → task ID; a container never changes task, so this never goes stale.
     task_of_container: LRU[str, str] = field(default_factory=lambda: LRU(50_000))
     #: task ID → its container IDs, once every one of them is STOPPED: ECS starts no container in a stopped task.

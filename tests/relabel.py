@@ -1,7 +1,8 @@
 """What Prometheus does with an HTTP SD answer before it scrapes: the target labels after ``relabel_configs``.
 
 No relabelling tool is on PyPI, so this follows Prometheus's semantics for the actions docs/prometheus.md uses
-and a few more: ``replace`` (the default), ``keep``, ``drop``, ``labelmap``, ``labeldrop``, ``labelkeep``.
+and a few more: ``replace`` (the default), ``keep``, ``drop``, ``keepequal``, ``dropequal`` (Prometheus 2.41+),
+``labelmap``, ``labeldrop``, ``labelkeep``.
 Regexes are anchored at both ends; ``$1``, ``${1}`` and ``$name`` in replacements refer to groups; values of
 several source labels are joined with ``separator`` (``;``); a missing label is the empty string. Afterwards
 labels starting with ``__`` are dropped, ``instance`` defaults to ``__address__`` and ``job`` to the job name.
@@ -43,6 +44,11 @@ def relabel(labels: Mapping[str, str], rules: Iterable[Mapping[str, Any]]) -> di
             return None
         if action == "drop" and regex.match(value):
             return None
+        # The *equal actions compare the joined source labels with the target label's value, no regex.
+        if action == "keepequal" and value != current.get(rule["target_label"], ""):
+            return None
+        if action == "dropequal" and value == current.get(rule["target_label"], ""):
+            return None
         if action == "replace":
             match = regex.match(value)
             if match:
@@ -62,7 +68,7 @@ def relabel(labels: Mapping[str, str], rules: Iterable[Mapping[str, Any]]) -> di
             current = {n: v for n, v in current.items() if not regex.match(n)}
         elif action == "labelkeep":
             current = {n: v for n, v in current.items() if regex.match(n)}
-        elif action not in ("keep", "drop"):
+        elif action not in ("keep", "drop", "keepequal", "dropequal"):
             raise ValueError(f"relabel action {action!r} is not implemented here")
     return current
 

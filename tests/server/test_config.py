@@ -20,6 +20,8 @@ def test_defaults():
     assert cfg.graylog_url == ""
     assert cfg.retention_days == 30
     assert config.load(environ={"ECS_ID_MAPPER_RETENTION_DAYS": "0"}).retention_days == 0
+    assert cfg.host_lease == 540
+    assert config.load(environ={"ECS_ID_MAPPER_HOST_LEASE": "2.5"}).host_lease == 2.5
 
 
 def test_gunicorn_keeps_idle_connections_longer_than_a_load_balancer():
@@ -65,6 +67,9 @@ def test_environment_then_overrides():
         ("ECS_ID_MAPPER_RETENTION_DAYS", "-1"),
         ("ECS_ID_MAPPER_RETENTION_DAYS", "a month"),
         ("ECS_ID_MAPPER_RETENTION_DAYS", "inf"),
+        ("ECS_ID_MAPPER_HOST_LEASE", "0"),
+        ("ECS_ID_MAPPER_HOST_LEASE", "nine minutes"),
+        ("ECS_ID_MAPPER_HOST_LEASE", "inf"),
         ("ECS_ID_MAPPER_CADVISOR_URL", "ftp://{instance_ip}/"),
         ("ECS_ID_MAPPER_CADVISOR_URL", "http://{instance_ip}:8080/{nonsense}"),
         ("ECS_ID_MAPPER_GRAYLOG_URL", "https://graylog/{container_id"),

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import jsonschema
 import pytest
 import yaml
 
-from server.discovery import FilterError, Filters, labels, target_groups, targets
+from server import liveness, records
+from server.discovery import FilterError, Filters, docker_labels, label_name, labels, target_groups, targets
 from server.state import state
 from tests.relabel import relabel, scraped_targets
 from tests.server import samples
@@ -64,7 +66,7 @@ def container(n: int, **fields: object) -> dict[str, str]:
         "networks": [],
     }
     record.update(fields)
-    return {k: json.dumps(v) if k in ("ports", "networks") else v for k, v in record.items()}  # type: ignore[misc]
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in record.items()}
 
 
 AWSVPC = [{"network_mode": "awsvpc", "ipv4_addresses": ["10.0.2.5"], "ipv6_addresses": []}]
@@ -158,6 +160,94 @@ def test_unknown_values_are_left_out_and_a_known_launch_type_kept():
     assert labels(container(2, instance_id="")).get("__meta_ecs_launch_type") is None
 
 
+def test_docker_labels_become_sanitised_container_labels():
+    given = {"PROMETHEUS_EXPORTER_PORT": "9090", "com.example/team-name": "payments", "ünïcode": "x", "9lives": "y"}
+    shown = labels(container(1, docker_labels=given))
+
+    assert {k: v for k, v in shown.items() if k.startswith("__meta_ecs_container_label_")} == {
+        "__meta_ecs_container_label_PROMETHEUS_EXPORTER_PORT": "9090",
+        "__meta_ecs_container_label_com_example_team_name": "payments",
+        "__meta_ecs_container_label__n_code": "x",
+        "__meta_ecs_container_label_9lives": "y",
+    }
+    assert label_name("a.b-c d/é") == "a_b_c_d__"
+
+
+def test_names_that_sanitise_alike_keep_the_first_by_name_whatever_their_order():
+    one = container(1, docker_labels='{"team.name": "b", "team-name": "a"}')
+    other = container(1, docker_labels='{"team-name": "a", "team.name": "b"}')
+    assert docker_labels(one) == docker_labels(other) == {"__meta_ecs_container_label_team_name": "a"}
+
+
+@pytest.mark.parametrize("text", ["", "{bad", "[]", '"x"', '{"": "v", "n": 1, "m": null, "k": ["v"]}'])
+def test_unreadable_or_odd_docker_labels_give_no_labels(text):
+    assert docker_labels(container(1, docker_labels=text)) == {}
+
+
+# One group per port
+
+
+def port_labels(group: dict) -> tuple[str | None, str | None]:
+    return group["labels"].get("__meta_ecs_container_port"), group["labels"].get("__meta_ecs_host_port")
+
+
+def test_each_port_of_a_container_is_a_group_of_its_own():
+    ports = [
+        {"container_port": 9090, "host_port": 32771, "protocol": "tcp"},
+        {"container_port": 80, "host_port": 32770, "protocol": "tcp"},
+        {"container_port": 80, "host_port": 32770, "protocol": "tcp"},  # bound on IPv4 and IPv6: one target
+    ]
+    answer = target_groups([container(1, ports=ports)])
+
+    assert [(g["targets"], port_labels(g)) for g in answer] == [
+        (["10.0.1.17:32770"], ("80", "32770")),
+        (["10.0.1.17:32771"], ("9090", "32771")),
+    ]
+    assert answer[0]["labels"] != answer[1]["labels"]  # no two targets write the same series
+    assert answer[0]["labels"]["__meta_ecs_container_id"] == answer[1]["labels"]["__meta_ecs_container_id"]
+
+
+def test_one_container_port_published_on_two_host_ports_is_two_groups():
+    ports = [
+        {"container_port": 9090, "host_port": 32771, "protocol": "tcp"},
+        {"container_port": 9090, "host_port": 32772, "protocol": "tcp"},
+    ]
+    answer = target_groups([container(1, ports=ports)])
+    assert [(g["targets"], port_labels(g)) for g in answer] == [
+        (["10.0.1.17:32771"], ("9090", "32771")),
+        (["10.0.1.17:32772"], ("9090", "32772")),
+    ]
+
+
+def test_awsvpc_has_no_host_port_label():
+    record = container(1, networks=AWSVPC, ports=[{"container_port": 9090, "host_port": 9090, "protocol": "tcp"}])
+    ((group),) = target_groups([record])
+    assert (group["targets"], port_labels(group)) == (["10.0.2.5:9090"], ("9090", None))
+
+
+def test_the_port_filter_leaves_the_other_ports_groups_out():
+    ports = [
+        {"container_port": 80, "host_port": 32770, "protocol": "tcp"},
+        {"container_port": 9090, "host_port": 32771, "protocol": "tcp"},
+    ]
+    (group,) = target_groups([container(1, ports=ports)], Filters(port=9090))
+    assert port_labels(group) == ("9090", "32771")
+
+
+# Lost containers
+
+
+def test_a_lost_container_is_no_target_and_a_renewed_host_brings_it_back():
+    record = container(1, last_seen="2026-12-01T10:00:00.000Z", container_instance_arn="", host_name="")
+    key = liveness.host_key(record)
+    lapsed = liveness.annotate([record], {key: "2026-12-01T10:00:00.000Z"}, 540, "2026-12-01T10:09:00.000Z")
+    renewed = liveness.annotate([record], {key: "2026-12-01T10:08:00.000Z"}, 540, "2026-12-01T10:09:00.000Z")
+
+    assert "lost_since" in lapsed[0]
+    assert target_groups(lapsed) == []
+    assert [g["targets"] for g in target_groups(renewed)] == [["10.0.1.17:32768"]]
+
+
 # The whole answer
 
 
@@ -236,19 +326,29 @@ def test_bad_filters_say_what_is_wrong(args, message):
 # As Prometheus sees it: the documented scrape config, relabelled
 
 
-def documented_scrape_config() -> dict:
-    """The ``scrape_configs`` entry docs/prometheus.md gives for ``/sd/prometheus``."""
+def documented_scrape_configs() -> dict[str, dict]:
+    """The ``scrape_configs`` entries docs/prometheus.md gives, by job name."""
     blocks = re.findall(r"```yaml\n(.*?)```", PROMETHEUS_DOC.read_text(), re.S)
     (stanza,) = [yaml.safe_load(b) for b in blocks if "http_sd_configs" in b]
-    (job,) = stanza["scrape_configs"]
-    return job
+    return {job["job_name"]: job for job in stanza["scrape_configs"]}
 
 
-def test_documented_scrape_config_points_at_the_route():
-    job = documented_scrape_config()
-    (sd,) = job["http_sd_configs"]
-    assert "/sd/prometheus?" in sd["url"]
-    assert sd.get("refresh_interval", "60s") == "60s"
+def documented_scrape_config(name: str = "ecs") -> dict:
+    return documented_scrape_configs()[name]
+
+
+def test_documented_scrape_config_points_at_the_route_with_the_read_token():
+    jobs = documented_scrape_configs()
+    assert set(jobs) == {"ecs", "ecs-exporters", "ecs-id-mapper"}
+    for name in ("ecs", "ecs-exporters"):
+        (sd,) = jobs[name]["http_sd_configs"]
+        assert "/sd/prometheus" in sd["url"]
+        assert sd.get("refresh_interval", "60s") == "60s"
+        # Prometheus 2.x drops the scheme of http_sd_configs credentials unless the type is written out.
+        assert sd["authorization"]["type"] == "Bearer" and sd["authorization"]["credentials_file"]
+    server = jobs["ecs-id-mapper"]
+    assert server["authorization"]["type"] == "Bearer" and server["authorization"]["credentials_file"]
+    assert server.get("metrics_path", "/metrics") == "/metrics"
 
 
 def test_documented_relabel_example_keeps_and_renames_as_it_says():
@@ -287,6 +387,48 @@ def test_documented_relabel_example_keeps_and_renames_as_it_says():
     ]
 
 
+def test_documented_label_convention_scrapes_the_port_path_and_job_the_container_names():
+    job = documented_scrape_config("ecs-exporters")
+    two_ports = [
+        {"container_port": 8080, "host_port": 32780, "protocol": "tcp"},
+        {"container_port": 9113, "host_port": 32781, "protocol": "tcp"},
+    ]
+    records = [
+        container(1, ports=two_ports, docker_labels={"PROMETHEUS_EXPORTER_PORT": "9113"}),
+        container(
+            2,
+            container_name="exporter",
+            docker_labels={
+                "PROMETHEUS_EXPORTER_PORT": "9090",
+                "PROMETHEUS_EXPORTER_PATH": "/internal/metrics",
+                "PROMETHEUS_EXPORTER_JOB_NAME": "payments",
+            },
+        ),
+        container(3, container_name="quiet"),  # names no port: not scraped
+        container(4, container_name="wrong", docker_labels={"PROMETHEUS_EXPORTER_PORT": "1234"}),
+    ]
+    answer = target_groups(records)
+    found = []
+    for group in answer:  # the scrape URL's parts, which scraped_targets drops with the other __ labels
+        kept = relabel(
+            {
+                "job": job["job_name"],
+                "__metrics_path__": "/metrics",
+                **group["labels"],
+                "__address__": group["targets"][0],
+            },
+            job["relabel_configs"],
+        )
+        if kept is not None:
+            found.append((kept["job"], kept["__address__"], kept["__metrics_path__"], kept["instance"]))
+
+    assert found == [
+        (job["job_name"], "10.0.1.17:32781", "/metrics", f"{TASK_ID}/app"),
+        ("payments", "10.0.1.17:32768", "/internal/metrics", f"{TASK_ID}/exporter"),
+    ]
+    assert {t["cluster"] for t in scraped_targets(answer, job)} == {"prod"}
+
+
 def test_relabel_semantics_used_by_the_example():
     labels_ = {"__meta_ecs_service": "api", "__meta_ecs_task_id": "t1", "__meta_ecs_container_name": "app"}
     assert relabel(labels_, [{"source_labels": ["__meta_ecs_service"], "regex": "web", "action": "keep"}]) is None
@@ -300,6 +442,10 @@ def test_relabel_semantics_used_by_the_example():
     assert "y" not in partial  # anchored: "ap" does not match "api"
     mapped = relabel(labels_, [{"regex": "__meta_ecs_(.+)_name", "action": "labelmap", "replacement": "ecs_${1}"}])
     assert mapped["ecs_container"] == "app"
+    same = [{"source_labels": ["__meta_ecs_task_id"], "target_label": "other", "action": "keepequal"}]
+    assert relabel({**labels_, "other": "t1"}, same) is not None
+    assert relabel({**labels_, "other": "t2"}, same) is None
+    assert relabel(labels_, [{**same[0], "action": "dropequal"}]) is not None
 
 
 # Through the route
@@ -349,3 +495,33 @@ def test_one_store_query_per_request(app, client, monkeypatch):
     client.get("/sd/prometheus?service=api")
 
     assert calls == ["running_containers"]
+
+
+def test_the_route_leaves_out_containers_whose_host_stopped_reporting(make_app, settings):
+    lapsing = make_app({**settings, "host_lease": "0.05"})
+    client = lapsing.test_client()
+    client.post("/report/map", json=samples.map_report(samples.container()), headers=samples.AUTH)
+    state(lapsing).leases.interval = 0  # read the leases at every request
+    time.sleep(0.1)
+
+    assert client.get("/sd/prometheus").get_json() == []
+    shown = client.get(f"/query/container_id/{samples.API_ID}/_all").get_json()
+    assert shown["known_status"] == "RUNNING"  # what was last reported stays
+    assert shown["lost_reason"].startswith("its host stopped reporting: last report ")
+    assert shown["lost_since"] <= records.utc_now()
+
+
+def test_the_route_reads_the_leases_the_store_keeps(make_app, settings, monkeypatch):
+    app = make_app({**settings, "host_lease": "60"})
+    client = app.test_client()
+    client.post("/report/map", json=samples.map_report(samples.container()), headers=samples.AUTH)
+    assert [g["targets"] for g in client.get("/sd/prometheus").get_json()] == [["10.0.1.17:49153"]]
+
+    # A store that says the host's last renewal was long ago: the host is lost, whatever the record's last_seen.
+    state(app).leases.read = lambda: {liveness.host_key(samples.HOST): "2026-01-01T00:00:00.000Z"}
+    state(app).leases.interval = 0
+    record = state(app).store.get_container(samples.API_ID)
+    monkeypatch.setattr(
+        state(app).store, "running_containers", lambda: [{**record, "last_seen": "2026-01-01T00:00:00.000Z"}]
+    )
+    assert client.get("/sd/prometheus").get_json() == []

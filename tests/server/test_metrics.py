@@ -142,6 +142,52 @@ def test_the_store_is_asked_at_most_once_per_interval_and_a_failure_leaves_the_g
     assert gauge_values(gauge) == [9]
 
 
+def reported_running(client) -> dict[str, float]:
+    found = scrape(client)
+    return {status: found.get((metrics.RunningOnRecord.NAME, (("status", status),))) for status in ("running", "lost")}
+
+
+def test_the_reported_running_gauge_splits_running_from_lost(make_app, settings):
+    app = make_app(settings)
+    client = app.test_client()
+    state(app).running_on_record.interval = 0
+    assert reported_running(client) == {"running": 0, "lost": 0}
+    client.post("/report/map", json=samples.map_report(samples.container()), headers=AUTH)
+    client.post("/report/map", json=samples.map_report(samples.container(SIDECAR_ID, name="sidecar")), headers=AUTH)
+    assert reported_running(client) == {"running": 2, "lost": 0}
+
+    # The host's last renewal is long past: both containers are lost, and nothing was written to say so.
+    from server import liveness
+
+    state(app).leases.read = lambda: {liveness.host_key(samples.HOST): "2026-01-01T00:00:00.000Z"}
+    state(app).leases.interval = 0
+    old = [{**r, "last_seen": "2026-01-01T00:00:00.000Z"} for r in state(app).store.running_containers()]
+    state(app).running_on_record.store = type("Old", (), {"running_containers": lambda self: old})()
+    assert reported_running(client) == {"running": 0, "lost": 2}
+
+
+def test_the_reported_running_gauge_reads_the_store_once_per_interval_and_leaves_a_failure_out():
+    from server import liveness
+    from server.store import StoreUnavailable
+
+    now = [0.0]
+    answers: list = [[{"known_status": "RUNNING"}], StoreUnavailable("down")]
+
+    class Store:
+        def running_containers(self):
+            answer = answers.pop(0)
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+
+    gauge = metrics.RunningOnRecord(Store(), liveness.Leases(dict, 540), interval=60, clock=lambda: now[0])
+    assert gauge.counts() == {"running": 1, "lost": 0}
+    now[0] = 59.0
+    assert gauge.counts() == {"running": 1, "lost": 0}
+    now[0] = 60.0
+    assert gauge.counts() is None and gauge_values(gauge) == []
+
+
 def test_docs_list_every_metric_the_server_serves(client, report):
     report(samples.container())  # a gauge read from the store is served once there is a store to read
     docs = (Path(__file__).parents[2] / "docs" / "metrics.md").read_text()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from urllib.parse import quote
 
 import pytest
@@ -11,6 +12,7 @@ from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate
 
 from server import schema
+from server.state import state
 from tests.server import ecs_samples, samples
 from tests.server.samples import API_ID, AUTH, TASK_LONG
 
@@ -114,6 +116,26 @@ def conforms(document: dict, body: object, schema_name: str) -> bool:
 def parameter_schema(document: dict, path: str, name: str) -> dict:
     (parameter,) = [p for p in document["paths"][path]["get"]["parameters"] if p["name"] == name]
     return parameter["schema"]
+
+
+def test_lost_records_and_labelled_target_groups_conform(make_app, settings, document):
+    from server.discovery import target_groups
+
+    lapsing = make_app({**settings, "host_lease": "0.05"})
+    client = lapsing.test_client()
+    assert client.post("/report/map", json=samples.map_report(samples.container()), headers=AUTH).status_code == 200
+    state(lapsing).leases.interval = 0
+    time.sleep(0.1)
+    shown = client.get(f"/query/container_id/{API_ID}/_all").get_json()
+    assert "lost_since" in shown and conforms(document, shown, "Record")
+
+    record = {**state(lapsing).store.get_container(API_ID), "docker_labels": '{"PROMETHEUS_EXPORTER_PORT": "8000"}'}
+    (group,) = target_groups([record])
+    assert group["labels"]["__meta_ecs_container_label_PROMETHEUS_EXPORTER_PORT"] == "8000"
+    assert conforms(document, group, "TargetGroup")
+    assert not conforms(
+        document, {"targets": [], "labels": {"job": "x", "__meta_ecs_container_port": "1"}}, "TargetGroup"
+    )
 
 
 def test_the_bodies_agents_and_eventbridge_send_conform(document):

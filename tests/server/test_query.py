@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from server.state import state
@@ -344,3 +346,26 @@ def test_host_name_labels_may_be_a_piece_of_a_host(make_app, settings):
     assert (response.status_code, response.headers["Location"]) == (
         302, "https://prod-eu.graylog.example:8443/search?c=prod-eu",
     )  # fmt: skip
+
+
+def test_the_all_answers_show_containers_whose_host_stopped_reporting_as_lost(make_app, settings):
+    app = make_app({**settings, "host_lease": "0.05"})
+    client = app.test_client()
+    body = samples.map_report(
+        samples.container(API_ID, "api"), samples.container(SIDECAR_ID, "sidecar", known_status="STOPPED")
+    )
+    assert client.post("/report/map", json=body, headers=AUTH).status_code == 200
+    state(app).leases.interval = 0
+    time.sleep(0.1)
+
+    shown = [
+        client.get(f"/query/container_id/{API_ID}/_all").get_json(),
+        client.get(f"/query/task_id/{TASK_LONG}/_all?container=api").get_json(),
+        *client.get(f"/query/task_id/{TASK_LONG}/containers").get_json(),
+    ]
+
+    lost = [s for s in shown if "lost_since" in s]
+    assert [s["container_name"] for s in lost] == ["api", "api", "api"]  # a stopped container is never lost
+    assert {s["known_status"] for s in lost} == {"RUNNING"}
+    assert {s["lost_reason"][:40] for s in lost} == {"its host stopped reporting: last report "}
+    assert "lost_reason" not in shown[-1] and shown[-1]["container_name"] == "sidecar"

@@ -43,12 +43,13 @@ def client(app):
     return app.test_client()
 
 
-def report(client, *records: dict) -> None:
-    """POST the records as the agent would, one host, one cluster."""
+def report(client, *records: dict, host: dict | None = None) -> None:
+    """POST the records as the agent would, one host (``host``: its fields beyond cluster and region), one
+    cluster."""
     wire = ("container_id", "container_name", "task_arn", "task_name", "task_version", "desired_status",
             "known_status", "sample_time")  # fmt: skip
     body = {
-        "host": {"cluster_name": records[0]["cluster_name"], "region": records[0]["region"]},
+        "host": {"cluster_name": records[0]["cluster_name"], "region": records[0]["region"], **(host or {})},
         "containers": [{k: r[k] for k in wire} for r in records],
     }
     response = client.post("/report/map", json=body, headers=AUTH)
@@ -116,6 +117,24 @@ def test_include_stopped_adds_the_service_tasks_ecs_no_longer_lists(app, client,
     assert [t["task_id"] for t in running["tasks"]] == [task_id(5)]
     assert [t["task_id"] for t in everything["tasks"]] == [task_id(5), task_id(6)]
     assert everything["tasks"][1]["containers"][0]["known_status"] == "STOPPED"
+
+
+def test_service_tasks_show_the_containers_of_a_host_that_stopped_reporting_as_lost(make_app, settings, ecs, stubber):
+    app = make_app({**settings, "host_lease": "0.05"}, ecs=ecs)
+    client = app.test_client()
+    describe(stubber, [7], {7: "service:web"})
+    report(client, record(7), host={"instance_id": "i-0abc"})
+    assert names(app).wait_idle(5)
+    list_tasks(stubber, [7])
+    state(app).leases.interval = 0
+    time.sleep(0.1)
+
+    body = client.get(f"/query/service/{CLUSTER}/web/_all").get_json()
+
+    ((shown,),) = [t["containers"] for t in body["tasks"]]
+    assert shown["known_status"] == "RUNNING"  # what the host last said stays, the lapse is said beside it
+    assert shown["lost_reason"].startswith("its host stopped reporting: last report ")
+    assert shown["lost_since"] > shown["last_seen"]
 
 
 def test_unknown_service_is_404(client, stubber):
