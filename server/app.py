@@ -62,7 +62,9 @@ def create_app(
     app.json = json_provider
     app.url_map.merge_slashes = False  # '/query/container_id//_all' is a missing ID (404), not a redirect
 
-    store = metrics.metered(open_store(cfg.store, cfg.retention_days))
+    opened = open_store(cfg.store, cfg.retention_days)
+    opened.lease = cfg.host_lease  # the store renews a host's lease once half of it passed
+    store = metrics.metered(opened)
     leases = liveness.Leases(store.host_leases, cfg.host_lease)
     ecs = ecs or EcsClient()  # makes its boto3 client on first use, never here
     app.extensions[EXTENSION] = AppState(

@@ -95,6 +95,8 @@ STORE_OPERATIONS = (
     "prune",
     "count_containers",
     "host_leases",
+    "get_note",
+    "put_note",
     "ping",
 )
 
