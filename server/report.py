@@ -42,10 +42,12 @@ def body() -> Any:
 
 @bp.post("/map")
 def report_map() -> Response:
-    containers, events, full = schema.map_report(body())
+    raw = body()
+    containers, events, full = schema.map_report(raw)
     app_state = state()
     store = app_state.store
-    created, new_events = store.record_report(with_event_times(containers, events), events, utc_now(), full)
+    entries = with_event_times(containers, events)
+    created, new_events = store.record_report(entries, events, utc_now(), full, host=schema.report_host(raw))
     if app_state.config.service_names:
         app_state.service_names.submit(created)  # queued for the worker; returns at once
     EVENTS_STORED.inc(new_events)

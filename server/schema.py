@@ -178,7 +178,18 @@ def _items(body: dict, key: str, parse: Callable[[Any, str], dict], mandatory: b
 def map_report(body: Any) -> tuple[list[dict[str, str]], list[dict[str, str]], bool]:
     """The container records, events and full flag of a /report/map body."""
     body = json_object(body, "$")
-    host_raw = json_object(body.get("host", {}), "$.host")
+    host = report_host(body)
+    containers = _items(body, "containers", lambda raw, path: _container(raw, path, host), mandatory=True)
+    events = _items(body, "events", _event, mandatory=False)
+    full = body.get("full", False)
+    if not isinstance(full, bool):
+        raise ValidationError("$.full", f"expected true or false, got {full!r}")
+    return containers, events, full
+
+
+def report_host(body: Any) -> dict[str, str]:
+    """The host fields of a /report/map body (``host``), every one present, empty when not given."""
+    host_raw = json_object(json_object(body, "$").get("host", {}), "$.host")
     host = {key: optional_text(host_raw, key, "$.host") for key in HOST_FIELDS}
     if host["instance_ip"]:
         try:
@@ -187,12 +198,7 @@ def map_report(body: Any) -> tuple[list[dict[str, str]], list[dict[str, str]], b
             raise ValidationError(
                 "$.host.instance_ip", f"expected an IP address, got {host['instance_ip']!r}"
             ) from None
-    containers = _items(body, "containers", lambda raw, path: _container(raw, path, host), mandatory=True)
-    events = _items(body, "events", _event, mandatory=False)
-    full = body.get("full", False)
-    if not isinstance(full, bool):
-        raise ValidationError("$.full", f"expected true or false, got {full!r}")
-    return containers, events, full
+    return host
 
 
 def event_report(body: Any) -> list[dict[str, str]]:

@@ -148,11 +148,18 @@ class MergingStore(Store):
         return self._upsert(records_, now)
 
     def _upsert(
-        self, records_: Iterable[Record], now: str, carried: Collection[str] = (), read: Mapping[str, Any] | None = None
+        self,
+        records_: Iterable[Record],
+        now: str,
+        carried: Collection[str] = (),
+        read: Mapping[str, Any] | None = None,
+        written: list[tuple[Record | None, Record]] | None = None,
     ) -> list[Record]:
         """``upsert_containers``, where a running container in ``carried`` (IDs whose liveness a heartbeat keeps)
         is written only if more than its ``last_seen`` and ``sample_time`` changed, and ``read`` holds copies the
-        caller has just read in a batch, merged against instead of reading or remembering."""
+        caller has just read in a batch, merged against instead of reading or remembering. Each record written is
+        appended to ``written`` as (the record it replaced, or None; the record written), for
+        ``server.records.untold``."""
         self._ready_to_use()
         reports: dict[str, list[Record]] = {}
         for entry in records_:
@@ -168,6 +175,8 @@ class MergingStore(Store):
             changes, first = self._merged(reports, known, now, carried)
             lost = self._save(changes)
             created += [record for cid, record in first.items() if cid not in lost]
+            if written is not None:
+                written += [(held.record, record) for held, record in changes if record["container_id"] not in lost]
             if not lost:
                 return created
             reports = {cid: entries for cid, entries in reports.items() if cid in lost}
