@@ -17,19 +17,22 @@ from datetime import UTC, datetime, timedelta
 
 from server.records import format_time
 
-#: Fields that name the host reporting a container. The cluster alone is no host; any of the others with it is one.
+#: Fields that name the host reporting a container.
 HOST_FIELDS = ("cluster_name", "container_instance_arn", "instance_id", "host_name")
+#: Only an agent knows these (the ECS feed names a container instance, never its EC2 instance or host name), so
+#: only records an agent reported are kept alive by a host's lease; the feed's own STOPPED ends the others.
+AGENT_HOST_FIELDS = ("instance_id", "host_name")
 #: The fields a lost record gains in every answer that shows it.
 LOST_FIELDS = ("lost_since", "lost_reason")
 
 
 def host_key(fields: Mapping[str, str]) -> str:
-    """The key of the host named by ``fields`` (a record or a report's ``host``), "" when they name none: a digest
-    of the host fields, so that a host whose identity changes (its instance ARN known after registration) is a new
-    host."""
-    values = [fields.get(name) or "" for name in HOST_FIELDS]
-    if not any(values[1:]):
+    """The key of the agent's host named by ``fields`` (a record or a report's ``host``), "" when they name none: a
+    digest of the host fields, so that a host whose identity changes (its instance ARN known after registration) is
+    a new host."""
+    if not any(fields.get(name) for name in AGENT_HOST_FIELDS):
         return ""
+    values = [fields.get(name) or "" for name in HOST_FIELDS]
     return hashlib.sha256(json.dumps(values).encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 

@@ -16,6 +16,8 @@ def at(minutes: int, seconds: int = 0) -> str:
 
 def test_a_host_key_needs_more_than_the_cluster():
     assert liveness.host_key({"cluster_name": "prod"}) == ""
+    # What the ECS feed knows of an EC2 task's host: no lease keeps it alive, ECS's STOPPED ends it.
+    assert liveness.host_key({"cluster_name": "prod", "container_instance_arn": "arn:aws:ecs:x"}) == ""
     assert liveness.host_key(HOST) == liveness.host_key({**HOST, "other": "x"}) != ""
     assert liveness.host_key(HOST) != liveness.host_key({**HOST, "instance_id": "i-0def"})
 
