@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 
+from bench import lease_writes
 from server import liveness
 from server.store.sqlite import SCHEMA_VERSION, SQLiteStore
 from tests.store.samples import T0, at, cid, record
@@ -177,3 +178,11 @@ def test_a_note_is_replaced_whole(tmp_path):
     store.put_note("taskdef/a:1", "short")
     assert store.get_note("taskdef/a:1") == "short"
     store.close()
+
+
+def test_the_lease_bench_writes_each_lease_twice_per_resync_and_nothing_else_between(tmp_path):
+    # Renewed by the resync at 0 and the keep-alive at 300 s (the first past half the lease): 2 per host per round.
+    with lease_writes.sqlite_case(tmp_path, 10) as case:
+        writes, _, sent = lease_writes.drive(case, hosts=10, containers=2, minutes=20)
+    assert sent == {"full snapshots": 20, "keep-alives": 180}
+    assert writes == {"lease writes": 40, "transactions": 40, "container rows": 40, "event rows": 0}
