@@ -5,6 +5,11 @@ workers serialise on the file lock instead of overwriting each other's merges. W
 for that lock on an flock of ``<file>-writer`` (``sqlite_writers.WriterQueue``, for the store's timeout at most),
 and a report's records are merged and encoded before it. How the file is laid out: ``sqlite_layout``.
 
+A report is one transaction: its records, its events and the transitions they did not name, the records its
+host's full snapshot no longer lists (found in the ``containers_by_host`` index), and its host's lease (a row of
+``hosts``) when half the lease has passed since the renewal this process last wrote or read; a keep-alive inside
+that window costs no statement at all.
+
 Commits only append to the WAL: a thread of each process (``Checkpointer``, one process at a time by an flock
 of ``<file>-checkpoint``) copies it back into the database file, fsyncs included, without holding the write
 lock, and truncates it in full once it passes half of ``WAL_LIMIT``. A writer that finds it past the whole limit
@@ -22,6 +27,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+from server import liveness
 from server.store.base import Event, Record, Store, StoreUnavailable
 from server.store.sqlite_layout import (
     INSERT,
@@ -77,6 +83,9 @@ class SQLiteStore(Store):
         self.wal_limit = wal_limit
         self.keep_for(retention_days, clock)
         self._local = threading.local()
+        #: Each host's lease renewal as this process last wrote or read it: a report inside the half lease after
+        #: it reads nothing. Replicas each keep their own (and may write a renewal again, at most once each).
+        self._renewals: dict[str, str] = {}
         self._checkpointer = Checkpointer(self.checkpoint, self.close_connection)
         with self._errors():
             conn = self._connection()
@@ -175,35 +184,134 @@ class SQLiteStore(Store):
             return self._connection().execute(sql, args).fetchall()
 
     def upsert_containers(self, records_: Iterable[Record], now: str) -> list[Record]:
-        entries = list(records_)
+        return self._record(list(records_), [], now, derive=False)[0]
+
+    def add_events(self, events: Iterable[Event]) -> int:
+        with self._write() as conn:
+            return self._insert_events(conn, events)
+
+    def record_report(
+        self, records: list[Record], events: list[Event], now: str, full: bool = False, host: Record | None = None
+    ) -> tuple[list[Record], int]:
+        return self._record(records, events, now, full, host)
+
+    def _record(
+        self,
+        entries: list[Record],
+        events: list[Event],
+        now: str,
+        full: bool = False,
+        host: Record | None = None,
+        derive: bool = True,
+    ) -> tuple[list[Record], int]:
+        """``record_report`` (``upsert_containers`` with ``derive`` False: the records alone): one transaction for
+        the records, the events, the host's vanished records and its lease renewal; none at all for a keep-alive
+        whose lease is not due."""
+        key = liveness.host_key(host) if host else ""
+        renew = bool(key) and self._renewal_due(key, now)
+        reconcile = bool(key) and full
+        if not (entries or events or renew or reconcile):
+            return [], 0
         ids = sorted({new["container_id"] for new in entries})
+        # The newest moment the snapshot tells of: when the containers it no longer lists were last known gone.
+        moment = max((new.get("sample_time", "") for new in entries), default="") or now
         # Merging and encoding are most of a report's cost: done before the write lock, against the records as
         # read without it, and done again inside only if another writer changed one of them in between.
         with self._errors():
-            seen = self._stored(self._connection(), ids)
-        plan = ReportPlan(entries, seen, now)
+            conn = self._connection()
+            gone = self._gone(conn, key, ids) if reconcile else []
+            seen = self._stored(conn, ids + gone)
+            if renew:  # by this process's memory: another replica may have renewed it since
+                self._remember(key, self._renewal(conn, key))
+                renew = self._renewal_due(key, now)
+        plan = ReportPlan(entries, seen, now, events, gone, moment)
+        if not (plan.inserts or plan.updates or events or (derive and plan.events) or renew):
+            return plan.created, 0
         with self._write() as conn:
-            stored = self._stored(conn, ids)
-            if stored != seen:
-                plan = ReportPlan(entries, stored, now)
+            held = self._gone(conn, key, ids) if reconcile else []
+            stored = self._stored(conn, ids + held)
+            if stored != seen or held != gone:
+                plan = ReportPlan(entries, stored, now, events, held, moment)
             conn.executemany(INSERT, plan.inserts)
             conn.executemany(UPDATE, plan.updates)
-        return plan.created
+            told = self._insert_events(conn, events)
+            if derive:  # after the report's own: those are counted, these are not
+                self._insert_events(conn, plan.events)
+            if renew:
+                self._renew(conn, key, now)
+        if renew:
+            self._remember(key, now)
+        return plan.created, told
 
     @staticmethod
     def _stored(conn: sqlite3.Connection, ids: list[str]) -> dict[str, bytes | str]:
         """The stored (encoded) records of ``ids``, by container ID."""
         return dict(select_in(conn, "SELECT container_id, record FROM containers WHERE container_id IN ({})", ids))
 
-    def add_events(self, events: Iterable[Event]) -> int:
+    @staticmethod
+    def _gone(conn: sqlite3.Connection, key: str, listed: list[str]) -> list[str]:
+        """The IDs of the records of host ``key`` not stopped and not in ``listed`` (sorted), from the covering
+        index alone: for a resync that lists them all, no record is read."""
+        # The condition repeats the partial index's own, so that SQLite uses it.
+        rows = conn.execute(
+            "SELECT container_id FROM containers WHERE live_host = ? AND live_host != '' ORDER BY container_id",
+            (key,),
+        ).fetchall()
+        present = set(listed)
+        return [container_id for (container_id,) in rows if container_id not in present]
+
+    @staticmethod
+    def _insert_events(conn: sqlite3.Connection, events: Iterable[Event]) -> int:
+        """Store the events not stored yet (by event ID); how many were new."""
+        before = conn.total_changes
+        conn.executemany(
+            "INSERT OR IGNORE INTO events (event_id, container_id, task_id, timestamp, event) VALUES (?, ?, ?, ?, ?)",
+            [(e["event_id"], e["container_id"], e["task_id"], e["timestamp"], json.dumps(e)) for e in events],
+        )
+        return conn.total_changes - before
+
+    # --- host leases: a row per host in ``hosts``, written at most once per half lease ---------------------
+
+    def _renewal_due(self, key: str, now: str) -> bool:
+        """Whether host ``key``'s lease needs writing at ``now``, by what this process last wrote or read of it."""
+        return liveness.renewal_due(self._renewals.get(key), now, self.lease)
+
+    def _remember(self, key: str, renewed_at: str) -> None:
+        if renewed_at > self._renewals.get(key, ""):
+            self._renewals[key] = renewed_at
+
+    @staticmethod
+    def _renewal(conn: sqlite3.Connection, key: str) -> str:
+        row = conn.execute("SELECT renewed_at FROM hosts WHERE host_key = ?", (key,)).fetchone()
+        return row[0] if row else ""
+
+    @staticmethod
+    def _renew(conn: sqlite3.Connection, key: str, now: str) -> None:
+        # Never back in time: a replica with a later report may have renewed it meanwhile.
+        conn.execute(
+            "INSERT INTO hosts (host_key, renewed_at) VALUES (?, ?)"
+            " ON CONFLICT (host_key) DO UPDATE SET renewed_at = max(renewed_at, excluded.renewed_at)",
+            (key, now),
+        )
+
+    def host_leases(self) -> dict[str, str]:
+        leases = dict(self._query("SELECT host_key, renewed_at FROM hosts"))
+        for key, renewed_at in leases.items():  # remembered: a report inside the half lease reads nothing
+            self._remember(key, renewed_at)
+        return leases
+
+    # --- notes -------------------------------------------------------------------------------------------------
+
+    def get_note(self, key: str) -> str | None:
+        rows = self._query("SELECT value FROM notes WHERE key = ?", (key,))
+        return rows[0][0] if rows else None
+
+    def put_note(self, key: str, value: str) -> None:
         with self._write() as conn:
-            before = conn.total_changes
-            conn.executemany(
-                "INSERT OR IGNORE INTO events (event_id, container_id, task_id, timestamp, event)"
-                " VALUES (?, ?, ?, ?, ?)",
-                [(e["event_id"], e["container_id"], e["task_id"], e["timestamp"], json.dumps(e)) for e in events],
+            conn.execute(
+                "INSERT INTO notes (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
             )
-            return conn.total_changes - before
 
     def get_container(self, container_id: str) -> Record | None:
         rows = self._query("SELECT record FROM containers WHERE container_id = ?", (container_id,))
@@ -310,6 +418,8 @@ class SQLiteStore(Store):
                 " AND container_id NOT IN (SELECT container_id FROM containers) LIMIT ?)",
                 (cutoff, limit),
             )
+            # Hosts silent for as long: whatever they ran has expired with them.
+            conn.execute("DELETE FROM hosts WHERE renewed_at < ?", (cutoff,))
         return len(gone)
 
     def count_containers(self) -> int:

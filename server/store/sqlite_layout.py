@@ -9,16 +9,17 @@ into an overflow page of its own and took ~5 KiB per container.
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
-from server import records
-from server.store.base import Record
+from server import liveness, records
+from server.store.base import Event, Record
 
 #: Bumped when the layout changes; older files are converted when opened.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 #: The indexes whose definition changed in SCHEMA_VERSION 4: files of version 3 rebuild just these.
 REBUILT_IN_4 = ("containers_by_service", "containers_running")
 
@@ -31,7 +32,8 @@ CREATE TABLE IF NOT EXISTS containers (
     service_name  TEXT NOT NULL DEFAULT '',
     last_seen     TEXT NOT NULL DEFAULT '',
     known_status  TEXT NOT NULL DEFAULT '',
-    record        BLOB NOT NULL
+    record        BLOB NOT NULL,
+    live_host     TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS containers_by_task ON containers (task_id, container_name, container_id);
 -- Only the records that have a service: the others (every record, without AWS) cost no random insert here.
@@ -41,6 +43,9 @@ CREATE INDEX IF NOT EXISTS containers_by_last_seen ON containers (last_seen);
 -- Only the running containers, for service discovery: a small index however long the history grows. Keyed
 -- by the status (then the rowid), so that new containers append to its end instead of landing at random.
 CREATE INDEX IF NOT EXISTS containers_running ON containers (known_status) WHERE known_status = 'RUNNING';
+-- The containers not stopped of each host, for the reconciliation of its full snapshots: covering, so that a
+-- resync reads its host's container IDs from the index alone. Stopped ones are not in it (``live_host`` '').
+CREATE INDEX IF NOT EXISTS containers_by_host ON containers (live_host, container_id) WHERE live_host != '';
 CREATE TABLE IF NOT EXISTS events (
     seq          INTEGER PRIMARY KEY AUTOINCREMENT,
     event_id     TEXT NOT NULL UNIQUE,
@@ -51,12 +56,25 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_by_container ON events (container_id, timestamp, seq);
 CREATE INDEX IF NOT EXISTS events_by_task ON events (task_id, timestamp, seq);
+-- Each host's last lease renewal (``server.liveness``): a few thousand short rows, read whole.
+CREATE TABLE IF NOT EXISTS hosts (
+    host_key   TEXT PRIMARY KEY,
+    renewed_at TEXT NOT NULL
+) WITHOUT ROWID;
+-- What the server learnt once for every replica (``Store.put_note``): values up to 64 KiB, so a rowid table.
+CREATE TABLE IF NOT EXISTS notes (
+    key   TEXT NOT NULL UNIQUE,
+    value TEXT NOT NULL
+);
 """
 #: What retention's prune scans; created in files of any layout version.
 RETENTION_INDEX = "CREATE INDEX IF NOT EXISTS events_by_time ON events (timestamp)"
 
 # Columns copied out of the record so that lookups are index scans.
 INDEXED = ("task_id", "container_name", "cluster_name", "service_name", "last_seen", "known_status")
+#: Columns derived from the record: ``live_host``, its host's key (``server.liveness.host_key``) while it is not
+#: stopped, else '' (only the reconciliation of its host's snapshots reads it, and never for a stopped record).
+DERIVED = ("live_host",)
 
 #: What records have in common, so that zlib need not spell it out in each. Stored records can only be read
 #: with the very bytes they were written with (zlib checks its Adler-32): never change this text.
@@ -79,14 +97,32 @@ def decode_record(stored: bytes | str) -> Record:
     return json.loads(zlib.decompressobj(zdict=RECORD_DICTIONARY).decompress(stored))
 
 
-COLUMNS = (*INDEXED, "record", "container_id")
+COLUMNS = (*INDEXED, *DERIVED, "record", "container_id")
 INSERT = f"INSERT INTO containers ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
-UPDATE = f"UPDATE containers SET {', '.join(f'{name} = ?' for name in INDEXED)}, record = ? WHERE container_id = ?"
+UPDATE = f"UPDATE containers SET {', '.join(f'{name} = ?' for name in COLUMNS[:-1])} WHERE container_id = ?"
+
+
+def live_host(record: Record) -> str:
+    """The ``live_host`` column of ``record``."""
+    if record.get("known_status") == "STOPPED":
+        return ""
+    return _host_key(tuple(record.get(name) or "" for name in liveness.HOST_FIELDS))
+
+
+@functools.lru_cache(maxsize=4096)
+def _host_key(values: tuple[str, ...]) -> str:
+    # A report's records share their host: its digest is a fifth of what encoding a record costs, paid once.
+    return liveness.host_key(dict(zip(liveness.HOST_FIELDS, values, strict=True)))
 
 
 def row_of(record: Record) -> tuple:
     """The parameters of INSERT and UPDATE for ``record``."""
-    return (*(record.get(name, "") for name in INDEXED), encode_record(record), record["container_id"])
+    return (
+        *(record.get(name, "") for name in INDEXED),
+        live_host(record),
+        encode_record(record),
+        record["container_id"],
+    )
 
 
 def rows_with_fields(stored: list[tuple[str, bytes | str]], fields_by_task: Mapping[str, Record]) -> list[tuple]:
@@ -106,10 +142,21 @@ def select_in(conn: sqlite3.Connection, query: str, values: list[str]) -> list[t
 
 class ReportPlan:
     """What a report does to the stored records ``stored`` (encoded, by container ID): rows to insert and to
-    update, and the records that are new."""
+    update, the records that are new, and the events the store derives (``events``): the transitions the report's
+    records made that its own events (``told``) do not name, and the stops of the records in ``gone`` (IDs of
+    stored records of the reporting host that its full snapshot of ``moment`` no longer lists)."""
 
-    def __init__(self, entries: list[Record], stored: dict[str, bytes | str], now: str):
-        current = {container_id: decode_record(record) for container_id, record in stored.items()}
+    def __init__(
+        self,
+        entries: list[Record],
+        stored: Mapping[str, bytes | str],
+        now: str,
+        told: Sequence[Event] = (),
+        gone: Iterable[str] = (),
+        moment: str = "",
+    ):
+        before = {container_id: decode_record(record) for container_id, record in stored.items()}
+        current = dict(before)
         changed: dict[str, Record] = {}
         self.created: list[Record] = []
         for new in entries:
@@ -121,6 +168,13 @@ class ReportPlan:
             if merged != old:
                 changed[container_id] = merged
             current[container_id] = merged
+        self.events = records.untold([(before.get(cid), merged) for cid, merged in changed.items()], list(told))
+        named = {(e["container_id"], e["event"], e.get("from") or "", e.get("to") or "") for e in told}
+        for container_id in gone:
+            record = current[container_id]
+            if record.get("known_status") != "STOPPED":
+                changed[container_id], stop = records.vanished(record, moment)
+                self.events += [e for e in stop if (container_id, e["event"], e["from"], e["to"]) not in named]
         self.inserts = [row_of(r) for r in changed.values() if r["container_id"] not in stored]
         self.updates = [row_of(r) for r in changed.values() if r["container_id"] in stored]
 
@@ -132,9 +186,18 @@ def migrate(conn: sqlite3.Connection) -> None:
         return
     exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'containers'").fetchone()
     old = exists and version < 3  # the table itself changed: copied over
-    if exists and not old:
+    if exists and not old and version < 4:
         for index in REBUILT_IN_4:
             conn.execute(f"DROP INDEX IF EXISTS {index}")
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(containers)")}
+    if exists and not old and "live_host" not in columns:
+        # Layout 5 added the live_host column: filled for the records not stopped, the only ones it is read for.
+        conn.execute("ALTER TABLE containers ADD COLUMN live_host TEXT NOT NULL DEFAULT ''")
+        live = conn.execute("SELECT rowid, record FROM containers WHERE known_status != 'STOPPED'").fetchall()
+        conn.executemany(
+            "UPDATE containers SET live_host = ? WHERE rowid = ?",
+            [(live_host(decode_record(stored)), rowid) for rowid, stored in live],
+        )
     if old:
         conn.execute("ALTER TABLE containers RENAME TO containers_v1")
         for (index,) in conn.execute(
