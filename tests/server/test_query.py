@@ -4,6 +4,7 @@ import time
 
 import pytest
 
+from server.records import event_id
 from server.state import state
 from tests.server import samples
 from tests.server.samples import API_ID, ARN_OLD, AUTH, MIGRATE_ID, SIDECAR_ID, TASK_LONG, TASK_UUID
@@ -125,8 +126,9 @@ class TestByContainerId:
         earlier = samples.event("e-1", timestamp="2026-11-25T15:00:01Z")
         report(samples.container(), events=[later, earlier])
         body = client.get(f"/query/container_id/{API_ID[:12]}/events").get_json()
-        assert [e["event_id"] for e in body] == ["e-1", "e-2"]
-        assert body[1] == {**later, "timestamp": "2026-11-25T15:00:05.000Z"}
+        # The server records the appearance the report did not name, at the container's first sighting.
+        assert [e["event_id"] for e in body] == [event_id(API_ID, "appeared", "", ""), "e-1", "e-2"]
+        assert body[2] == {**later, "timestamp": "2026-11-25T15:00:05.000Z"}
 
     def test_status_is_read_fresh_after_the_task_id_is_cached(self, client, report):
         report(samples.container())
@@ -223,7 +225,8 @@ class TestByTaskId:
             ],
         )
         body = client.get(f"/query/task_id/{TASK_LONG}/events").get_json()
-        assert [e["event_id"] for e in body] == ["a", "b"]
+        named = [e["event_id"] for e in body if e["event"] != "appeared"]  # appearances the server recorded itself
+        assert named == ["a", "b"]
 
 
 class TestLinks:

@@ -331,9 +331,9 @@ def test_the_store_is_told_whether_a_report_is_the_hosts_whole_snapshot(app, cli
     store, told = state(app).store, []
     record_report = store.record_report
 
-    def spy(records, events, now, full=False):
+    def spy(records, events, now, full=False, host=None):
         told.append(full)
-        return record_report(records, events, now, full)
+        return record_report(records, events, now, full, host)
 
     monkeypatch.setattr(store, "record_report", spy)
     client.post("/report/map", json=samples.map_report(samples.container(), full=full), headers=AUTH)
