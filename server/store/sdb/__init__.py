@@ -37,12 +37,15 @@ from server.store.aws_store import reject_unknown
 from server.store.base import Record
 from server.store.sdb import items
 from server.store.sdb.client import DOMAINS
-from server.store.sdb.retention import Retention
+from server.store.sdb.notes import Notes
 
 __all__ = ["SimpleDBStore"]
 
+#: Hosts whose last lease renewal each process remembers (about 100 bytes each).
+RENEWALS_REMEMBERED = 20_000
 
-class SimpleDBStore(Retention):
+
+class SimpleDBStore(Notes):
     """The store on SimpleDB domains that share a prefix; each lookup by ID reads items by name."""
 
     kind = "sdb"
@@ -89,6 +92,7 @@ class SimpleDBStore(Retention):
             cache_size=cache_size,
         )
         self._beats = LRU(min(self._cache.size, 4096))
+        self._renewals = LRU(RENEWALS_REMEMBERED)
         self._families_seen = LRU(4096)
         self.start()
 
