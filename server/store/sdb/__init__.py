@@ -22,8 +22,9 @@ write path only, is the one that consults the cache, so lookups answer the same 
 request costs: docs/simpledb.md.
 
 The store is built in layers, each a module that adds to the one before: ``client`` (requests), ``records``
-(record items and index families), ``events``, ``heartbeats`` (hosts' full reports) and ``retention``;
-``SimpleDBStore`` on top opens it and answers the lookups. ``items`` and ``hosts`` lay strings out in items.
+(record items and index families), ``events``, ``leases`` (hosts' leases), ``heartbeats`` (hosts' full reports),
+``retention`` and ``notes``; ``SimpleDBStore`` on top opens it and answers the lookups. ``items`` and ``hosts``
+lay strings out in items.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ A running container in its host's last full report is alive as long as the host 
 ``last_seen`` and ``sample_time`` are the host's (when newer than the record's own), so a resync that changes
 nothing writes one item per host instead of one per container. The item lives in the containers domain next
 to the records and carries the same plain ``host`` attribute as each record of the host, so that one
-``Select`` on it reads a host's heartbeat and records together. Everything here is pure (no requests).
+``Select`` on it reads a host's heartbeat and records together. The item also holds the host's lease, renewed by
+any report that names the host. Everything here is pure (no requests).
 """
 
 from __future__ import annotations
