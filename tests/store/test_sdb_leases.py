@@ -172,6 +172,18 @@ def test_a_vanished_container_goes_out_in_one_put_with_its_events(sdb_mock, whol
     assert (gone["known_status"], gone["stopped_at"], gone["last_seen"]) == ("STOPPED", at(10), at(0))
 
 
+def test_a_vanishing_the_agent_named_under_its_own_id_is_not_doubled(sdb_mock):
+    store = sdb_mock()
+    resync(store, range(2), 0)
+    told = {"event_id": "agent-7", "container_id": cid(1), "task_id": on_host(1)["task_id"], "event": "vanished",
+            "from": "RUNNING", "to": "", "timestamp": at(10)}  # fmt: skip
+    assert store.record_report([on_host(0, 10)], [told], at(10), full=True, host=HOST)[1] == 1
+    assert [(e["event_id"], e["event"]) for e in store.events_of_container(cid(1))][1:] == [
+        ("agent-7", "vanished"),
+        (event_id(cid(1), "known_status", "RUNNING", "STOPPED"), "known_status"),
+    ]
+
+
 def test_a_cold_replica_stops_a_container_the_heartbeat_never_listed(sdb_mock):
     prefix = f"t{uuid.uuid4().hex[:12]}"
     resync(sdb_mock(prefix), range(3), 0)

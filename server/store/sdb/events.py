@@ -53,6 +53,7 @@ class Events(Records):
                 batch.setdefault(event["container_id"], {})[entry_key] = event
             else:
                 to_log.append(event)
+        told = {_told(event) for event in events}
         gone = vanishing.ids - reports.keys() if vanishing else frozenset()
         ids = list(dict.fromkeys([*reports, *batch, *gone]))
         created: list[Record] = []
@@ -70,7 +71,7 @@ class Events(Records):
             for cid in (c for c in ids if c in gone):
                 if vanishing and (stop := vanishing.change(known[cid].record)):
                     changes.append((known[cid], stop[0]))
-                    derived += stop[1]
+                    derived += [e for e in stop[1] if _told(e) not in told]
             news = {cid: dict(found) for cid, found in batch.items()}
             for event in derived:
                 entry_key = items.key(event["event_id"])
@@ -194,6 +195,11 @@ class Events(Records):
                 if record and record.get("container_id") in wanted and record.get("task_id", "") == task_id:
                     found.update(_parsed(items.events_in(attrs)))
         return _ordered(entry for entry in found.values() if entry[1].get("task_id", "") == task_id)
+
+
+def _told(event: Event) -> tuple[str, str, str, str]:
+    """What an event says happened, whatever its ID: as ``server.records.untold`` compares them."""
+    return event["container_id"], event["event"], event.get("from") or "", event.get("to") or ""
 
 
 def _parsed(texts: dict[str, str]) -> dict[str, list[Any]]:
