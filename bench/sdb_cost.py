@@ -1,10 +1,10 @@
 """How many SimpleDB requests the store makes: one container's life (with and without the record cache), an
-unchanged resync of 50, a fleet's hour of resyncs, the lookups.
+unchanged resync of 50, a fleet's hour of resyncs, its hour of host leases (resyncs and keep-alives), the lookups.
 
 Runs against moto in-process, made to answer as SimpleDB does (``testkit.simpledb``, as in the tests:
 conditional puts, Select in whole pages), and counts requests with botocore's event hooks, so the figures are
 exact and need no AWS account: ``.venv/bin/python -m bench.sdb_cost [HOSTS]`` (hosts of 40 containers in the
-fleet case, 10 by default).
+fleet cases, 10 by default; the figures per second are scaled to 5,000 hosts). Time is simulated: nothing sleeps.
 """
 
 from __future__ import annotations
@@ -18,12 +18,14 @@ from typing import Any
 from moto import mock_aws
 
 from server.records import format_time
-from server.store.sdb import SimpleDBStore, items
+from server.store.sdb import SimpleDBStore, hosts, items
 from testkit.records import T0, TASK, record
 from testkit.simpledb import REGION, strict_simpledb
 
 #: The agent's full resync interval (``resync_interval``), and the fleet of the sizing example in docs/simpledb.md.
 RESYNC = 600
+#: The agent's keep-alive (``ECS_ID_MAPPER_KEEPALIVE_INTERVAL``) and the server's lease (``ECS_ID_MAPPER_HOST_LEASE``).
+KEEPALIVE, LEASE = 60, 540.0
 FLEET_HOSTS, CONTAINERS_PER_HOST = 5_000, 40
 
 
@@ -139,6 +141,61 @@ def fleet_hour(prefix: str, hosts: int, full: bool, fresh_replica: bool) -> tupl
     return figures
 
 
+class Writes:
+    """Counts one client's PutAttributes by what they write: a lease alone, a heartbeat (with the lease), a record."""
+
+    def __init__(self, client: Any):
+        self.counts: Counter[str] = Counter()
+        client.meta.events.register("before-parameter-build.sdb.PutAttributes", self._count)
+
+    def _count(self, params: dict[str, Any], **_: Any) -> None:
+        names = {a["Name"] for a in params["Attributes"]}
+        if not params["ItemName"].startswith(hosts.PREFIX):
+            self.counts["record"] += 1
+        else:
+            self.counts["lease" if names == {hosts.HOST, hosts.LEASE} else "heartbeat"] += 1
+
+
+def lease_hour(prefix: str, hosts_: int, replicas: int) -> tuple[Counter[str], Figures]:
+    """An hour of ``hosts_`` hosts of 40 running containers after their first full report: each sends its full
+    snapshot every ``RESYNC`` seconds and a keep-alive (no containers, its host) in every other minute; each report
+    goes to the next of ``replicas`` replicas in turn. The writes by kind, and (reads, writes, other)."""
+    stores = [SimpleDBStore(prefix, region=REGION) for _ in range(replicas)]
+    writes, counted = Counter[str](), Counter[str]()
+    for store in stores:
+        store.lease = LEASE
+    for host in range(hosts_):
+        stores[0].record_report(host_containers(host, 0), [], at(1), full=True, host=host_fields(host))
+    watched = [(Writes(store.client), Counted(store.client)) for store in stores]
+    turn = 0
+    for seconds in range(KEEPALIVE, 3600 + 1, KEEPALIVE):
+        for host in range(hosts_):
+            store, turn = stores[turn % replicas], turn + 1
+            if seconds % RESYNC == 0:
+                store.record_report(host_containers(host, seconds), [], at(seconds + 1), True, host_fields(host))
+            else:
+                store.record_report([], [], at(seconds + 1), host=host_fields(host))
+    for by_kind, by_operation in watched:
+        writes.update(by_kind.counts)
+        counted.update(by_operation.counts)
+    figures = (
+        counted["GetAttributes"] + counted["Select"],
+        counted["PutAttributes"],
+        sum(counted.values()) - counted["GetAttributes"] - counted["Select"] - counted["PutAttributes"],
+    )
+    for store in stores:
+        store.close()
+    return writes, figures
+
+
+def host_fields(host: int) -> dict[str, str]:
+    """The ``host`` object of one host's reports, as the report schema hands it to the store."""
+    fields = container(0, "RUNNING", 0, host=host)
+    return {
+        name: fields.get(name, "") for name in ("cluster_name", "container_instance_arn", "instance_id", "host_name")
+    }
+
+
 def main() -> None:
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
@@ -160,8 +217,9 @@ def main() -> None:
         print(row("life with its four events", life(cold, 2, counted_cold, show=True)))
         cold.close()
 
-        print(f"\nA container that keeps changing: its record item holds {items.EVENT_PAIRS} events, later ones go")
-        print("to its task's event log (each line: one report of a changed record and its event)")
+        print(f"\nA container that keeps changing: its record item holds {items.EVENT_PAIRS} events (the first its")
+        print("appearance, which the server records), later ones go to its task's event log (each line: one report of")
+        print("a changed record and its event)")
         print(header)
         busy = [
             store.record_report(
@@ -172,10 +230,11 @@ def main() -> None:
             and counted.take()
             for n in range(items.EVENT_PAIRS + 3)
         ]
+        last = items.EVENT_PAIRS - 1  # the report whose event is the item's last
         print(row("first report", busy[0]))
-        print(row(f"report {items.EVENT_PAIRS}, the item's last event", busy[items.EVENT_PAIRS - 1]))
-        print(row(f"report {items.EVENT_PAIRS + 1}: to the log, the item marked", busy[items.EVENT_PAIRS]))
-        print(row(f"report {items.EVENT_PAIRS + 2} and later: record, and the log", busy[items.EVENT_PAIRS + 1]))
+        print(row(f"report {last}, the item's last event", busy[last - 1]))
+        print(row(f"report {last + 1}: to the log, the item marked", busy[last]))
+        print(row(f"report {last + 2} and later: record, and the log", busy[last + 1]))
 
         print("\nUnchanged resync of one host's 50 containers (10 tasks of 5), each sampled anew as the agent does")
         print(header)
@@ -216,6 +275,18 @@ def main() -> None:
             figures = fleet_hour(f"fleet{n}", hosts, full, fresh_replica)
             scale = FLEET_HOSTS / hosts / 3600
             print(f"{row(label, figures)}   {figures[1] * scale:>8,.1f} {figures[0] * scale:>8,.1f}")
+
+        print(
+            f"\nHost leases: the same fleet, a full snapshot every {RESYNC // 60} min and a keep-alive every other "
+            f"minute, lease {LEASE:.0f} s (renewed once half of it passed)"
+        )
+        print(f"{header}   writes/s at {FLEET_HOSTS:,} hosts: lease alone, heartbeat (with lease), records; reads/s")
+        for replicas in (1, 3):
+            writes, figures = lease_hour(f"leases{replicas}", hosts, replicas)
+            scale = FLEET_HOSTS / hosts / 3600
+            label = "one replica" if replicas == 1 else f"each report on the next of {replicas} replicas"
+            rates = " ".join(f"{writes[kind] * scale:>6,.1f}" for kind in ("lease", "heartbeat", "record"))
+            print(f"{row(label, figures)}   {rates} {figures[0] * scale:>7,.1f}")
 
         print("\nLookups")
         print(header)

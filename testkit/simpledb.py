@@ -23,6 +23,7 @@ REGION = "us-west-2"  # moto does not intercept SimpleDB in us-east-1
 
 SELECT_EXPIRED = re.compile(r"select itemName\(\) from `([^`]+)` where last_seen < '([^']*)' limit (\d+)")
 SELECT_WHOLE = re.compile(r"select \* from `([^`]+)` where (known_status|host) = '([^']*)' limit (\d+)")
+SELECT_NAMED = re.compile(r"select (\w+(?:, \w+)*) from `([^`]+)` where itemName\(\) like '([^'%]*)%' limit (\d+)")
 #: Items per page of whole items: fewer than asked, as SimpleDB answers when a page passes 1 MB, so that the
 #: contract suite follows NextToken.
 SELECT_PAGE = 3
@@ -113,11 +114,28 @@ def _delete_attributes(self: SimpleDBResponse) -> Any:
 
 def _select(self: SimpleDBResponse) -> Any:
     """SimpleDB's Select, for the queries the store sends: the item names whose ``last_seen`` is below a value
-    (retention), and the whole items whose ``known_status`` is RUNNING (service discovery) or whose ``host`` is
-    one host's (its heartbeat and records), paged."""
+    (retention), the whole items whose ``known_status`` is RUNNING (service discovery) or whose ``host`` is one
+    host's (its heartbeat and records), and some attributes of the items whose names start with a prefix (the
+    hosts' leases), paged."""
     expression = self._get_param("SelectExpression")
     expired, whole = SELECT_EXPIRED.fullmatch(expression), SELECT_WHOLE.fullmatch(expression)
-    assert expired or whole, expression
+    named = SELECT_NAMED.fullmatch(expression)
+    assert expired or whole or named, expression
+    if named:
+        domain = self.sdb_backend._get_domain(named[2])
+        output = set(named[1].split(", "))
+        with _STRICT_LOCK:
+            hits = [
+                {
+                    "Name": name,
+                    "Attributes": [
+                        {"Name": a["Name"], "Value": a["Value"]} for a in item.attributes if a["Name"] in output
+                    ],
+                }
+                for name, item in sorted(domain.items.items())
+                if name.startswith(named[3])
+            ]
+        return _page(self, hits, int(named[4]))
     domain = self.sdb_backend._get_domain((expired or whole)[1])
     if expired:
         with _STRICT_LOCK:
@@ -133,8 +151,13 @@ def _select(self: SimpleDBResponse) -> Any:
             for name, item in sorted(domain.items.items())
             if any(a["Name"] == whole[2] and a["Value"] == whole[3] for a in item.attributes)
         ]
+    return _page(self, hits, int(whole[4]))
+
+
+def _page(self: SimpleDBResponse, hits: list[dict], limit: int) -> Any:
+    """One page of a Select's items, from its NextToken, of ``SELECT_PAGE`` items at most."""
     start = int(self._get_param("NextToken") or 0)
-    end = start + min(int(whole[4]), SELECT_PAGE)
+    end = start + min(limit, SELECT_PAGE)
     return ActionResult({"Items": hits[start:end], **({"NextToken": str(end)} if end < len(hits) else {})})
 
 

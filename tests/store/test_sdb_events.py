@@ -30,7 +30,8 @@ def puts_of(store) -> list[dict]:
 def test_a_containers_life_with_its_events_goes_out_in_its_record_puts(sdb_mock, cache_size, later):
     store = sdb_mock(cache_size=cache_size)
     requests, sent = Requests(store.client), puts_of(store)
-    assert store.record_report([record(1, status="PENDING")], [event("appeared", to="PENDING")], at(0)) == (
+    appeared = event("appeared", event="appeared", to="PENDING", **{"from": ""})
+    assert store.record_report([record(1, status="PENDING")], [appeared], at(0)) == (
         [store.get_container(cid(1))],
         1,
     )
@@ -38,10 +39,9 @@ def test_a_containers_life_with_its_events_goes_out_in_its_record_puts(sdb_mock,
     record_put = sent[-1]
     assert record_put["Expected"] == {"Name": items.REVISION, "Exists": False}
     assert {a["Name"] for a in record_put["Attributes"]} >= {items.RECORD_COUNT, items.EVENT + "appeared"}
-    for status, minute in (("RUNNING", 1), ("STOPPED", 60)):
-        report = store.record_report(
-            [record(1, status=status, sample=minute)], [event(status, timestamp=minute)], at(minute)
-        )
+    for before, status, minute in (("PENDING", "RUNNING", 1), ("RUNNING", "STOPPED", 60)):
+        named = event(status, timestamp=minute, to=status, **{"from": before})  # the transition the record makes
+        report = store.record_report([record(1, status=status, sample=minute)], [named], at(minute))
         assert report == ([], 1)
         assert (requests.reads, requests.writes) == later
         requests.reset()
@@ -107,7 +107,7 @@ def test_a_large_record_leaves_its_events_to_the_log_and_its_item_within_256_pai
     assert store.record_report([big], [event(f"e{n}") for n in range(10)], at(0))[1] == 10
     kept = item_of(store, cid(1))
     assert len(kept) <= 256 and items.event_pairs(kept) == 0 and items.EVENTS_LOGGED in kept
-    assert len(store.events_of_container(cid(1))) == 10
+    assert len(store.events_of_container(cid(1))) == 10 + 1  # and its appearance, which the server records
 
 
 def test_a_put_refused_for_too_many_pairs_is_planned_again_after_a_read(sdb_mock):

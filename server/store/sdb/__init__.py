@@ -22,8 +22,9 @@ write path only, is the one that consults the cache, so lookups answer the same 
 request costs: docs/simpledb.md.
 
 The store is built in layers, each a module that adds to the one before: ``client`` (requests), ``records``
-(record items and index families), ``events``, ``heartbeats`` (hosts' full reports) and ``retention``;
-``SimpleDBStore`` on top opens it and answers the lookups. ``items`` and ``hosts`` lay strings out in items.
+(record items and index families), ``events``, ``leases`` (hosts' leases), ``heartbeats`` (hosts' full reports),
+``retention`` and ``notes``; ``SimpleDBStore`` on top opens it and answers the lookups. ``items`` and ``hosts``
+lay strings out in items.
 """
 
 from __future__ import annotations
@@ -37,12 +38,15 @@ from server.store.aws_store import reject_unknown
 from server.store.base import Record
 from server.store.sdb import items
 from server.store.sdb.client import DOMAINS
-from server.store.sdb.retention import Retention
+from server.store.sdb.notes import Notes
 
 __all__ = ["SimpleDBStore"]
 
+#: Hosts whose last lease renewal each process remembers (about 100 bytes each).
+RENEWALS_REMEMBERED = 20_000
 
-class SimpleDBStore(Retention):
+
+class SimpleDBStore(Notes):
     """The store on SimpleDB domains that share a prefix; each lookup by ID reads items by name."""
 
     kind = "sdb"
@@ -89,6 +93,7 @@ class SimpleDBStore(Retention):
             cache_size=cache_size,
         )
         self._beats = LRU(min(self._cache.size, 4096))
+        self._renewals = LRU(RENEWALS_REMEMBERED)
         self._families_seen = LRU(4096)
         self.start()
 

@@ -75,8 +75,12 @@ class SimpleDBClient(AwsStore):
         self._forked()
         self._ensure_domains()
 
-    def _get(self, domain: str, item: str) -> dict[str, str]:
-        answer = self._call("get_attributes", DomainName=self.domains[domain], ItemName=item, ConsistentRead=True)
+    def _get(self, domain: str, item: str, attributes: Sequence[str] = ()) -> dict[str, str]:
+        """One consistent GetAttributes: the item whole, or only its ``attributes``."""
+        params: dict[str, Any] = {"DomainName": self.domains[domain], "ItemName": item, "ConsistentRead": True}
+        if attributes:
+            params["AttributeNames"] = list(attributes)
+        answer = self._call("get_attributes", **params)
         return {a["Name"]: a["Value"] for a in answer.get("Attributes", [])}
 
     def _put(self, domain: str, item: str, attrs: dict[str, str], expected: dict[str, Any] | None = None) -> None:
@@ -98,11 +102,12 @@ class SimpleDBClient(AwsStore):
     def _puts(self, writes: Sequence[tuple[str, str, dict[str, str]]]) -> None:
         self.pool.map(lambda w: self._put(*w), writes)
 
-    def _select_items(self, condition: str) -> list[tuple[str, dict[str, str]]]:
-        """Whole items of the containers domain that meet ``condition``: one consistent Select, page by page
-        (SimpleDB answers at most 2,500 items or 1 MB at a time)."""
+    def _select_items(self, condition: str, attributes: Sequence[str] = ()) -> list[tuple[str, dict[str, str]]]:
+        """Items of the containers domain that meet ``condition``, whole or only their ``attributes``: one
+        consistent Select, page by page (SimpleDB answers at most 2,500 items or 1 MB at a time)."""
+        output = ", ".join(attributes) or "*"
         params: dict[str, Any] = {
-            "SelectExpression": f"select * from `{self.domains['containers']}` where {condition} limit 2500",
+            "SelectExpression": f"select {output} from `{self.domains['containers']}` where {condition} limit 2500",
             "ConsistentRead": True,
         }
         found = []

@@ -7,8 +7,9 @@ import json
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
+from server.records import untold
 from server.store.base import Event, Record, StoreUnavailable
-from server.store.sdb import items
+from server.store.sdb import hosts, items
 from server.store.sdb.records import Held, ItemEvents, Records, record_item_attributes
 
 
@@ -22,9 +23,13 @@ class Events(Records):
         now: str,
         carried: Collection[str] = (),
         read: Mapping[str, Held] | None = None,
+        vanishing: hosts.Vanishing | None = None,
     ) -> tuple[list[Record], int]:
         """Each container's record and its new events go out in one conditional put on its record item
-        (``carried`` and ``read``: as ``_upsert`` takes them).
+        (``carried`` and ``read``: as ``_upsert`` takes them): the report's own events, and the transitions its
+        records made that they do not name (``server.records.untold``), derived from the merge, so at no
+        request of their own. ``vanishing``: the containers a host's full snapshot no longer lists, stopped in
+        the same way with their events. Returns the new records and how many of the report's own events were new.
 
         Events go to the task's event log instead when their container is not on record, when they name another
         task than its record, or when the record item's share for events (``EVENT_PAIRS``) is used up.
@@ -38,6 +43,7 @@ class Events(Records):
         unique: dict[str, Event] = {}
         for event in events:
             unique.setdefault(items.key(event["event_id"]), event)
+        own = set(unique)
         # Arrival numbers order events of equal timestamps: from the clock and the report's order, so that they
         # also order events kept in different items and logs, as closely as the replicas' clocks agree.
         stamp = int(self.clock() * 1_000_000)
@@ -47,7 +53,9 @@ class Events(Records):
                 batch.setdefault(event["container_id"], {})[entry_key] = event
             else:
                 to_log.append(event)
-        ids = list(dict.fromkeys([*reports, *batch]))
+        told = {_told(event) for event in events}
+        gone = vanishing.ids - reports.keys() if vanishing else frozenset()
+        ids = list(dict.fromkeys([*reports, *batch, *gone]))
         created: list[Record] = []
         stored = 0
         given = {cid: held for cid, held in (read or {}).items() if cid in ids}
@@ -59,12 +67,22 @@ class Events(Records):
             if attempt:  # another writer changed these since they were read (or remembered): read them again
                 known = self._read_held(ids)
             changes, first = self._merged({c: reports[c] for c in ids if c in reports}, known, now, carried)
+            derived = untold([(held.record, new) for held, new in changes], events)
+            for cid in (c for c in ids if c in gone):
+                if vanishing and (stop := vanishing.change(known[cid].record)):
+                    changes.append((known[cid], stop[0]))
+                    derived += [e for e in stop[1] if _told(e) not in told]
+            news = {cid: dict(found) for cid, found in batch.items()}
+            for event in derived:
+                entry_key = items.key(event["event_id"])
+                wanted.setdefault(entry_key, stamp + len(wanted))
+                news.setdefault(event["container_id"], {}).setdefault(entry_key, event)
             writes = {new["container_id"]: (held, new) for held, new in changes}
             placed: dict[str, ItemEvents] = {}
             logged: list[Event] = []
-            for cid in (c for c in ids if c in batch):
+            for cid in (c for c in ids if c in news):
                 held, record = writes.get(cid, (known[cid], known[cid].record))
-                fresh = {k: e for k, e in batch[cid].items() if k not in held.events}
+                fresh = {k: e for k, e in news[cid].items() if k not in held.events}
                 if not fresh:
                     continue
                 # An event naming another task than its container's record is kept under the task it names.
@@ -81,10 +99,10 @@ class Events(Records):
                     writes.setdefault(cid, (held, record))
             lost = self._save(list(writes.values()), placed)
             created += [record for cid, record in first.items() if cid not in lost]
-            stored += sum(len(plan.keys) for cid, plan in placed.items() if cid not in lost)
+            stored += sum(len(plan.keys & own) for cid, plan in placed.items() if cid not in lost)
             to_log += [event for event in logged if event["container_id"] not in lost]
             ids = [c for c in ids if c in lost]
-        stored += self._log_events(to_log, wanted)
+        stored += len(self._log_events(to_log, wanted) & own)
         if ids:
             raise StoreUnavailable("records kept changing under this report; try again")
         return created, stored
@@ -117,8 +135,8 @@ class Events(Records):
     def add_events(self, events: Iterable[Event]) -> int:
         return self._record([], list(events), "")[1]
 
-    def _log_events(self, events: list[Event], wanted: dict[str, int]) -> int:
-        """Add events to their tasks' event logs, each ``event_id`` once per log; how many were new.
+    def _log_events(self, events: list[Event], wanted: dict[str, int]) -> set[str]:
+        """Add events to their tasks' event logs, each ``event_id`` once per log; the keys of those that were new.
 
         ``wanted``: the arrival number each event should get by its key (each log's numbers only grow).
         """
@@ -128,7 +146,7 @@ class Events(Records):
                 items.key(event["event_id"]), event
             )
         if not by_task:
-            return 0
+            return set()
         # Events are not put blind: SimpleDB takes one condition per put, and both the event's key (so that a
         # resend is not doubled or renumbered) and the shard count (so that shard 0 stays shardable) need one.
         logs = self._read_families("events", by_task)
@@ -139,7 +157,7 @@ class Events(Records):
             arrivals = items.arrivals(items.last_arrival(held.values()), [wanted[k] for k in new])
             additions[name] = {k: items.dumps([a, e]) for (k, e), a in zip(new.items(), arrivals, strict=True)}
         self._append("events", additions, logs)
-        return sum(len(new) for new in additions.values())
+        return {entry_key for new in additions.values() for entry_key in new}
 
     def _log_entries(self, task_id: str) -> dict[str, list[Any]]:
         """The task's event log: ``[arrival, event]`` by key."""
@@ -177,6 +195,11 @@ class Events(Records):
                 if record and record.get("container_id") in wanted and record.get("task_id", "") == task_id:
                     found.update(_parsed(items.events_in(attrs)))
         return _ordered(entry for entry in found.values() if entry[1].get("task_id", "") == task_id)
+
+
+def _told(event: Event) -> tuple[str, str, str, str]:
+    """What an event says happened, whatever its ID: as ``server.records.untold`` compares them."""
+    return event["container_id"], event["event"], event.get("from") or "", event.get("to") or ""
 
 
 def _parsed(texts: dict[str, str]) -> dict[str, list[Any]]:

@@ -4,16 +4,18 @@ A running container in its host's last full report is alive as long as the host 
 ``last_seen`` and ``sample_time`` are the host's (when newer than the record's own), so a resync that changes
 nothing writes one item per host instead of one per container. The item lives in the containers domain next
 to the records and carries the same plain ``host`` attribute as each record of the host, so that one
-``Select`` on it reads a host's heartbeat and records together. Everything here is pure (no requests).
+``Select`` on it reads a host's heartbeat and records together. The item also holds the host's lease, renewed by
+any report that names the host. Everything here is pure (no requests).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from server.liveness import host_key
+from server.records import vanished
 from server.store.sdb import items
 
 #: Plain attribute of record items and heartbeat items: the key of the host that reports the container.
@@ -23,18 +25,13 @@ HOST = "host"
 BEAT = "beat"
 SAMPLED = "beat.sample_time"
 MEMBER_COUNT = "members.n"
-
-#: Fields of a record that name its host. The cluster alone is no host; any of the others with it is one.
-HOST_FIELDS = ("cluster_name", "container_instance_arn", "instance_id", "host_name")
-
-
-def host_key(record: dict[str, str]) -> str:
-    """The key of the host that reports ``record`` ("" when the record names none): a digest of its host fields,
-    so that a host whose identity changes (its instance ARN known after registration) gets a new item."""
-    fields = [record.get(name, "") for name in HOST_FIELDS]
-    if not any(fields[1:]):
-        return ""
-    return hashlib.sha256(json.dumps(fields).encode("utf-8", "surrogatepass")).hexdigest()[:32]
+#: Attribute of a heartbeat item: when the host's lease was last renewed (``Store.host_leases``), by any report
+#: that names the host, full or not. Written on its own (no revision: it only moves forward in time) or with the
+#: heartbeat.
+LEASE = "lease"
+#: Prefix of the heartbeat items' names: no record item's name has it (a bucket is 12 hex digits or a key
+#: without ``/``, and its slot items end in a number).
+PREFIX = "host/"
 
 
 def report_host(records: Iterable[dict[str, str]]) -> str:
@@ -44,20 +41,33 @@ def report_host(records: Iterable[dict[str, str]]) -> str:
 
 
 def item_name(key: str) -> str:
-    return f"host/{key}"
+    return PREFIX + key
+
+
+def key_of(item: str) -> str:
+    """The host key of a heartbeat item's name ("" for any other name)."""
+    key = item[len(PREFIX) :] if item.startswith(PREFIX) else ""
+    return key if len(key) == 32 and all(c in "0123456789abcdef" for c in key) else ""
+
+
+def renewal(attrs: dict[str, str]) -> str:
+    """When a heartbeat item says its host last reported: its lease, or its last full report if later (an item
+    written before leases existed has only that)."""
+    return max(attrs.get(LEASE, ""), attrs.get(BEAT, ""))
 
 
 @dataclass(frozen=True)
 class Heartbeat:
     """One host's last full report: when the server got it (``beat``), its oldest ``sample_time`` (no container
-    in it was sampled earlier), the containers it held, and the item's revision as read or written (None: not
-    written yet)."""
+    in it was sampled earlier), the containers it held, the item's revision as read or written (None: not
+    written yet), and when the host last renewed its lease as read (``renewal``)."""
 
     key: str
     beat: str = ""
     sampled: str = ""
     members: frozenset[str] = frozenset()
     revision: str | None = None
+    renewed: str = ""
 
     @property
     def item(self) -> str:
@@ -85,9 +95,9 @@ class Heartbeat:
         count = attrs.get(MEMBER_COUNT)
         parts = [attrs.get(f"members.{i}") for i in range(int(count or 0))]
         if not count or any(part is None for part in parts) or attrs.get(HOST) != key:
-            return cls(key, revision=revision)
+            return cls(key, revision=revision, renewed=renewal(attrs))
         members = frozenset(json.loads("".join(parts)))  # type: ignore[arg-type]
-        return cls(key, attrs.get(BEAT, ""), attrs.get(SAMPLED, ""), members, revision)
+        return cls(key, attrs.get(BEAT, ""), attrs.get(SAMPLED, ""), members, revision, renewal(attrs))
 
     def carries(self, record: dict[str, str]) -> bool:
         """Whether this heartbeat keeps ``record`` alive: running, and in the host's last full report."""
@@ -106,3 +116,21 @@ class Heartbeat:
             "last_seen": max(record.get("last_seen", ""), self.beat),
             "sample_time": max(record.get("sample_time", ""), self.sampled),
         }
+
+
+@dataclass(frozen=True)
+class Vanishing:
+    """What a host's full snapshot of ``moment`` no longer lists: of the containers ``ids`` (the host's previous
+    heartbeat ``beat`` and the records its Select found, less the snapshot's), each whose record is of the host
+    and not stopped has vanished (``server.records.vanished``)."""
+
+    beat: Heartbeat
+    moment: str
+    ids: frozenset[str]
+
+    def change(self, record: dict[str, str] | None) -> tuple[dict[str, str], list[dict[str, str]]] | None:
+        """The record stopped and its events, or None where ``record`` has not vanished. It first ages from the
+        last full report that held it (``Heartbeat.alive``)."""
+        if record is None or record.get("known_status") == "STOPPED" or host_key(record) != self.beat.key:
+            return None
+        return vanished(self.beat.alive(record), self.moment)
