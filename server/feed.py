@@ -59,17 +59,17 @@ class Feed:
         answer = self.sqs.receive_message(
             QueueUrl=self.queue_url, MaxNumberOfMessages=BATCH, WaitTimeSeconds=self.wait_seconds
         )
-        accepted, conversions = [], []
+        accepted = []
+        batch = ecs_events.Batch(self.store, utc_now())
         for message in answer.get("Messages", []):
             try:
-                conversions.append(ecs_events.convert(json.loads(message["Body"])))
+                batch.add(ecs_events.convert(json.loads(message["Body"])))
             except (ValueError, RecursionError, ValidationError) as exc:
                 log.warning("message %s is not a valid ECS task state change, left for the dead-letter queue: %s",
                             message.get("MessageId"), exc)  # fmt: skip
                 continue
             accepted.append(message)
-        if conversions:
-            ecs_events.store_conversions(self.store, conversions, utc_now())
+        batch.write()
         if accepted:
             entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(accepted)]
             failed = self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries).get("Failed", [])

@@ -65,8 +65,12 @@ def report_event() -> Response:
 
 @bp.post("/ecs-events")
 def report_ecs_events() -> Response:
-    """ECS task state changes as EventBridge delivers them (one event or a list): from an API destination."""
-    conversions = ecs_events.convert_all(body())
-    _, new_events = ecs_events.store_conversions(state().store, conversions, utc_now())
-    held = sum(len(c.held) for c in conversions)
-    return jsonify({"containers": sum(len(c.records) for c in conversions), "events": new_events, "held": held})
+    """ECS task state changes as EventBridge delivers them (one event or a list): from an API destination.
+    Checked whole, against the store too (a container belongs to its task), before anything is written."""
+    app_state = state()
+    batch = ecs_events.Batch(app_state.store, utc_now())
+    for conversion in ecs_events.convert_all(body()):
+        batch.add(conversion)
+    _, new_events = batch.write()
+    EVENTS_STORED.inc(new_events)
+    return jsonify({"containers": len(batch.records), "events": new_events, "held": batch.held})
