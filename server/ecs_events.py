@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from server import ids
 from server.records import event_id, merge
@@ -34,6 +34,9 @@ from server.validation import (
     text,
     whole_number,
 )
+
+if TYPE_CHECKING:  # it reads this module's grammars
+    from server.task_definitions import TaskDefinitions
 
 SOURCE = "aws.ecs"
 DETAIL_TYPE = "ECS Task State Change"
@@ -307,11 +310,16 @@ class Batch:
         owner = self.store.task_of_container(container_id)
         return None if owner is None else (self.store.get_container(container_id) or {"task_id": owner})
 
-    def write(self) -> tuple[list[Record], int]:
-        """Store what was taken: the records that are new, and how many events were."""
+    def write(self, task_definitions: TaskDefinitions | None = None) -> tuple[list[Record], int]:
+        """Store what was taken: the records that are new, and how many events were. With ``task_definitions``,
+        the records gain what their task definitions give (see ``server.task_definitions``)."""
         if not self.records and not self.events:
             return [], 0
-        return self.store.record_report(self.records, self.events, self.now)
+        records = self.records if task_definitions is None else task_definitions.enrich(self.records)
+        created, new_events = self.store.record_report(records, self.events, self.now)
+        if task_definitions is not None:
+            task_definitions.submit(created)
+        return created, new_events
 
 
 def _status(value: Any, path: str) -> str:

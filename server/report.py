@@ -45,9 +45,13 @@ def report_map() -> Response:
     containers, events, full = schema.map_report(body())
     app_state = state()
     store = app_state.store
+    if app_state.config.task_definitions:
+        containers = app_state.task_definitions.enrich(containers)
     created, new_events = store.record_report(with_event_times(containers, events), events, utc_now(), full)
     if app_state.config.service_names:
         app_state.service_names.submit(created)  # queued for the worker; returns at once
+    if app_state.config.task_definitions:
+        app_state.task_definitions.submit(created)
     EVENTS_STORED.inc(new_events)
     log.debug(
         "map report: %d containers (%d new, full=%s), %d new events", len(containers), len(created), full, new_events
@@ -71,6 +75,7 @@ def report_ecs_events() -> Response:
     batch = ecs_events.Batch(app_state.store, utc_now())
     for conversion in ecs_events.convert_all(body()):
         batch.add(conversion)
-    _, new_events = batch.write()
+    task_definitions = app_state.task_definitions if app_state.config.task_definitions else None
+    _, new_events = batch.write(task_definitions)
     EVENTS_STORED.inc(new_events)
     return jsonify({"containers": len(batch.records), "events": new_events, "held": batch.held})

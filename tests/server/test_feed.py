@@ -12,6 +12,7 @@ from moto import mock_aws
 from server.feed import Feed
 from server.store import StoreUnavailable
 from server.store.sqlite import SQLiteStore
+from server.task_definitions import TaskDefinitions
 from tests.server import ecs_samples
 from tests.server.ecs_samples import API_RUNTIME_ID, FARGATE_TASK, ROUTER_RUNTIME_ID, fargate_lifecycle
 
@@ -212,3 +213,21 @@ def test_an_event_naming_another_tasks_container_is_left_for_the_dead_letter_que
     drain(feed)
     assert queues.count() == 0 and queues.count(queues.dlq_url) == 1
     assert store.get_container(docker_id)["known_status"] == "RUNNING"
+
+
+def test_the_feed_gives_its_records_what_their_task_definitions_say(store, queues):
+    class Ecs:
+        def describe_task_definition(self, arn):
+            api = {"name": "api", "portMappings": [{"containerPort": 8080}], "dockerLabels": {"team": "orders"}}
+            return {"taskDefinitionArn": arn, "networkMode": "awsvpc", "containerDefinitions": [api]}
+
+    task_definitions = TaskDefinitions(Ecs(), store, autostart=False)
+    feed = Feed(store, queues.sqs, queues.url, wait_seconds=0, task_definitions=task_definitions)
+    queues.send(fargate_lifecycle()[2])
+    assert feed.poll() == 1
+    task_definitions.run_once()
+    api = store.get_container(API_RUNTIME_ID)
+    assert (api["docker_labels"], api["ports"]) == (
+        '{"team":"orders"}', '[{"container_port":8080,"host_port":8080,"protocol":"tcp"}]',
+    )  # fmt: skip
+    assert store.get_container(ROUTER_RUNTIME_ID)["docker_labels"] == "{}"
