@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from server import ids
 from server.records import event_id, merge
@@ -34,9 +35,6 @@ from server.validation import (
     text,
     whole_number,
 )
-
-if TYPE_CHECKING:  # it reads this module's grammars
-    from server.task_definitions import TaskDefinitions
 
 SOURCE = "aws.ecs"
 DETAIL_TYPE = "ECS Task State Change"
@@ -263,6 +261,15 @@ def convert_all(body: Any) -> list[Conversion]:
     return [convert(body)]
 
 
+class Enricher(Protocol):
+    """What adds to records before they are stored, and learns more for those it could not add to:
+    ``server.task_definitions.TaskDefinitions`` (which reads this module's grammars, so it is not imported here)."""
+
+    def enrich(self, records: Iterable[Record]) -> list[Record]: ...
+
+    def submit(self, created: Iterable[Record]) -> int: ...
+
+
 class Batch:
     """Conversions checked against the store and each other, then written as one report.
 
@@ -310,7 +317,7 @@ class Batch:
         owner = self.store.task_of_container(container_id)
         return None if owner is None else (self.store.get_container(container_id) or {"task_id": owner})
 
-    def write(self, task_definitions: TaskDefinitions | None = None) -> tuple[list[Record], int]:
+    def write(self, task_definitions: Enricher | None = None) -> tuple[list[Record], int]:
         """Store what was taken: the records that are new, and how many events were. With ``task_definitions``,
         the records gain what their task definitions give (see ``server.task_definitions``)."""
         if not self.records and not self.events:
