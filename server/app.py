@@ -39,6 +39,7 @@ from server.service_names import ServiceNames
 from server.state import EXTENSION, AppState
 from server.store import open_store
 from server.store.probe import HealthCheck
+from server.task_definitions import TaskDefinitions
 
 
 def create_app(
@@ -73,6 +74,7 @@ def create_app(
         ecs=ecs,
         newrelic=newrelic or newrelic_client(cfg),
         service_names=ServiceNames(ecs, store),
+        task_definitions=TaskDefinitions(ecs, store),
         health=HealthCheck(store, cfg.health_interval),
         containers_on_record=metrics.ContainersOnRecord(store),
         leases=leases,

@@ -36,6 +36,8 @@ class Config:
     cadvisor_url: str = "http://{instance_ip}:8080/docker/{container_id}"
     graylog_url: str = ""
     service_names: bool = True
+    #: Docker labels and awsvpc container ports from each task definition (DescribeTaskDefinition, once each).
+    task_definitions: bool = True
     newrelic_api: str = "nerdgraph"
     newrelic_api_key: str = ""
     newrelic_account_id: str = ""
@@ -142,6 +144,7 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "read_token": _token,
     "allow_anonymous_reports": parse_bool,
     "service_names": parse_bool,
+    "task_definitions": parse_bool,
     "cadvisor_url": links.validate_template,
     "graylog_url": links.validate_template,
     "newrelic_api": _choice(NEWRELIC_APIS),

@@ -152,6 +152,17 @@ class EcsClient:
             failures.extend(answer.get("failures", []))
         return found, failures
 
+    def describe_task_definition(self, task_definition: str) -> dict:
+        """DescribeTaskDefinition: the ``taskDefinition`` ECS answers; not cached here (a revision never changes,
+        so the caller keeps it). Raises EcsNotFound when ECS has no such task definition, EcsUnavailable when
+        throttled."""
+        try:
+            answer = self._call("describe_task_definition", taskDefinition=task_definition)
+        except _Throttled:
+            raise EcsUnavailable("ECS is throttling requests", retry_after=5) from None
+        found = answer.get("taskDefinition")
+        return found if isinstance(found, dict) else {}
+
     def _list_tasks(self, cluster: str, service: str, desired_status: str) -> Iterator[str]:
         params: dict[str, Any] = {
             "cluster": cluster,
@@ -196,6 +207,9 @@ class EcsClient:
                 ) from None
             if code in DENIED_CODES:
                 raise EcsUnavailable(f"the AWS credentials may not call ecs:{_action(operation)} ({code})") from None
+            if code == "ClientException" and operation == "describe_task_definition":
+                # How ECS says it has no such task definition (deleted, or of another region or account).
+                raise EcsNotFound(f"ECS has no task definition {params.get('taskDefinition')!r}: {message}") from None
             if code == "InvalidParameterException":
                 # ECS says this for names that cannot exist, e.g. a service name with a slash.
                 raise EcsNotFound(f"ECS refused the request: {message}") from None

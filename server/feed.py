@@ -23,8 +23,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 from server import aws, ecs_events, logs
 from server import config as config_module
 from server.backoff import Backoff
+from server.ecs import EcsClient
 from server.records import utc_now
 from server.store import Store, StoreError, open_store
+from server.task_definitions import TaskDefinitions
 from server.validation import ValidationError
 
 log = logging.getLogger(__name__)
@@ -40,13 +42,21 @@ class Feed:
     """One reader of the queue: ``poll`` is one cycle, ``run`` loops it until told to stop."""
 
     def __init__(
-        self, store: Store, sqs: Any, queue_url: str, backoff: Backoff | None = None, wait_seconds: int = WAIT_SECONDS
+        self,
+        store: Store,
+        sqs: Any,
+        queue_url: str,
+        backoff: Backoff | None = None,
+        wait_seconds: int = WAIT_SECONDS,
+        task_definitions: TaskDefinitions | None = None,
     ):
         self.store = store
         self.sqs = sqs
         self.queue_url = queue_url
         self.backoff = backoff or Backoff(1.0, 60.0)
         self.wait_seconds = wait_seconds
+        #: Where the records' Docker labels and awsvpc ports come from; None leaves them out.
+        self.task_definitions = task_definitions
 
     def poll(self) -> int:
         """Receive one batch, store what it says and delete the messages stored; returns how many were.
@@ -59,17 +69,17 @@ class Feed:
         answer = self.sqs.receive_message(
             QueueUrl=self.queue_url, MaxNumberOfMessages=BATCH, WaitTimeSeconds=self.wait_seconds
         )
-        accepted, conversions = [], []
+        accepted = []
+        batch = ecs_events.Batch(self.store, utc_now())
         for message in answer.get("Messages", []):
             try:
-                conversions.append(ecs_events.convert(json.loads(message["Body"])))
+                batch.add(ecs_events.convert(json.loads(message["Body"])))
             except (ValueError, RecursionError, ValidationError) as exc:
                 log.warning("message %s is not a valid ECS task state change, left for the dead-letter queue: %s",
                             message.get("MessageId"), exc)  # fmt: skip
                 continue
             accepted.append(message)
-        if conversions:
-            ecs_events.store_conversions(self.store, conversions, utc_now())
+        batch.write(self.task_definitions)
         if accepted:
             entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(accepted)]
             failed = self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries).get("Failed", [])
@@ -120,9 +130,13 @@ def main() -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     log.info("feed reading %s into the %s store", cfg.events_queue_url, store.kind)
+    # The feed is what records Fargate tasks where no agent runs: it learns their task definitions itself.
+    task_definitions = TaskDefinitions(EcsClient(), store) if cfg.task_definitions else None
     try:
-        Feed(store, sqs_client(cfg.events_queue_url), cfg.events_queue_url).run(stop)
+        Feed(store, sqs_client(cfg.events_queue_url), cfg.events_queue_url, task_definitions=task_definitions).run(stop)
     finally:
+        if task_definitions is not None:
+            task_definitions.stop()
         store.close()
     log.info("feed stopped")
 

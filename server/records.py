@@ -23,10 +23,10 @@ ADDED_FIELDS = (
 )  # fmt: skip
 FIELDS = LEGACY_FIELDS + ADDED_FIELDS
 #: What only the ECS event feed knows (``server.ecs_events``); ``state_version`` is the task's ``version`` in the
-#: last event applied, which orders the feed's states of one task.
+#: last event applied, which orders the feed's states of one task; ``ecs_status`` the container's status in it.
 FEED_FIELDS = (
     "service_name", "launch_type", "availability_zone", "private_ip", "image_digest", "exit_code", "reason",
-    "stopped_reason", "stop_code", "state_version",
+    "stopped_reason", "stop_code", "state_version", "ecs_status", "task_definition_arn",
 )  # fmt: skip
 
 #: Fields a report never sets: kept by the server, or cached from outside lookups.
@@ -52,14 +52,19 @@ def merge(old: dict[str, str] | None, new: dict[str, str], now: str) -> dict[str
     """The record after ``new`` (a validated report entry, or an entry of the ECS event feed) is applied to
     ``old`` at server time ``now``.
 
-    ``first_seen`` (the first sample time) is kept and ``last_seen`` advanced; an entry older than the stored one
-    (a late retry) changes nothing else; cached lookups survive; ``stopped_at`` is set the first time the
-    container is seen STOPPED. ``new`` may carry ``first_seen`` and ``stopped_at`` hints from the events of its
-    report (see ``with_event_times``): an earlier moment than its ``sample_time`` wins.
+    ``first_seen`` (the first sample time) is kept and ``last_seen`` advanced; cached lookups survive;
+    ``stopped_at`` is set the first time the container is seen STOPPED. ``new`` may carry ``first_seen`` and
+    ``stopped_at`` hints from the events of its report (see ``with_event_times``): an earlier moment than its
+    ``sample_time`` wins.
 
-    A feed entry carries ``state_version``: its feed fields apply unless the record holds a later version, and
-    its other fields only if it is newer by both version and sample time. Once the feed and the agent both wrote
-    a record, an empty value never erases the other source's.
+    A report entry (the agent's) is ordered by ``sample_time``: an older one (a late retry) changes nothing else.
+    A feed entry carries ``state_version`` and is ordered by it alone, among the feed's entries: a lower version
+    changes nothing, a higher (or the same) one is applied whole, whatever its time says (clocks differ; ECS's
+    ``updatedAt`` is no order). Across the two sources a container's life only goes forward (PENDING, RUNNING,
+    STOPPED): neither takes the other's status back. Where the feed runs it is the authority for stops: its STOPPED
+    ends the life with ECS's own exit code, reasons and ``stopped_at``, whatever the agent said and however late;
+    no report revives it. Once the feed and the agent both wrote a record, an empty value never erases the
+    other source's.
     """
     new = dict(new)
     first_seen_hint = new.pop("first_seen", None) or now
@@ -68,20 +73,57 @@ def merge(old: dict[str, str] | None, new: dict[str, str], now: str) -> dict[str
         # When the agent saw it, not when a report (perhaps delayed by an outage) arrived.
         first_seen = min(now, new.get("sample_time") or now, first_seen_hint)
         record = {**new, "first_seen": first_seen, "last_seen": now}
+    elif "state_version" in new:
+        record = _merge_feed(old, new, now, stopped_at_hint)
     else:
-        record = {**old, "last_seen": max(now, old.get("last_seen", ""))}
-        from_feed = "state_version" in new
-        both = from_feed or "state_version" in old
-        current = not from_feed or _version(new) >= _version(old)
-        if from_feed and current:
-            record.update({k: new[k] for k in FEED_FIELDS if new.get(k)})
-        if current and new.get("sample_time", "") >= old.get("sample_time", ""):
-            record.update({
-                k: v for k, v in new.items()
-                if k not in SERVER_FIELDS and k not in IDENTITY_FIELDS and k not in FEED_FIELDS and (v or not both)
-            })  # fmt: skip
+        record = _merge_report(old, new, now)
     if record.get("known_status") == "STOPPED" and not record.get("stopped_at"):
         record["stopped_at"] = min(record.get("sample_time") or now, stopped_at_hint)
+    return record
+
+
+#: Where each status stands in a container's life; ECS never takes one back.
+_LIFE = {"PENDING": 1, "RUNNING": 2, "STOPPED": 3}
+_LIFE_FIELDS = ("known_status", "desired_status")
+
+
+def _later(one: str, other: str) -> str:
+    """The later of two statuses in a container's life ("" is none)."""
+    return other if _LIFE.get(other, 0) > _LIFE.get(one, 0) else one
+
+
+def _merge_feed(old: dict[str, str], new: dict[str, str], now: str, stopped_at: str) -> dict[str, str]:
+    record = {**old, "last_seen": max(now, old.get("last_seen", ""))}
+    if _version(new) < _version(old):
+        return record  # an earlier state of the task, delivered late
+    record.update({
+        k: v for k, v in new.items()
+        if v and k not in IDENTITY_FIELDS and (k in FEED_FIELDS or k not in SERVER_FIELDS)
+    })  # fmt: skip
+    for name in _LIFE_FIELDS:
+        record[name] = _later(old.get(name, ""), new.get(name, ""))
+    record["sample_time"] = max(old.get("sample_time", ""), new.get("sample_time", ""))
+    if new.get("ecs_status") == "STOPPED" and old.get("ecs_status") != "STOPPED":
+        # ECS's own moment, over the agent's sample or a reconciliation's guess (which come later).
+        record["stopped_at"] = stopped_at
+    return record
+
+
+def _merge_report(old: dict[str, str], new: dict[str, str], now: str) -> dict[str, str]:
+    record = {**old, "last_seen": max(now, old.get("last_seen", ""))}
+    if new.get("sample_time", "") < old.get("sample_time", ""):
+        return record
+    both = "state_version" in old
+    record.update({
+        k: v for k, v in new.items()
+        if k not in SERVER_FIELDS and k not in IDENTITY_FIELDS and k not in FEED_FIELDS and (v or not both)
+    })  # fmt: skip
+    ecs_status = old.get("ecs_status", "")
+    if ecs_status == "STOPPED":
+        for name in _LIFE_FIELDS:  # ECS said it stopped: an agent that still lists it lags behind
+            record[name] = old.get(name, "")
+    elif ecs_status:
+        record["known_status"] = _later(record.get("known_status", ""), ecs_status)
     return record
 
 

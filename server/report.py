@@ -46,10 +46,14 @@ def report_map() -> Response:
     containers, events, full = schema.map_report(raw)
     app_state = state()
     store = app_state.store
+    if app_state.config.task_definitions:
+        containers = app_state.task_definitions.enrich(containers)
     entries = with_event_times(containers, events)
     created, new_events = store.record_report(entries, events, utc_now(), full, host=schema.report_host(raw))
     if app_state.config.service_names:
         app_state.service_names.submit(created)  # queued for the worker; returns at once
+    if app_state.config.task_definitions:
+        app_state.task_definitions.submit(created)
     EVENTS_STORED.inc(new_events)
     log.debug(
         "map report: %d containers (%d new, full=%s), %d new events", len(containers), len(created), full, new_events
@@ -67,8 +71,13 @@ def report_event() -> Response:
 
 @bp.post("/ecs-events")
 def report_ecs_events() -> Response:
-    """ECS task state changes as EventBridge delivers them (one event or a list): from an API destination."""
-    conversions = ecs_events.convert_all(body())
-    _, new_events = ecs_events.store_conversions(state().store, conversions, utc_now())
-    held = sum(len(c.held) for c in conversions)
-    return jsonify({"containers": sum(len(c.records) for c in conversions), "events": new_events, "held": held})
+    """ECS task state changes as EventBridge delivers them (one event or a list): from an API destination.
+    Checked whole, against the store too (a container belongs to its task), before anything is written."""
+    app_state = state()
+    batch = ecs_events.Batch(app_state.store, utc_now())
+    for conversion in ecs_events.convert_all(body()):
+        batch.add(conversion)
+    task_definitions = app_state.task_definitions if app_state.config.task_definitions else None
+    _, new_events = batch.write(task_definitions)
+    EVENTS_STORED.inc(new_events)
+    return jsonify({"containers": len(batch.records), "events": new_events, "held": batch.held})

@@ -16,6 +16,7 @@ from server.retention import Pruner
 from server.service_names import ServiceNames
 from server.store import Store
 from server.store.probe import HealthCheck
+from server.task_definitions import TaskDefinitions
 
 #: The key of the state in ``app.extensions``.
 EXTENSION = "ecs_id_mapper"
@@ -30,6 +31,7 @@ class AppState:
     ecs: EcsClient
     newrelic: NewRelicClient
     service_names: ServiceNames
+    task_definitions: TaskDefinitions
     health: HealthCheck
     #: The gauge of containers on record that ``/metrics`` reads from the store.
     containers_on_record: ContainersOnRecord
@@ -47,6 +49,7 @@ class AppState:
     def close(self) -> None:
         """Stop the background workers and close the store; the app answers no more requests after this."""
         self.service_names.stop()
+        self.task_definitions.stop()
         if self.pruner is not None:
             self.pruner.stop()
         self.store.close()

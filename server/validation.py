@@ -7,6 +7,9 @@ leaves the message on its queue.
 
 from __future__ import annotations
 
+import ipaddress
+import math
+import re
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -18,6 +21,11 @@ MAX_BYTES = 1024
 CLOCK_SKEW = timedelta(minutes=5)
 #: Times before this are implausible for a container (ECS began in 2014); they would sort before every real one.
 EARLIEST_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+#: RFC 3339's date-time (what OpenAPI's ``format: date-time`` means), from the year 2000 on, no leap second:
+#: ``datetime.fromisoformat`` alone takes more (a date alone, week dates, no seconds), which a document cannot say.
+RFC3339 = re.compile(
+    r"[2-9][0-9]{3}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,9})?(?:Z|[+-][0-9]{2}:[0-5][0-9])"
+)
 
 
 class ValidationError(Exception):
@@ -47,6 +55,11 @@ def text(value: Any, path: str) -> str:
     return value
 
 
+def optional(obj: dict, key: str) -> Any:
+    """``obj[key]``, None when absent: JSON's null is no value, as absent is."""
+    return obj.get(key)
+
+
 def optional_text(obj: dict, key: str, path: str) -> str:
     """``obj[key]`` checked as text, "" when absent or null."""
     value = obj.get(key)
@@ -74,6 +87,60 @@ def json_list(value: Any, path: str, limit: int) -> list:
     if len(value) > limit:
         raise ValidationError(path, f"at most {limit} entries, got {len(value)}")
     return value
+
+
+def whole_number(value: Any, path: str, lowest: int, highest: int) -> int:
+    """An integer from ``lowest`` to ``highest``. JSON has one number type: ``3.0`` is the integer 3, as JSON Schema
+    reads it, and a fraction, a boolean, NaN or an infinity is none."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not lowest <= value <= highest:
+        shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:40]}…"
+        raise ValidationError(path, f"expected a whole number from {lowest} to {highest}, got {shown}")
+    return value
+
+
+def ip_address(value: Any, path: str, version: int) -> str:
+    """An IPv4 or IPv6 address (``version``) as ``ipaddress`` writes it back: no prefix length, no zone index
+    (``fe80::1%eth0``; a zone is free text), no other spelling of a number (``0x7f.1``)."""
+    address = text(value, path)
+    try:
+        parsed = ipaddress.IPv4Address(address) if version == 4 else ipaddress.IPv6Address(address)
+    except ValueError:
+        parsed = None
+    if parsed is None or getattr(parsed, "scope_id", None):
+        raise ValidationError(path, f"expected an IPv{version} address, got {address[:64]!r}")
+    return address
+
+
+def plain_json(value: Any, path: str) -> None:
+    """Refuse what ``json.loads`` takes but JSON (RFC 8259) is not: NaN and the infinities, and strings, keys too,
+    that are not Unicode (a lone surrogate, ``\\ud800``, which no UTF-8 can carry). Walked without recursion, so
+    that any depth the parser took is checked."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise ValidationError(path, f"{item} is not a JSON number")
+        elif isinstance(item, str) and not item.isascii():
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValidationError(path, "holds a string that is not valid Unicode (a lone surrogate)") from None
+
+
+def rfc3339(value: Any, path: str) -> str:
+    """An RFC 3339 time (``RFC3339``), then as ``timestamp``: in the stored format, and a time past now (plus
+    CLOCK_SKEW) taken as now."""
+    written = text(value, path)
+    if not RFC3339.fullmatch(written):
+        raise ValidationError(path, f"expected an RFC 3339 time (2026-11-20T08:01:24.6Z), got {written[:64]!r}")
+    return timestamp(written, path)
 
 
 def timestamp(value: Any, path: str) -> str:

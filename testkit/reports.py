@@ -23,7 +23,9 @@ HOST = {
     "region": "eu-central-1",
     "host_name": "ip-10-0-1-17",
     "cluster_name": "default",
-    "container_instance_arn": "arn:aws:ecs:eu-central-1:210987654321:container-instance/default/5a0c6f2e",
+    "container_instance_arn": (
+        "arn:aws:ecs:eu-central-1:210987654321:container-instance/default/5a0c6f2e8d1b4c7a9e3f2d1c0b9a8e7d"
+    ),
     "ecs_agent_version": "Amazon ECS Agent - v1.88.0 (4f2e1d0c)",
 }
 

@@ -111,6 +111,7 @@ def drive(store_url: str, cluster: str, task_arn: str) -> None:
         lambda: client.get(f"/query/container_id/{container_id}/_all").get_json().get("service_name") == "web",
         "the service-name worker to describe the task",
     )
+    eventually(lambda: state(app).task_definitions.calls > 0, "the task-definition worker to describe its definition")
     for path in (
         f"/query/container_id/{container_id[:12]}",
         f"/query/container_id/{container_id}/events",

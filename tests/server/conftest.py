@@ -13,8 +13,8 @@ def store_url(tmp_path) -> str:
 
 @pytest.fixture
 def settings(store_url) -> dict:
-    # Service names are learnt from ECS in the background; tests/upstream covers that.
-    return {"store": store_url, "token": TOKEN, "service_names": False}
+    # Service names and task definitions are learnt from ECS in the background; tests/upstream covers them.
+    return {"store": store_url, "token": TOKEN, "service_names": False, "task_definitions": False}
 
 
 @pytest.fixture

@@ -106,3 +106,142 @@ def fargate_lifecycle() -> list[dict]:
             stoppedReason="Essential container in task exited",
         ),
     ]
+
+
+def binding(container_port: int, host_port: int, bind_ip: str = "0.0.0.0", protocol: str = "tcp") -> dict:
+    return {"bindIP": bind_ip, "containerPort": container_port, "hostPort": host_port, "protocol": protocol}
+
+
+def eni(*details: tuple[str, str]) -> list[dict]:
+    """A task's ``attachments``: one ENI with these name-value ``details``."""
+    return [{"id": "0d9e8f7a-6b5c-4d3e-2f1a-0b9c8d7e6f5a", "type": "eni", "status": "ATTACHED",
+             "details": [{"name": name, "value": value} for name, value in details]}]  # fmt: skip
+
+
+def ec2_event(version: int, status: str, containers: list[dict], **detail) -> dict:
+    """An event of the EC2 task (bridge networking, no ENI) on the agent's container instance."""
+    return task_event(
+        version, status, containers, task_arn=EC2_ARN, launch_type="EC2", group="family:orders-api",
+        containerInstanceArn=CONTAINER_INSTANCE_ARN, **detail,
+    )  # fmt: skip
+
+
+CONTAINER_INSTANCE_ARN = (
+    "arn:aws:ecs:eu-central-1:210987654321:container-instance/default/5a0c6f2e8d1b4c7a9e3f2d1c0b9a8e7d"
+)
+
+
+def _changed(change) -> dict:
+    """The RUNNING event of the Fargate lifecycle, changed by ``change`` (which may return a new detail)."""
+    event = fargate_lifecycle()[2]
+    replaced = change(event["detail"])
+    if replaced is not None:
+        event["detail"] = replaced
+    return event
+
+
+def _set(*path, value):
+    """A change setting the value at ``path`` (keys and indexes) below ``detail``."""
+
+    def change(detail):
+        *parents, last = path
+        for key in parents:
+            detail = detail[key]
+        detail[last] = value
+
+    return change
+
+
+def _address_detail(name: str, value) -> object:
+    return _set("attachments", 0, "details", 0, value={"name": name, "value": value})
+
+
+#: Bodies from outside that the route refuses (400, nothing stored), each outside the OpenAPI document.
+HOSTILE = {
+    "version 10^30": _changed(_set("version", value=10**30)),
+    "version of 19 digits": _changed(_set("version", value=10**18)),
+    "version negative": _changed(_set("version", value=-1)),
+    "version a fraction": _changed(_set("version", value=3.5)),
+    "version true": _changed(_set("version", value=True)),
+    "version a string": _changed(_set("version", value="3")),
+    "private IP with a line feed": _changed(_address_detail("privateIPv4Address", "999.1.1.1\nlocalhost")),
+    "private IP with a prefix length": _changed(_address_detail("privateIPv4Address", "10.0.0.1/24")),
+    "private IP in hex": _changed(_address_detail("privateIPv4Address", "0x7f.1")),
+    "private IP empty": _changed(_address_detail("privateIPv4Address", "")),
+    "private IP missing": _changed(_set("attachments", 0, "details", 0, value={"name": "privateIPv4Address"})),
+    "private IPv6 with a zone and a header": _changed(_address_detail("privateIPv6Address", "fe80::1%\r\nX-Evil: 1")),
+    "private IPv6 with a zone": _changed(_address_detail("privateIPv6Address", "fe80::1%eth0")),
+    "private IPv6 that is IPv4": _changed(_address_detail("privateIPv6Address", "10.0.0.1")),
+    "interface address not IPv4": _changed(
+        _set("containers", 0, "networkInterfaces", value=[{"privateIpv4Address": "localhost"}])
+    ),
+    "bind IP not an address": _changed(
+        _set("containers", 0, "networkBindings", value=[{"bindIP": "0.0.0.0 ", "containerPort": 80, "hostPort": 80}])
+    ),
+    "container port 0": _changed(_set("containers", 0, "networkBindings", value=[{"containerPort": 0}])),
+    "host port 65536": _changed(
+        _set("containers", 0, "networkBindings", value=[{"containerPort": 80, "hostPort": 65536}])
+    ),
+    "binding protocol TCP": _changed(
+        _set("containers", 0, "networkBindings", value=[{"containerPort": 80, "protocol": "TCP"}])
+    ),
+    "cluster ARN a name": _changed(_set("clusterArn", value="web")),
+    "cluster ARN of another service": _changed(
+        _set("clusterArn", value="arn:aws:eks:eu-central-1:210987654321:cluster/web")
+    ),
+    "cluster ARN with a path": _changed(
+        _set("clusterArn", value="arn:aws:ecs:eu-central-1:210987654321:cluster/../../etc")
+    ),
+    "group escaping its name": _changed(_set("group", value="service:../../x")),
+    "group of another kind": _changed(_set("group", value="batch:nightly")),
+    "group without a name": _changed(_set("group", value="service:")),
+    "group empty": _changed(_set("group", value="")),
+    "task definition ARN a family": _changed(_set("taskDefinitionArn", value="orders-api:31")),
+    "container instance ARN with a newline": _changed(
+        _set("containerInstanceArn", value=f"{CONTAINER_INSTANCE_ARN}\n")
+    ),
+    "exit code 2^31": _changed(_set("containers", 0, "exitCode", value=2**31)),
+    "exit code below -2^31": _changed(_set("containers", 0, "exitCode", value=-(2**31) - 1)),
+    "exit code 1e40": _changed(_set("containers", 0, "exitCode", value=1e40)),
+    "exit code a string": _changed(_set("containers", 0, "exitCode", value="1")),
+    "status lower-case": _changed(_set("lastStatus", value="running")),
+    "status capitalised": _changed(_set("lastStatus", value="Stopped")),
+    "status unknown": _changed(_set("lastStatus", value="EXPLODED")),
+    "status empty": _changed(_set("lastStatus", value="")),
+    "status 0": _changed(_set("lastStatus", value=0)),
+    "desired status empty": _changed(_set("desiredStatus", value="")),
+    "desired status lower-case": _changed(_set("desiredStatus", value="stopped")),
+    "container status empty": _changed(_set("containers", 0, "lastStatus", value="")),
+    "container status 0": _changed(_set("containers", 0, "lastStatus", value=0)),
+    "containers an empty object": _changed(_set("containers", value={})),
+    "containers 0": _changed(_set("containers", value=0)),
+    "containers empty text": _changed(_set("containers", value="")),
+    "attachments an empty object": _changed(_set("attachments", value={})),
+    "startedAt empty": _changed(_set("startedAt", value="")),
+    "startedAt 0": _changed(_set("startedAt", value=0)),
+    "updatedAt empty": _changed(_set("updatedAt", value="")),
+    "stoppedAt a date alone": _changed(_set("stoppedAt", value="2026-11-20")),
+    "createdAt without seconds": _changed(_set("createdAt", value="2026-11-20T08:00Z")),
+    "createdAt in 1999": _changed(_set("createdAt", value="1999-12-31T23:59:59Z")),
+    "task ARN with a leading space": _changed(_set("taskArn", value=f" {FARGATE_ARN}")),
+    "task ARN with extra segments": _changed(_set("taskArn", value=FARGATE_ARN.replace("/web/", "/web/extra/"))),
+    "task ARN of another service": _changed(_set("taskArn", value=FARGATE_ARN.replace(":ecs:", ":batch:"))),
+    "task ARN in upper case": _changed(_set("taskArn", value=FARGATE_ARN.upper())),
+    "task ARN empty": _changed(_set("taskArn", value="")),
+    "container of another task ARN": _changed(_set("containers", 0, "taskArn", value=EC2_ARN)),
+    "runtime ID of another task": _changed(_set("containers", 0, "runtimeId", value=f"{EC2_TASK}-3107445921")),
+    "runtime ID shared by two containers": _changed(_set("containers", 1, "runtimeId", value=API_RUNTIME_ID)),
+    "runtime ID in upper case": _changed(_set("containers", 0, "runtimeId", value=API_RUNTIME_ID.upper())),
+    "runtime ID empty": _changed(_set("containers", 0, "runtimeId", value="")),
+    "container name twice": _changed(_set("containers", 1, "name", value="api")),
+    "container name with a slash": _changed(_set("containers", 0, "name", value="api/../x")),
+    "image digest with a newline": _changed(_set("containers", 0, "imageDigest", value="sha256:" + "a" * 64 + "\n")),
+    "stop code with a space": _changed(_set("stopCode", value="Essential Container Exited")),
+    "launch type lower-case": _changed(_set("launchType", value="fargate")),
+    "region with a space": {**fargate_lifecycle()[2], "region": "eu-central-1 "},
+    "time empty": {**fargate_lifecycle()[2], "time": ""},
+    "time missing": {k: v for k, v in fargate_lifecycle()[2].items() if k != "time"},
+    "detail a list": {**fargate_lifecycle()[2], "detail": []},
+    "stopped reason of 1025 bytes": _changed(_set("stoppedReason", value="x" * 1025)),
+    "reason with a NUL": _changed(_set("containers", 0, "reason", value="killed\x00")),
+}

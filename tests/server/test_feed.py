@@ -12,6 +12,7 @@ from moto import mock_aws
 from server.feed import Feed
 from server.store import StoreUnavailable
 from server.store.sqlite import SQLiteStore
+from server.task_definitions import TaskDefinitions
 from tests.server import ecs_samples
 from tests.server.ecs_samples import API_RUNTIME_ID, FARGATE_TASK, ROUTER_RUNTIME_ID, fargate_lifecycle
 
@@ -196,3 +197,44 @@ def test_an_ec2_pending_event_without_runtime_ids_is_accepted_and_records_nothin
     assert feed.poll() == 1
     assert queues.count() == 0
     assert store.containers_of_task(ecs_samples.EC2_TASK) == []
+
+
+def test_an_event_naming_another_tasks_container_is_left_for_the_dead_letter_queue(feed, queues, store, caplog):
+    docker_id = "7c1e" * 16
+    mine = ecs_samples.task_event(
+        3, "RUNNING", [ecs_samples.container("worker", "RUNNING", docker_id)], task_arn=ecs_samples.EC2_ARN,
+        launch_type="EC2",
+    )  # fmt: skip
+    other_arn = "arn:aws:ecs:eu-central-1:210987654321:task/default/" + "b" * 32
+    theirs = ecs_samples.task_event(
+        4, "STOPPED", [ecs_samples.container("worker", "STOPPED", docker_id, exitCode=1)], task_arn=other_arn,
+        launch_type="EC2", group="service:intruder",
+    )  # fmt: skip
+    queues.send(mine, theirs)  # checked against the first whether it is stored yet or only in the same batch
+    assert feed.poll() == 1
+    record = store.get_container(docker_id)
+    assert (record["task_id"], record["known_status"], record["service_name"]) == (
+        ecs_samples.EC2_TASK, "RUNNING", "orders-api",
+    )  # fmt: skip
+    assert any(f"is on record as a container of task {ecs_samples.EC2_TASK}" in r.getMessage() for r in caplog.records)
+    drain(feed)
+    assert queues.count() == 0 and queues.count(queues.dlq_url) == 1
+    assert store.get_container(docker_id)["known_status"] == "RUNNING"
+
+
+def test_the_feed_gives_its_records_what_their_task_definitions_say(store, queues):
+    class Ecs:
+        def describe_task_definition(self, arn):
+            api = {"name": "api", "portMappings": [{"containerPort": 8080}], "dockerLabels": {"team": "orders"}}
+            return {"taskDefinitionArn": arn, "networkMode": "awsvpc", "containerDefinitions": [api]}
+
+    task_definitions = TaskDefinitions(Ecs(), store, autostart=False)
+    feed = Feed(store, queues.sqs, queues.url, wait_seconds=0, task_definitions=task_definitions)
+    queues.send(fargate_lifecycle()[2])
+    assert feed.poll() == 1
+    task_definitions.run_once()
+    api = store.get_container(API_RUNTIME_ID)
+    assert (api["docker_labels"], api["ports"]) == (
+        '{"team":"orders"}', '[{"container_port":8080,"host_port":8080,"protocol":"tcp"}]',
+    )  # fmt: skip
+    assert store.get_container(ROUTER_RUNTIME_ID)["docker_labels"] == "{}"

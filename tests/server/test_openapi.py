@@ -14,6 +14,7 @@ from openapi_spec_validator import validate
 from server import schema
 from server.state import state
 from tests.server import ecs_samples, samples
+from tests.server.documents import validator
 from tests.server.samples import API_ID, AUTH, TASK_LONG
 
 #: Flask's ``<name>`` or ``<converter:name>`` → OpenAPI's ``{name}``.
@@ -201,3 +202,37 @@ def test_id_parameters_take_exactly_the_ids_the_server_takes(client, document, n
         assert not pattern.fullmatch(value), value
         if value:
             assert client.get(f"/query/{name}/{quote(value)}/events").status_code == 400, value
+
+
+#: Refused for what the document says in words: a JSON Schema cannot compare one field with another.
+IN_WORDS = {
+    "container of another task ARN", "runtime ID of another task", "runtime ID shared by two containers",
+    "container name twice",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ecs_samples.HOSTILE)
+def test_an_ecs_event_the_server_refuses_is_outside_the_document_or_refused_in_its_words(client, document, name):
+    body = ecs_samples.HOSTILE[name]
+    assert client.post("/report/ecs-events", json=body, headers=AUTH).status_code == 400
+    # As ECMA-262 reads the patterns' $ (the very end); the ECS grammars are written for it.
+    assert ecma_conforms(document, body, "EcsEvent") == (name in IN_WORDS)
+
+
+def test_the_ecs_events_the_examples_show_conform_in_every_variant_the_server_takes(client, document):
+    running = ecs_samples.fargate_lifecycle()[2]
+    variants = [
+        running,
+        {**running, "region": None, "detail": {**running["detail"], "group": None, "containers": None}},
+        {**running, "detail": {**running["detail"], "version": 4.0, "attachments": ecs_samples.eni(
+            ("privateIPv6Address", "2a05:d014::1"), ("macAddress", "02:5e:8a:11:22:33"))}},
+        ecs_samples.ec2_event(3, "RUNNING", [ecs_samples.container(
+            "api", "RUNNING", API_ID, exitCode=None, networkBindings=[ecs_samples.binding(80, 32768, "::")])]),
+    ]  # fmt: skip
+    for body in variants:
+        assert ecma_conforms(document, body, "EcsEvent"), body
+        assert client.post("/report/ecs-events", json=body, headers=AUTH).status_code == 200, body
+
+
+def ecma_conforms(document: dict, body: object, schema_name: str) -> bool:
+    return validator(document, schema_name).is_valid(body)
