@@ -207,14 +207,20 @@ def transitions(old: dict[str, str] | None, merged: dict[str, str]) -> list[dict
 
 def untold(changes: list[tuple[dict[str, str] | None, dict[str, str]]], told: list[dict[str, str]]) -> list[dict]:
     """The transitions of ``changes`` (stored record, merged record) that the report's own events (``told``) do
-    not name already, whatever IDs the sender gave them."""
-    named = {(e["container_id"], e["event"], e.get("from") or "", e.get("to") or "") for e in told}
+    not name already, whatever IDs the sender gave them. A status is reached once in a life, so a told event to the
+    same status names it, whatever it came from (the feed may tell PENDING → RUNNING → STOPPED where the record
+    went from PENDING straight to STOPPED); a container appears once."""
+
+    def named_as(event: dict[str, str]) -> tuple[str, str, str]:
+        return event["container_id"], event["event"], "" if event["event"] == "appeared" else event.get("to") or ""
+
+    named = {named_as(e) for e in told}
     return [
         event
         for old, merged in changes
         if old != merged
         for event in transitions(old, merged)
-        if (event["container_id"], event["event"], event["from"], event["to"]) not in named
+        if named_as(event) not in named
     ]
 
 

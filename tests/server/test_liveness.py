@@ -95,6 +95,12 @@ def test_untold_leaves_out_what_the_report_named_under_any_id():
     told = [{"event_id": "mine", "container_id": cid, "event": "known_status", "from": "PENDING", "to": "RUNNING"}]
     assert records.untold([(old, new)], told) == []
     assert [e["event"] for e in records.untold([(old, new), (None, new)], [])] == ["known_status", "appeared"]
+    stop = {**old, "known_status": "STOPPED", "sample_time": at(2)}
+    by_way_of_running = [
+        {**told[0], "event_id": "f1"},
+        {**told[0], "event_id": "f2", "from": "RUNNING", "to": "STOPPED"},
+    ]
+    assert records.untold([(old, stop)], by_way_of_running) == []
 
 
 def test_a_vanished_container_stops_with_its_reason_and_events():
