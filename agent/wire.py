@@ -63,10 +63,10 @@ def status(value: Any) -> str | None:
 def ip_address(value: str) -> str:
     """`value` if it is an IP address (the server refuses a host whose `instance_ip` is not), else ""."""
     try:
-        ipaddress.ip_address(value)
+        parsed = ipaddress.ip_address(value)
     except ValueError:
         return ""
-    return value
+    return "" if getattr(parsed, "scope_id", None) else value  # a zone (`fe80::1%eth0`) is free text
 
 
 def task_id_of_arn(arn: Any) -> str | None:
@@ -113,10 +113,11 @@ def _addresses(raw: Any, version: int) -> list[str]:
     found = []
     for value in raw:
         try:
-            if isinstance(value, str) and ipaddress.ip_address(value).version == version:
-                found.append(value)
+            parsed = ipaddress.ip_address(value) if isinstance(value, str) else None
         except ValueError:
             continue
+        if parsed is not None and parsed.version == version and not getattr(parsed, "scope_id", None):
+            found.append(value)
         if len(found) == MAX_ADDRESSES:
             break
     return found

@@ -15,7 +15,16 @@ from typing import Any
 from server import ids
 from server.records import STATUSES
 from server.validation import MAX_BYTES as MAX_BYTES  # with the limits below, what agent.wire mirrors
-from server.validation import ValidationError, json_list, json_object, optional_text, required, text, timestamp
+from server.validation import (
+    ValidationError,
+    ip_address,
+    json_list,
+    json_object,
+    optional_text,
+    required,
+    text,
+    timestamp,
+)
 
 MAX_ITEMS = 1000
 MAX_PORTS = 100  # per container
@@ -89,13 +98,8 @@ def _networks(value: Any, path: str) -> list[dict]:
 def _address(value: Any, path: str, version: int) -> str:
     address = text(value, path)
     if version == 4 and IPV4.fullmatch(address):
-        return address
-    try:
-        if ipaddress.ip_address(address).version == version:
-            return address
-    except ValueError:
-        pass
-    raise ValidationError(path, f"expected an IPv{version} address, got {address[:64]!r}")
+        return address  # the common case, without building an address object
+    return ip_address(address, path, version)
 
 
 def _container(raw: Any, path: str, host: dict[str, str]) -> dict[str, str]:
@@ -193,11 +197,11 @@ def report_host(body: Any) -> dict[str, str]:
     host = {key: optional_text(host_raw, key, "$.host") for key in HOST_FIELDS}
     if host["instance_ip"]:
         try:
-            ipaddress.ip_address(host["instance_ip"])
+            parsed = ipaddress.ip_address(host["instance_ip"])
         except ValueError:
-            raise ValidationError(
-                "$.host.instance_ip", f"expected an IP address, got {host['instance_ip']!r}"
-            ) from None
+            parsed = None
+        if parsed is None or getattr(parsed, "scope_id", None):  # a zone (`fe80::1%eth0`) is free text
+            raise ValidationError("$.host.instance_ip", f"expected an IP address, got {host['instance_ip']!r}")
     return host
 
 

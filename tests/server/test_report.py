@@ -361,3 +361,19 @@ def test_the_ipv4_check_accepts_exactly_what_the_ipaddress_module_does():
         except ValidationError:
             accepted = False
         assert accepted == valid, text
+
+
+@pytest.mark.parametrize("address", ["fe80::1%eth0", "fe80::1%\r\nX-Evil: 1"])
+def test_an_address_with_a_zone_is_refused_and_the_agent_drops_it(client, address):
+    from agent import wire
+
+    networks = [{"network_mode": "awsvpc", "ipv6_addresses": [address]}]
+    response = client.post("/report/map", json=samples.map_report(samples.container(networks=networks)), headers=AUTH)
+    assert response.status_code == 400
+    response = client.post("/report/map", json=samples.map_report(samples.container(), host={"instance_ip": address}),
+                           headers=AUTH)  # fmt: skip
+    assert response.status_code == 400
+    assert wire.ip_address(address) == ""
+    assert wire.networks([{"NetworkMode": "awsvpc", "IPv6Addresses": [address, "fe80::1"]}])[0]["ipv6_addresses"] == [
+        "fe80::1"
+    ]
