@@ -20,7 +20,6 @@ from moto import mock_aws
 from server import create_app
 from server.ecs import EcsClient
 from server.state import state
-from server.task_definitions import Notes
 
 REGION = "eu-central-1"
 ACCOUNT = "123456789012"  # moto's
@@ -72,9 +71,8 @@ def agent_report(n: int, definition: str) -> dict:
     return {"host": {"instance_ip": "10.0.1.17", "cluster_name": "default"}, "containers": [container]}
 
 
-def run(shared_notes: Notes | None) -> dict[str, Any]:
-    """The task starts through the replicas: their calls, and what they learnt. ``shared_notes`` stands in for the
-    store's notes where the store keeps none."""
+def run() -> dict[str, Any]:
+    """The task starts through the replicas: their calls, and what they learnt."""
     calls = [0]
     with mock_aws(), tempfile.TemporaryDirectory() as directory:
         setup = boto3.client("ecs", region_name=REGION)
@@ -92,10 +90,6 @@ def run(shared_notes: Notes | None) -> dict[str, Any]:
         settings = {"store": f"sqlite:///{directory}/bench.sqlite3", "token": TOKEN, "service_names": False,
                     "log_level": "WARNING"}  # fmt: skip
         apps = [create_app(settings, ecs=EcsClient(client_factory=counted_client)) for _ in range(REPLICAS)]
-        store_notes = isinstance(state(apps[0]).store, Notes)
-        if shared_notes is not None:
-            for app in apps:
-                state(app).task_definitions.notes = shared_notes
         clients = [app.test_client() for app in apps]
         headers = {"Authorization": f"Bearer {TOKEN}"}
         started = time.perf_counter()
@@ -119,7 +113,6 @@ def run(shared_notes: Notes | None) -> dict[str, Any]:
         "calls": calls[0],
         "revisions": len(fargate) + len(ec2),
         "seconds": time.perf_counter() - started,
-        "store_notes": store_notes,
         "labelled": sum(1 for record in running if record.get("docker_labels")),
     }
 
@@ -130,28 +123,12 @@ def main() -> None:
     os.environ["AWS_DEFAULT_REGION"] = REGION
     print(f"task starts: {TASKS} ({TASKS // 2} Fargate from ECS events, {TASKS // 2} EC2 from agents) through "
           f"{REPLICAS} replicas; each service deploys a new revision every {PER_REVISION} of its tasks")  # fmt: skip
-    found = run(None)
-    cases = [("the store as it is", found)]
-    if not found["store_notes"]:
-        # This store keeps no notes yet: each replica asks once. The shared stand-in shows what the notes save.
-        cases.append(("notes shared by the replicas (in memory, as Store.get_note/put_note)", run(_SharedNotes())))
-    for name, result in cases:
-        calls, revisions = result["calls"], result["revisions"]
-        print(f"{name}: store keeps notes: {'yes' if result['store_notes'] else 'no'}; {result['seconds']:.1f} s")
-        print(f"  DescribeTaskDefinition calls: {calls} = {calls * 1000 / TASKS:.1f} per 1,000 task starts, "
-              f"{calls / revisions:.2f} per new revision ({revisions} revisions; target: 1)")  # fmt: skip
-        print(f"  running containers with their Docker labels: {result['labelled']} of {TASKS}")
-
-
-class _SharedNotes:
-    def __init__(self) -> None:
-        self.notes: dict[str, str] = {}
-
-    def get_note(self, key: str) -> str | None:
-        return self.notes.get(key)
-
-    def put_note(self, key: str, value: str) -> None:
-        self.notes[key] = value
+    result = run()
+    calls, revisions = result["calls"], result["revisions"]
+    print(f"two replicas on one SQLite store, sharing its notes: {result['seconds']:.1f} s")
+    print(f"  DescribeTaskDefinition calls: {calls} = {calls * 1000 / TASKS:.1f} per 1,000 task starts, "
+          f"{calls / revisions:.2f} per new revision ({revisions} revisions; target: 1)")  # fmt: skip
+    print(f"  running containers with their Docker labels: {result['labelled']} of {TASKS}")
 
 
 if __name__ == "__main__":

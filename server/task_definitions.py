@@ -25,16 +25,16 @@ import heapq
 import itertools
 import json
 import logging
-import os
 import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from server import aws
+from server.background import BackgroundJob
 from server.backoff import Backoff
 from server.ecs import EcsClient, EcsError, EcsNotConfigured, EcsNotFound
 from server.ecs_events import CONTAINER_NAME, TASK_DEFINITION_ARN
@@ -54,33 +54,6 @@ NOTE_PREFIX = "task-definition/"
 CLAIM_SECONDS = 30.0
 CLAIM_RECHECK = 2.0
 COMPACT_JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
-
-
-@runtime_checkable
-class Notes(Protocol):
-    """What the worker keeps for every replica: ``Store.get_note`` and ``Store.put_note``."""
-
-    def get_note(self, key: str) -> str | None: ...
-
-    def put_note(self, key: str, value: str) -> None: ...
-
-
-class ProcessNotes:
-    """Notes in this process's memory alone, for a store that keeps none: each replica then asks ECS once."""
-
-    def __init__(self) -> None:
-        self._notes: dict[str, str] = {}
-
-    def get_note(self, key: str) -> str | None:
-        return self._notes.get(key)
-
-    def put_note(self, key: str, value: str) -> None:
-        self._notes[key] = value
-
-
-def notes_of(store: Store) -> Notes:
-    """The store's notes, or this process's where the store keeps none."""
-    return store if isinstance(store, Notes) else ProcessNotes()
 
 
 @dataclass(frozen=True)
@@ -212,7 +185,7 @@ class TaskDefinitions:
         ecs: EcsClient,
         store: Store,
         *,
-        notes: Notes | None = None,
+        notes: Store | None = None,
         wall_clock: Callable[[], float] = time.time,
         min_interval: float = 1.0,
         base_delay: float = 5.0,
@@ -228,7 +201,7 @@ class TaskDefinitions:
     ):
         self.ecs = ecs
         self.store = store
-        self.notes = notes if notes is not None else notes_of(store)
+        self.notes = notes if notes is not None else store  # where every replica finds what one learnt
         self.wall_clock = wall_clock  # what every replica reads alike: the time of a claim
         self.identity = uuid.uuid4().hex  # this replica's, in its claims
         self.min_interval = min_interval
@@ -252,9 +225,8 @@ class TaskDefinitions:
         self._last_call = -float("inf")
         self._last_failure = ""
         self._unusable: tuple[float, object] | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._pid = 0
+        # Started by the first submit, and again by one in a forked child (gunicorn --preload) or after it idled out.
+        self._worker = BackgroundJob("task-definitions", self._run, wake=self._notify_all)
         #: DescribeTaskDefinition calls made, for bench/taskdef_calls.py and the tests.
         self.calls = 0
 
@@ -468,39 +440,37 @@ class TaskDefinitions:
         self._last_failure = reason
         log.log(level, message, *args)
 
-    # The thread, as the service-name worker's.
+    # The thread.
 
     def _ensure_worker(self) -> None:
-        # Started on first use and again in a forked child (gunicorn --preload): threads do not survive fork.
-        with self._cond:
-            if self._thread is not None and self._thread.is_alive() and self._pid == os.getpid():
-                return
-            self._pid = os.getpid()
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="task-definitions", daemon=True)
-            self._thread.start()
+        with self._cond:  # the lock the worker retires under: a definition queued meanwhile is never left without one
+            self._worker.start(after_stop=True)
 
-    def _run(self) -> None:
+    def _notify_all(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def _run(self, stopping: threading.Event) -> None:
         idle_since = time.monotonic()
-        while not self._stop.is_set():
+        while not stopping.is_set():
             with self._cond:
                 if not self._due:
                     self._cond.wait(timeout=self._idle_wait())
                 if self._due or self._retries:
                     idle_since = time.monotonic()
                 elif time.monotonic() - idle_since > self.idle_exit:
-                    self._thread = None  # nothing to do for a while; the next submit starts a new worker
+                    self._worker.retire()  # nothing to do for a while; the next submit starts a new worker
                     return
-            if self._stop.is_set():
+            if stopping.is_set():
                 break
             try:
                 self.run_once()
             except Exception:  # the worker must outlive any one bad definition
                 log.exception("task-definition worker failed; continuing")
-                self._stop.wait(1.0)
+                stopping.wait(1.0)
                 continue
             if self._due:
-                self._stop.wait(max(0.0, self._last_call + self.min_interval - self.clock()))
+                stopping.wait(max(0.0, self._last_call + self.min_interval - self.clock()))
 
     def _idle_wait(self) -> float:
         if not self._retries:
@@ -520,12 +490,7 @@ class TaskDefinitions:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the worker thread; what waits is left."""
-        self._stop.set()
-        with self._cond:
-            self._cond.notify_all()
-            thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
+        self._worker.stop(timeout)
 
     def waiting(self) -> int:
         """How many records wait for their task definition."""
