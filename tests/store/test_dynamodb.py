@@ -44,6 +44,7 @@ def test_opened_from_a_url_with_options():
             "by_task": "KEYS_ONLY",
             "by_service": "KEYS_ONLY",
             "running": "INCLUDE",
+            "by_host": "KEYS_ONLY",
         }
         ttl = store.client.describe_time_to_live(TableName="mapper-prod")["TimeToLiveDescription"]
         assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", "expires_at")
@@ -371,7 +372,8 @@ def test_an_event_naming_another_task_than_its_record_is_put_apart(dynamodb_mock
 
 def test_events_stored_as_items_of_their_own_are_read_with_those_in_the_record_once_each(dynamodb_mock):
     store = dynamodb_mock()
-    store.record_report([record(1)], [event("e1"), event("e2", timestamp=2)], at(0))
+    store.upsert_containers([record(1)], at(0))
+    store.add_events([event("e1"), event("e2", timestamp=2)])
     store._put_event(event("e1"), "00000000000000000000000000")  # as a table written before events moved in
     store._put_event(event("e0", timestamp=-1), "00000000000000000000000000")
     assert [e["event_id"] for e in store.events_of_container(cid(1))] == ["e0", "e1", "e2"]
