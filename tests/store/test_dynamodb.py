@@ -467,6 +467,18 @@ def test_the_by_host_index_holds_the_not_stopped_containers_of_named_hosts_only(
     assert sorted(item["sk"]["S"] for item in indexed) == [cid(1), cid(2)]
 
 
+def test_a_resync_whose_records_only_moved_their_sample_time_writes_nothing_within_the_resolution(dynamodb_mock):
+    store = dynamodb_mock()
+    snapshot = [on_host(1), on_host(2)]
+    store.record_report(snapshot, [], at(0), full=True, host=HOST)
+    puts = puts_of(store)
+    for minute in (10, 20, 30, 40, 50):  # the agent samples every snapshot anew
+        store.record_report([{**r, "sample_time": at(minute)} for r in snapshot], [], at(minute), full=True, host=HOST)
+    assert [p["Item"]["pk"]["S"] for p in puts] == ["H"] * 5  # the lease at each (due after 4.5 min), no record
+    store.record_report([{**r, "sample_time": at(60)} for r in snapshot], [], at(60), full=True, host=HOST)
+    assert store.get_container(cid(1))["sample_time"] == at(60)  # last_seen an hour old: written
+
+
 def test_a_by_host_index_still_being_backfilled_reconciles_nothing_until_it_is_active(dynamodb_mock, monkeypatch):
     store = dynamodb_mock()
     store.record_report([on_host(1), on_host(2)], [], at(0), full=True, host=HOST)

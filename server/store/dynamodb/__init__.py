@@ -32,13 +32,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 from server.liveness import host_key
 from server.lru import LRU
 from server.records import untold, vanished
-from server.store.aws_store import flag, reject_unknown
+from server.store.aws_store import changed_beyond_liveness, flag, reject_unknown, worth_writing
 from server.store.base import Event, Record, StoreUnavailable
 from server.store.dynamodb.hosts import REMEMBERED_HOSTS, HostsAndNotes
 from server.store.dynamodb.items import (
@@ -275,6 +275,21 @@ class DynamoDBStore(HostsAndNotes):
                 self._renew(key, now)
                 return created, stored
         raise StoreUnavailable("records kept changing under this report; try again")
+
+    def _merged(
+        self, reports: dict[str, list[Record]], known: dict[str, Any], now: str, carried: Collection[str] = ()
+    ) -> tuple[list[tuple[Any, Record]], dict[str, Record]]:
+        """As every merging store, but a record whose only change is when it was sampled (``sample_time``, new in
+        every snapshot an agent sends) and seen is written only once ``last_seen`` is older than the resolution:
+        else every resync would rewrite every record it lists."""
+        changes, first = super()._merged(reports, known, now, carried)
+        return [
+            (held, new)
+            for held, new in changes
+            if held.record is None
+            or changed_beyond_liveness(held.record, new)
+            or worth_writing({**held.record, "sample_time": ""}, {**new, "sample_time": ""}, self.last_seen_resolution)
+        ], first
 
     def _placed(
         self, held: Held, record: Record | None, events: list[tuple[Event, str]]
