@@ -17,7 +17,7 @@ import json
 import math
 import os
 import threading
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -269,6 +269,7 @@ class Ledger:
     def __init__(self, store: DynamoDBStore):
         self.table = store.table
         self.items: dict[tuple[str, str], dict[str, Any]] = {}
+        self.hosted: defaultdict[str, set[tuple[str, str]]] = defaultdict(set)  # the by_host index
         events = store.client.meta.events
         events.register_first("before-parameter-build.dynamodb", self._keep)
         events.register("before-call.dynamodb", self._answer)
@@ -290,15 +291,18 @@ class Ledger:
             if not self._holds(self.items.get(self._key(item)), params):
                 error = {"Code": "ConditionalCheckFailedException", "Message": "The conditional request failed"}
                 return AWSResponse(None, 400, {}, None), {"Error": error, "ResponseMetadata": {"HTTPStatusCode": 400}}
+            old = self.items.get(self._key(item), {})
+            if "host" in old:
+                self.hosted[old["host"]["S"]].discard(self._key(item))
+            if "host" in item:
+                self.hosted[item["host"]["S"]].add(self._key(item))
             self.items[self._key(item)] = item
             return self._ok({})
         if model.name == "Query":
             values = params["ExpressionAttributeValues"]
             if params.get("IndexName") == "by_host":
                 host = values[":host"]
-                found = [
-                    {"pk": i["pk"], "sk": i["sk"], "host": host} for i in self.items.values() if i.get("host") == host
-                ]
+                found = [{"pk": {"S": pk}, "sk": {"S": sk}, "host": host} for pk, sk in self.hosted[host["S"]]]
             else:
                 found = [i for (pk, _), i in self.items.items() if pk == values[":pk"]["S"]]
             return self._ok({"Items": found})
