@@ -35,7 +35,7 @@ from server.store.sdb import SimpleDBStore
 from testkit.records import T0, TASK
 from testkit.simpledb import REGION
 
-TARGETS = {"life": 8, "resync": 0, "lookup": 1}
+TARGETS = {"life": 9, "resync": 0, "lookup": 1}  # a life: 7 units, and 2 for by_host (reconciliation)
 
 
 def at(seconds: float) -> str:
@@ -448,7 +448,7 @@ def costs() -> None:
         life_units = sum((f for _, f in dynamo_life), Figures())
         get_units = measure(lookups(dynamo)[:2], dynamo_meter)
         print(
-            "\nTargets: a life <= 8 write units, an unchanged resync on a warm worker 0 writes, a lookup <= 1 read unit"
+            "\nTargets: a life <= 9 write units, an unchanged resync on a warm worker 0 writes, a lookup <= 1 read unit"
         )
         print(f"  life: {life_units.writes:g} WCU, of which {life_units.index_writes:g} to indexes;"
               f" lookups: {', '.join(f'{f.reads:g} RCU' for _, f in get_units)}")  # fmt: skip
