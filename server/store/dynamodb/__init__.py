@@ -24,8 +24,15 @@ other's changes: the loser re-reads and merges again. Because of that each proce
 the copy it last read or wrote (a bounded LRU) without reading first. Retention is DynamoDB's TTL on
 ``expires_at``; since TTL deletes lag by up to about two days, reads skip expired items themselves.
 
+A fourth, ``by_host`` (``host``, ``sk``), sparse and keys only, names the not-stopped containers of each host
+(``server.liveness.host_key``): a host's full snapshot is reconciled against it with one Query, and whatever
+the snapshot no longer lists is stopped as vanished in its record's put. Transitions a report does not name
+(``server.records.untold``) ride in their record's put too. Host leases are items in one partition, ``H``, read
+in one paged Query; notes are items of their own (``hosts``).
+
 ``items`` lays records and events out in items; ``client`` makes the table ready (its keys and indexes) and
-the requests; ``DynamoDBStore`` here merges reports into records and answers the lookups.
+the requests; ``hosts`` keeps leases and notes and finds a host's containers; ``DynamoDBStore`` here merges
+reports into records and answers the lookups.
 """
 
 from __future__ import annotations
