@@ -6,6 +6,7 @@ import hashlib
 import json
 import subprocess
 import sys
+import time
 import zlib
 
 import pytest
@@ -13,7 +14,7 @@ from botocore.awsrequest import AWSResponse
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from server import records
+from server import liveness, records
 from server.store import StoreUnavailable, dynamodb, open_store
 from server.store.dynamodb import DynamoDBStore
 from server.store.dynamodb.client import StoreMissing
@@ -44,6 +45,7 @@ def test_opened_from_a_url_with_options():
             "by_task": "KEYS_ONLY",
             "by_service": "KEYS_ONLY",
             "running": "INCLUDE",
+            "by_host": "KEYS_ONLY",
         }
         ttl = store.client.describe_time_to_live(TableName="mapper-prod")["TimeToLiveDescription"]
         assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", "expires_at")
@@ -371,11 +373,148 @@ def test_an_event_naming_another_task_than_its_record_is_put_apart(dynamodb_mock
 
 def test_events_stored_as_items_of_their_own_are_read_with_those_in_the_record_once_each(dynamodb_mock):
     store = dynamodb_mock()
-    store.record_report([record(1)], [event("e1"), event("e2", timestamp=2)], at(0))
+    store.upsert_containers([record(1)], at(0))
+    store.add_events([event("e1"), event("e2", timestamp=2)])
     store._put_event(event("e1"), "00000000000000000000000000")  # as a table written before events moved in
     store._put_event(event("e0", timestamp=-1), "00000000000000000000000000")
     assert [e["event_id"] for e in store.events_of_container(cid(1))] == ["e0", "e1", "e2"]
     assert [e["event_id"] for e in store.events_of_task(TASK)] == ["e0", "e1", "e2"]
+
+
+# --- host leases, reconciliation, notes --------------------------------------------------------------------
+
+HOST = {"cluster_name": "default", "instance_id": "i-0aaa", "host_name": "ip-10-0-1-7", "container_instance_arn": ""}
+
+
+def on_host(n: int, **fields) -> dict:
+    return record(n, **{**HOST, **fields})
+
+
+def puts_of(store) -> list[dict]:
+    puts: list[dict] = []
+    store.client.meta.events.register(
+        "before-parameter-build.dynamodb.PutItem", lambda params, **_: puts.append(params)
+    )
+    return puts
+
+
+def test_a_lease_is_read_then_written_once_per_half_lease_and_a_report_in_between_costs_nothing(dynamodb_mock):
+    store = dynamodb_mock()
+    requests = Requests(store.client, "dynamodb")
+    store.record_report([], [], at(0), host=HOST)
+    assert requests.counts == {"GetItem": 1, "PutItem": 1}
+    requests.reset()
+    for minute in (1, 2, 3, 4):  # the agent's keep-alives
+        store.record_report([], [], at(minute), host=HOST)
+    assert requests.counts == {}
+    store.record_report([], [], at(4.5), host=HOST)
+    assert requests.counts == {"GetItem": 1, "PutItem": 1}
+    items = store.client.query(
+        TableName=store.table, KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": {"S": "H"}}
+    )["Items"]
+    assert [(item["sk"]["S"], item["at"]["S"]) for item in items] == [(liveness.host_key(HOST), at(4.5))]
+
+
+def test_a_worker_that_finds_the_lease_renewed_by_another_writes_nothing(dynamodb_mock):
+    one = dynamodb_mock()
+    two = dynamodb_mock(one.table)
+    requests = Requests(two.client, "dynamodb")
+    one.record_report([], [], at(0), host=HOST)
+    two.record_report([], [], at(1), host=HOST)
+    two.record_report([], [], at(2), host=HOST)
+    assert requests.counts == {"GetItem": 1}  # read once, then remembered
+    one.record_report([], [], at(4.5), host=HOST)
+    requests.reset()
+    two.record_report([], [], at(4.6), host=HOST)  # due by its memory: reads, finds it renewed
+    assert requests.counts == {"GetItem": 1}
+    assert two.host_leases() == {liveness.host_key(HOST): at(4.5)}
+
+
+def test_host_leases_are_one_query_of_one_partition(dynamodb_mock):
+    store = dynamodb_mock()
+    hosts = [{**HOST, "instance_id": f"i-{n:04x}"} for n in range(30)]
+    for host in hosts:
+        store.record_report([], [], at(0), host=host)
+    requests = Requests(store.client, "dynamodb")
+    assert store.host_leases() == {liveness.host_key(host): at(0) for host in hosts}
+    assert requests.counts == {"Query": 1}
+
+
+def test_a_full_snapshot_finds_what_vanished_in_one_index_query_and_stops_it_in_one_put(dynamodb_mock):
+    store = dynamodb_mock()
+    store.record_report([on_host(1), on_host(2)], [], at(0), full=True, host=HOST)
+    requests, puts = Requests(store.client, "dynamodb"), puts_of(store)
+    store.record_report([on_host(1)], [], at(4), full=True, host=HOST)
+    assert requests.counts == {"Query": 1, "PutItem": 1}  # the unchanged record and the lease: not due
+    (put,) = puts
+    assert put["Item"]["sk"]["S"] == cid(2) and not {"host", "run"} & set(put["Item"])  # leaves both indexes
+    assert dynamodb.write_units(put["Item"]) == 1
+    assert sorted((e["event"], e["from"], e["to"]) for e in store.events_of_container(cid(2))) == [
+        ("appeared", "", "RUNNING"),
+        ("known_status", "RUNNING", "STOPPED"),
+        ("vanished", "RUNNING", ""),
+    ]
+    indexed = store.client.scan(TableName=store.table, IndexName="by_host")["Items"]
+    assert [(item["host"]["S"], item["sk"]["S"]) for item in indexed] == [(liveness.host_key(HOST), cid(1))]
+
+
+def test_the_by_host_index_holds_the_not_stopped_containers_of_named_hosts_only(dynamodb_mock):
+    store = dynamodb_mock()
+    store.upsert_containers(
+        [on_host(1), on_host(2, status="PENDING"), on_host(3, status="STOPPED"), record(4)], at(0)
+    )  # record(4) names a cluster and no host: the ECS feed, not a snapshot, ends it
+    indexed = store.client.scan(TableName=store.table, IndexName="by_host")["Items"]
+    assert sorted(item["sk"]["S"] for item in indexed) == [cid(1), cid(2)]
+
+
+def test_a_resync_whose_records_only_moved_their_sample_time_writes_nothing_within_the_resolution(dynamodb_mock):
+    store = dynamodb_mock()
+    snapshot = [on_host(1), on_host(2)]
+    store.record_report(snapshot, [], at(0), full=True, host=HOST)
+    puts = puts_of(store)
+    for minute in (10, 20, 30, 40, 50):  # the agent samples every snapshot anew
+        store.record_report([{**r, "sample_time": at(minute)} for r in snapshot], [], at(minute), full=True, host=HOST)
+    assert [p["Item"]["pk"]["S"] for p in puts] == ["H"] * 5  # the lease at each (due after 4.5 min), no record
+    store.record_report([{**r, "sample_time": at(60)} for r in snapshot], [], at(60), full=True, host=HOST)
+    assert store.get_container(cid(1))["sample_time"] == at(60)  # last_seen an hour old: written
+
+
+def test_a_by_host_index_still_being_backfilled_reconciles_nothing_until_it_is_active(dynamodb_mock, monkeypatch):
+    store = dynamodb_mock()
+    store.record_report([on_host(1), on_host(2)], [], at(0), full=True, host=HOST)
+    monkeypatch.setattr(store, "_hosts_indexed", False)
+    monkeypatch.setattr(store, "_index_checked_at", time.monotonic())  # looked a moment ago: CREATING
+    store.record_report([on_host(1, sample=1)], [], at(1), full=True, host=HOST)
+    assert store.get_container(cid(2))["known_status"] == "RUNNING"
+    monkeypatch.setattr(store, "_index_checked_at", -float("inf"))  # looks again: ACTIVE
+    store.record_report([on_host(1, sample=2)], [], at(2), full=True, host=HOST)
+    assert store.get_container(cid(2))["known_status"] == "STOPPED"
+
+
+def test_transitions_the_report_did_not_name_ride_in_the_records_put(dynamodb_mock):
+    store = dynamodb_mock()
+    store.record_report([on_host(1, status="PENDING")], [], at(0), host=HOST)
+    puts = puts_of(store)
+    assert store.record_report([on_host(1, sample=1)], [], at(1), host=HOST) == ([], 0)  # none of its own
+    (put,) = puts
+    assert put["Item"]["sk"]["S"] == cid(1) and dynamodb.write_units(put["Item"]) == 1
+    assert [row[:3] for row in json.loads(zlib.decompress(put["Item"]["ev"]["B"]))] == [
+        ["appeared", "", "PENDING"],
+        ["known_status", "PENDING", "RUNNING"],
+    ]
+
+
+def test_a_note_is_one_compressed_item_read_by_every_replica(dynamodb_mock):
+    store = dynamodb_mock()
+    key = "taskdef/" + "x" * 248
+    value = json.dumps({"containerDefinitions": [{"name": f"c{n}", "portMappings": [n]} for n in range(2000)]})
+    value = value[: 64 * 1024 - 2] + "\u00e9\ud800"  # up to 64 KiB, any text
+    store.put_note(key, value)
+    item = store.client.get_item(TableName=store.table, Key={"pk": {"S": "N#" + key}, "sk": {"S": "N"}})["Item"]
+    assert len(item["b"]["B"]) < len(value) / 4
+    assert dynamodb_mock(store.table).get_note(key) == value
+    store.put_note(key, "replaced")
+    assert store.get_note(key) == "replaced" and store.get_note("taskdef/other") is None
 
 
 # --- failures ----------------------------------------------------------------------------------------------

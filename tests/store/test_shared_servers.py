@@ -57,7 +57,9 @@ def test_a_report_to_one_server_is_answered_by_the_other(tmp_path, environment):
         body = samples.map_report(samples.container(), events=[samples.event("e-1")])
         assert post(one, body).json() == {"containers": 1, "events": 1}
         assert get(two, f"/query/container_id/{samples.API_ID[:12]}").text == f"{samples.TASK_LONG}\n"
-        assert [e["event_id"] for e in get(two, f"/query/task_id/{samples.TASK_LONG}/events").json()] == ["e-1"]
+        events = {e["event_id"]: e["event"] for e in get(two, f"/query/task_id/{samples.TASK_LONG}/events").json()}
+        assert events.pop("e-1") == "known_status"
+        assert list(events.values()) == ["appeared"]  # the server's own: the report named no appearance
 
         stopped = samples.container(known_status="STOPPED", sample_time="2026-11-25T15:10:00.000Z")
         assert post(two, samples.map_report(stopped)).status_code == 200

@@ -24,20 +24,30 @@ other's changes: the loser re-reads and merges again. Because of that each proce
 the copy it last read or wrote (a bounded LRU) without reading first. Retention is DynamoDB's TTL on
 ``expires_at``; since TTL deletes lag by up to about two days, reads skip expired items themselves.
 
+A fourth, ``by_host`` (``host``, ``sk``), sparse and keys only, names the not-stopped containers of each host
+(``server.liveness.host_key``): a host's full snapshot is reconciled against it with one Query, and whatever
+the snapshot no longer lists is stopped as vanished in its record's put. Transitions a report does not name
+(``server.records.untold``) ride in their record's put too. Host leases are items in one partition, ``H``, read
+in one paged Query; notes are items of their own (``hosts``).
+
 ``items`` lays records and events out in items; ``client`` makes the table ready (its keys and indexes) and
-the requests; ``DynamoDBStore`` here merges reports into records and answers the lookups.
+the requests; ``hosts`` keeps leases and notes and finds a host's containers; ``DynamoDBStore`` here merges
+reports into records and answers the lookups.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
-from server.store.aws_store import flag, reject_unknown
+from server.liveness import host_key
+from server.lru import LRU
+from server.records import untold, vanished
+from server.store.aws_store import changed_beyond_liveness, flag, reject_unknown, worth_writing
 from server.store.base import Event, Record, StoreUnavailable
-from server.store.dynamodb.client import DynamoDBClient
+from server.store.dynamodb.hosts import REMEMBERED_HOSTS, HostsAndNotes
 from server.store.dynamodb.items import (
     EVENT_FIELDS,
     OLD_RUNNING_KEY,
@@ -49,7 +59,6 @@ from server.store.dynamodb.items import (
     decode_events,
     encode,
     encode_events,
-    epoch,
     in_order,
     record_key,
     running_key,
@@ -60,7 +69,7 @@ from server.store.dynamodb.items import (
 __all__ = ["DynamoDBStore"]
 
 
-class DynamoDBStore(DynamoDBClient):
+class DynamoDBStore(HostsAndNotes):
     """The store in one DynamoDB table; each lookup is a read by key or one Query."""
 
     kind = "dynamodb"
@@ -100,6 +109,7 @@ class DynamoDBStore(DynamoDBClient):
         self.table = table
         self.create = create if isinstance(create, bool) else flag("dynamodb", "create", create)
         self.keep_for(retention_days, clock)
+        self._renewals = LRU(REMEMBERED_HOSTS)
         self.connect(
             region,
             endpoint_url,
@@ -111,18 +121,6 @@ class DynamoDBStore(DynamoDBClient):
             cache_size=cache_size,
         )
         self.start()
-
-    # --- items ---------------------------------------------------------------------------------------------
-
-    def _expires(self, moment: str) -> dict[str, dict[str, str]]:
-        if not self.retention:
-            return {}
-        return {TTL_ATTRIBUTE: {"N": str(epoch(moment) + int(self.retention))}}
-
-    def _live(self, item: dict[str, Any]) -> bool:
-        """Whether an item has not expired (TTL deletes it some time later, up to about two days)."""
-        expires = item.get(TTL_ATTRIBUTE)
-        return expires is None or not self.retention or float(expires["N"]) > self.clock()
 
     # --- reading records -----------------------------------------------------------------------------------
 
@@ -177,6 +175,8 @@ class DynamoDBStore(DynamoDBClient):
             item["svc"] = {"S": service_key(record.get("cluster_name", ""), record["service_name"])}
         if record.get("known_status") == RUNNING:
             item["run"] = {"S": running_key(record["container_id"])}
+        if record.get("known_status") != "STOPPED" and (host := host_key(record)):
+            item["host"] = {"S": host}
         item.update(self._expires(record.get("last_seen", "")))
         return item
 
@@ -199,27 +199,43 @@ class DynamoDBStore(DynamoDBClient):
     # --- the interface -------------------------------------------------------------------------------------
 
     def upsert_containers(self, records: Iterable[Record], now: str) -> list[Record]:
-        return self.record_report(list(records), [], now)[0]
+        return self._record(list(records), [], now, told_only=True)[0]
 
     def add_events(self, events: Iterable[Event]) -> int:
-        return self.record_report([], list(events), "")[1]
+        return self._record([], list(events), "", told_only=True)[1]
 
     def record_report(
-        self, records: list[Record], events: list[Event], now: str, full: bool = False
+        self, records: list[Record], events: list[Event], now: str, full: bool = False, host: Record | None = None
     ) -> tuple[list[Record], int]:
-        """Each container's merged record and its new events in one conditional put; the events that do not fit
-        there (see ``_placed``) as items of their own. ``full`` changes nothing here."""
+        """Each container's merged record and its new events in one conditional put, with the transitions the
+        report did not name (``server.records.untold``) and, for a full snapshot, its host's unlisted containers
+        stopped as vanished (found through ``by_host``) with theirs; the events that do not fit in their record's
+        item (see ``_placed``) as items of their own. Then the host's lease, when due (``_renew``)."""
+        return self._record(records, events, now, full, host)
+
+    def _record(
+        self,
+        records: list[Record],
+        events: list[Event],
+        now: str,
+        full: bool = False,
+        host: Record | None = None,
+        told_only: bool = False,
+    ) -> tuple[list[Record], int]:
+        """``record_report``; with ``told_only``, the report's own events and no others (``upsert_containers``,
+        ``add_events``)."""
         self._ready_to_use()
+        key = host_key(host or {})
         reports: dict[str, list[Record]] = {}
         for entry in records:
             reports.setdefault(entry["container_id"], []).append(entry)
         arrival = time.time_ns()
-        incoming: dict[str, dict[str, tuple[Event, str]]] = {}
+        own: dict[str, dict[str, tuple[Event, str]]] = {}
         for n, event in enumerate(events):
-            incoming.setdefault(event["container_id"], {}).setdefault(
-                event["event_id"], (event, f"{arrival:020d}{n:06d}")
-            )
-        pending = list(dict.fromkeys([*reports, *incoming]))
+            own.setdefault(event["container_id"], {}).setdefault(event["event_id"], (event, f"{arrival:020d}{n:06d}"))
+        gone = self._unlisted(key, reports) if full and key else []
+        moment = max((entry.get("sample_time", "") for entry in records), default="") or now
+        pending = list(dict.fromkeys([*reports, *own, *gone]))
         created: list[Record] = []
         stored = 0
         apart: list[tuple[Event, str]] = []
@@ -228,21 +244,59 @@ class DynamoDBStore(DynamoDBClient):
             if attempt:  # another writer changed these since they were read (or remembered): read them again
                 known = self._read_held(pending)
             changes, first = self._merged({cid: reports[cid] for cid in pending if cid in reports}, known, now)
+            derived = [] if told_only else untold([(held.record, new) for held, new in changes], events)
+            for cid in (cid for cid in gone if cid in pending and cid not in reports):
+                held = known[cid]
+                if held.record and held.record.get("known_status") != "STOPPED" and host_key(held.record) == key:
+                    stopped, said = vanished(held.record, moment)
+                    changes.append((held, stopped))
+                    derived += said
+            told = {cid: dict(own.get(cid, {})) for cid in pending}
+            for n, event in enumerate(derived, start=len(events)):
+                told[event["container_id"]].setdefault(event["event_id"], (event, f"{arrival:020d}{n:06d}"))
             merged = {new["container_id"]: new for _, new in changes}
             writes, spills = [], {}
             for cid in pending:
                 held, record = known[cid], merged.get(cid, known[cid].record)
-                kept, spills[cid] = self._placed(held, record, list(incoming.get(cid, {}).values()))
+                kept, spills[cid] = self._placed(held, record, list(told[cid].values()))
                 if record is not None and (cid in merged or len(kept) > len(held.events)):
                     writes.append((held, record, kept))
             lost = self._save_with_events(writes)
             created += [record for cid, record in first.items() if cid not in lost]
-            stored += sum(len(kept) - len(held.events) for held, new, kept in writes if new["container_id"] not in lost)
+            stored += sum(
+                1
+                for held, new, kept in writes
+                if new["container_id"] not in lost
+                for event, _ in kept[len(held.events) :]
+                if event["event_id"] in own.get(new["container_id"], {})
+            )
             apart += [spill for cid in pending if cid not in lost for spill in spills[cid]]
             pending = [cid for cid in pending if cid in lost]
             if not pending:
-                return created, stored + sum(self.pool.map(lambda spill: self._put_event(*spill), apart))
+                landed = self.pool.map(lambda spill: self._put_event(*spill), apart)
+                stored += sum(
+                    1
+                    for (event, _), new in zip(apart, landed, strict=True)
+                    if new and event["event_id"] in own.get(event["container_id"], {})
+                )
+                self._renew(key, now)
+                return created, stored
         raise StoreUnavailable("records kept changing under this report; try again")
+
+    def _merged(
+        self, reports: dict[str, list[Record]], known: dict[str, Any], now: str, carried: Collection[str] = ()
+    ) -> tuple[list[tuple[Any, Record]], dict[str, Record]]:
+        """As every merging store, but a record whose only change is when it was sampled (``sample_time``, new in
+        every snapshot an agent sends) and seen is written only once ``last_seen`` is older than the resolution:
+        else every resync would rewrite every record it lists."""
+        changes, first = super()._merged(reports, known, now, carried)
+        return [
+            (held, new)
+            for held, new in changes
+            if held.record is None
+            or changed_beyond_liveness(held.record, new)
+            or worth_writing({**held.record, "sample_time": ""}, {**new, "sample_time": ""}, self.last_seen_resolution)
+        ], first
 
     def _placed(
         self, held: Held, record: Record | None, events: list[tuple[Event, str]]

@@ -12,7 +12,7 @@ from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 
 from server.store.aws_store import AwsStore, error_code, new_client
 from server.store.base import StoreError, StoreUnavailable
-from server.store.dynamodb.items import TTL_ATTRIBUTE
+from server.store.dynamodb.items import TTL_ATTRIBUTE, epoch
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +24,12 @@ INDEXES = {
     "by_task": (("task", "HASH"), ("sk", "RANGE")),
     "by_service": (("svc", "HASH"), ("task", "RANGE")),
     "running": (("run", "HASH"), ("sk", "RANGE")),
+    "by_host": (("host", "HASH"), ("sk", "RANGE")),
 }
 #: What each index holds besides its keys. ``running`` (sparse: running containers only) carries the record, so
-#: that service discovery reads every running container in a few paged Queries and no further read.
+#: that service discovery reads every running container in a few paged Queries and no further read. ``by_host``
+#: (sparse: the not-stopped containers of hosts, by ``server.liveness.host_key``) holds keys only: it names what a
+#: host's full snapshot no longer lists.
 PROJECTIONS = {"running": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["r", TTL_ATTRIBUTE]}}
 #: DynamoDB's most keys per BatchGetItem, and rounds for the keys it leaves unprocessed under load.
 BATCH_KEYS = 100
@@ -44,6 +47,8 @@ class DynamoDBClient(AwsStore):
     title = "DynamoDB"
     table: str
     create: bool
+    #: Whether the ``by_host`` index answered ACTIVE when the table was last described.
+    _hosts_indexed = False
 
     def _new_client(self) -> Any:
         return new_client("dynamodb", self.region, self.endpoint_url, self.config)
@@ -78,6 +83,7 @@ class DynamoDBClient(AwsStore):
             except BotoCoreError as exc:
                 raise StoreUnavailable(f"DynamoDB describe_table failed: {exc}") from exc
             self._check_keys(table)
+            self._hosts_indexed = active(table, "by_host")
             self._ready = True
 
     def _create_table(self) -> dict[str, Any]:
@@ -134,6 +140,16 @@ class DynamoDBClient(AwsStore):
 
     # --- reads and writes ----------------------------------------------------------------------------------
 
+    def _expires(self, moment: str) -> dict[str, dict[str, str]]:
+        if not self.retention:
+            return {}
+        return {TTL_ATTRIBUTE: {"N": str(epoch(moment) + int(self.retention))}}
+
+    def _live(self, item: dict[str, Any]) -> bool:
+        """Whether an item has not expired (TTL deletes it some time later, up to about two days)."""
+        expires = item.get(TTL_ATTRIBUTE)
+        return expires is None or not self.retention or float(expires["N"]) > self.clock()
+
     def _pages(self, **params: Any) -> Iterator[dict[str, Any]]:
         while True:
             page = self._call("query", TableName=self.table, **params)
@@ -173,6 +189,12 @@ class DynamoDBClient(AwsStore):
     def ping(self) -> None:
         self._ready_to_use()
         self._call("get_item", TableName=self.table, Key={"pk": {"S": "!ping"}, "sk": {"S": "!ping"}})
+
+
+def active(table: dict[str, Any], index: str) -> bool:
+    """Whether ``index`` answers queries: an index added to a table is backfilled first (``CREATING``)."""
+    found = [i for i in table.get("GlobalSecondaryIndexes", []) if i["IndexName"] == index]
+    return bool(found) and found[0].get("IndexStatus", "ACTIVE") == "ACTIVE"
 
 
 def _key_schema(keys: tuple[tuple[str, str], ...]) -> list[dict[str, str]]:

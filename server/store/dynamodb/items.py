@@ -23,6 +23,8 @@ RUNNING = "RUNNING"
 RUNNING_SHARDS = 10
 #: The one ``running`` key of items written before it was sharded; they move at their next write.
 OLD_RUNNING_KEY = RUNNING
+#: The partition of the host leases (``lease_key``).
+LEASES = "H"
 #: The bytes one write unit covers: a record takes events in while its item still costs the same units.
 WRITE_UNIT = 1024
 #: The fields of an event kept in its record's item (the container's ID and task are the record's).
@@ -49,6 +51,15 @@ class Held:
 
 def record_key(container_id: str) -> dict[str, dict[str, str]]:
     return {"pk": {"S": "C#" + container_id[:12]}, "sk": {"S": container_id}}
+
+
+def lease_key(host: str) -> dict[str, dict[str, str]]:
+    """Where a host's lease is: every lease in one partition, so that one paged Query reads them all."""
+    return {"pk": {"S": LEASES}, "sk": {"S": host}}
+
+
+def note_key(key: str) -> dict[str, dict[str, str]]:
+    return {"pk": {"S": "N#" + key}, "sk": {"S": "N"}}
 
 
 def running_key(container_id: str) -> str:
