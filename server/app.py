@@ -66,7 +66,8 @@ def create_app(
     opened = open_store(cfg.store, cfg.retention_days)
     opened.lease = cfg.host_lease  # the store renews a host's lease once half of it passed
     store = metrics.metered(opened)
-    leases = liveness.Leases(store.host_leases, cfg.host_lease)
+    # Read at most every 5 s, and well within a short lease, so that no replica sees a live host lapse.
+    leases = liveness.Leases(store.host_leases, cfg.host_lease, interval=min(5.0, cfg.host_lease / 10))
     ecs = ecs or EcsClient()  # makes its boto3 client on first use, never here
     app.extensions[EXTENSION] = AppState(
         config=cfg,

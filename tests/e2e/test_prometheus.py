@@ -393,10 +393,6 @@ def test_a_silent_hosts_containers_leave_discovery(make_stack):
     assert (shown["known_status"], "lost_since" in shown) == ("RUNNING", True)
 
 
-# What other parts of issue 21 bring: strict xfails that flip when they land
-
-
-@pytest.mark.xfail(strict=True, reason="issue 21: stores keep host leases renewed by keep-alive reports")
 def test_a_host_that_keeps_reporting_keeps_its_containers(make_stack):
     stack = make_stack(ECS_ID_MAPPER_HOST_LEASE="6")
     stack.report(host(3), container(3, stack.exporter_port), full=True)
@@ -409,7 +405,6 @@ def test_a_host_that_keeps_reporting_keeps_its_containers(make_stack):
         time.sleep(1)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21: a full snapshot reconciles the containers it no longer lists")
 def test_a_container_its_hosts_full_snapshot_no_longer_lists_leaves(make_stack):
     stack = make_stack()
     port = stack.exporter_port
@@ -422,7 +417,6 @@ def test_a_container_its_hosts_full_snapshot_no_longer_lists_leaves(make_stack):
     assert instance(4) in stack.targets("ecs")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21: feed-known containers get ports, addresses and Docker labels")
 def test_a_fargate_task_from_the_ecs_feed_becomes_a_target(make_stack):
     import boto3
 
