@@ -17,22 +17,20 @@ from datetime import UTC, datetime, timedelta
 
 from server.records import format_time
 
-#: Fields that name the host reporting a container.
-HOST_FIELDS = ("cluster_name", "container_instance_arn", "instance_id", "host_name")
-#: Only an agent knows these (the ECS feed names a container instance, never its EC2 instance or host name), so
-#: only records an agent reported are kept alive by a host's lease; the feed's own STOPPED ends the others.
-AGENT_HOST_FIELDS = ("instance_id", "host_name")
+#: Fields that name the host whose agent reports a container. Only an agent knows them (the ECS feed names a
+#: container instance, never its EC2 instance or host name), so only records an agent reported are kept alive by a
+#: host's lease, and a feed event that rewrites a record's cluster or instance ARN never moves it to another host.
+HOST_FIELDS = ("instance_id", "host_name")
 #: The fields a lost record gains in every answer that shows it.
 LOST_FIELDS = ("lost_since", "lost_reason")
 
 
 def host_key(fields: Mapping[str, str]) -> str:
     """The key of the agent's host named by ``fields`` (a record or a report's ``host``), "" when they name none: a
-    digest of the host fields, so that a host whose identity changes (its instance ARN known after registration) is
-    a new host."""
-    if not any(fields.get(name) for name in AGENT_HOST_FIELDS):
-        return ""
+    digest of its instance ID and host name."""
     values = [fields.get(name) or "" for name in HOST_FIELDS]
+    if not any(values):
+        return ""
     return hashlib.sha256(json.dumps(values).encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 

@@ -124,6 +124,8 @@ def _merge_report(old: dict[str, str], new: dict[str, str], now: str) -> dict[st
             record[name] = old.get(name, "")
     elif ecs_status:
         record["known_status"] = _later(record.get("known_status", ""), ecs_status)
+        # ECS never takes a desired stop back: an agent sample still saying RUNNING lags behind it.
+        record["desired_status"] = _later(record.get("desired_status", ""), old.get("desired_status", ""))
     return record
 
 
@@ -222,6 +224,12 @@ def untold(changes: list[tuple[dict[str, str] | None, dict[str, str]]], told: li
         for event in transitions(old, merged)
         if named_as(event) not in named
     ]
+
+
+def seen_since(record: dict[str, str], moment: str) -> bool:
+    """Whether ``record`` was sampled after ``moment``: a full snapshot of that moment that does not list it is late
+    (a slow report overtaken by a newer one) and says nothing of it."""
+    return record.get("sample_time", "") > moment
 
 
 def vanished(record: dict[str, str], moment: str) -> tuple[dict[str, str], list[dict[str, str]]]:

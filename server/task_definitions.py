@@ -117,6 +117,9 @@ class Definition:
         return found
 
 
+#: The record fields a task definition's ports fill in.
+PORT_FIELDS = ("ports", "container_port", "instance_port")
+
 #: What ECS said of a task definition it does not have (deleted, or never in this region): nothing to add.
 MISSING = Definition()
 
@@ -244,6 +247,9 @@ class TaskDefinitions:
                 record = {**record, **definition.fields(record)}
             elif arn:
                 unknown.append((arn, None))
+                if not record.get("ports"):
+                    # Ports this process cannot tell yet: the merge keeps those another replica learnt.
+                    record = {k: v for k, v in record.items() if k not in PORT_FIELDS}
             enriched.append(record)
         if unknown:
             self._queue(unknown)

@@ -172,7 +172,7 @@ class ReportPlan:
         named = {(e["container_id"], e["event"], e.get("from") or "", e.get("to") or "") for e in told}
         for container_id in gone:
             record = current[container_id]
-            if record.get("known_status") != "STOPPED":
+            if record.get("known_status") != "STOPPED" and not records.seen_since(record, moment):
                 changed[container_id], stop = records.vanished(record, moment)
                 self.events += [e for e in stop if (container_id, e["event"], e["from"], e["to"]) not in named]
         self.inserts = [row_of(r) for r in changed.values() if r["container_id"] not in stored]

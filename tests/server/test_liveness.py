@@ -20,6 +20,8 @@ def test_a_host_key_needs_more_than_the_cluster():
     assert liveness.host_key({"cluster_name": "prod", "container_instance_arn": "arn:aws:ecs:x"}) == ""
     assert liveness.host_key(HOST) == liveness.host_key({**HOST, "other": "x"}) != ""
     assert liveness.host_key(HOST) != liveness.host_key({**HOST, "instance_id": "i-0def"})
+    # The feed rewrites an agent's record with its own spelling of the cluster: the host stays the same.
+    assert liveness.host_key(HOST) == liveness.host_key({**HOST, "cluster_name": "arn:aws:ecs:x:1:cluster/prod"})
 
 
 def test_a_container_is_lost_once_its_hosts_lease_lapsed():

@@ -154,3 +154,22 @@ def test_a_note_is_kept_by_key_for_every_handle(make_store):
     assert replica.get_note("taskdef/arn:aws:ecs:eu-central-1:1:task-definition/api:3") == '{"ports": [8000]}' + (
         " " * 3000
     )
+
+
+def test_a_late_full_snapshot_leaves_what_was_seen_after_it(store):
+    store.lease = LEASE
+    store.record_report([on(HOST, 1)], [], at(0), full=True, host=HOST)
+    store.record_report([on(HOST, 1, sample=10), on(HOST, 2, sample=10)], [], at(10), full=True, host=HOST)
+    store.record_report([on(HOST, 1, sample=5)], [], at(11), full=True, host=HOST)  # a slow report, overtaken
+    assert store.get_container(cid(2))["known_status"] == "RUNNING"
+    assert "vanished" not in [e for e, _, _ in history(store, 2)]
+
+
+def test_the_feeds_desired_stop_is_not_taken_back_by_a_lagging_agent(store):
+    store.lease = LEASE
+    store.record_report([on(HOST, 3, sample=19)], [], at(19), host=HOST)
+    feed = {**record(3, sample=20), "state_version": "5", "desired_status": "STOPPED", "ecs_status": "RUNNING"}
+    store.record_report([feed], [], at(20))
+    store.record_report([on(HOST, 3, sample=21)], [], at(21), host=HOST)
+    assert store.get_container(cid(3))["desired_status"] == "STOPPED"
+    assert ("desired_status", "STOPPED", "RUNNING") not in history(store, 3)

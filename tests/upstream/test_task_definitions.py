@@ -299,3 +299,34 @@ def test_records_a_report_queues_while_their_definition_is_written_are_written_t
     definitions.run_once()
     definitions.run_once()
     assert fields(store, late) == (LABELS, API_PORTS) and definitions.waiting() == 0
+
+
+def test_a_replica_that_does_not_know_the_definition_yet_keeps_the_ports_another_learnt(tmp_path):
+    from server import create_app
+    from testkit import reports
+
+    settings = {"store": f"sqlite:///{tmp_path}/r.sqlite3", "token": TOKEN, "service_names": False}
+    one, fresh = create_app(settings, ecs=FakeEcs()), create_app(settings, ecs=FakeEcs())
+    arn = f"arn:aws:ecs:eu-central-1:210987654321:task/web/{reports.TASK_LONG}"
+    networks = [{"network_mode": "awsvpc", "ipv4_addresses": ["10.0.5.9"]}]
+
+    def resync(app, at: str) -> None:
+        entry = reports.container(reports.API_ID, name="api", task_arn=arn, task_name="orders-api", task_version="31",
+                                  ports=None, networks=networks, sample_time=at)  # fmt: skip
+        assert (
+            app.test_client().post("/report/map", json=reports.map_report(entry, full=True), headers=AUTH).status_code
+        )
+        assert state(app).task_definitions.wait_idle(5)
+
+    def targets() -> list:
+        return [g["targets"] for g in one.test_client().get("/sd/prometheus").get_json()]
+
+    try:
+        resync(one, "2026-11-25T15:00:00.000Z")
+        learnt = targets()
+        assert learnt and learnt[0] == ["10.0.5.9:8080"]
+        resync(fresh, "2026-11-25T15:10:00.000Z")  # its worker has not learnt the definition when the report lands
+        assert targets() == learnt
+    finally:
+        state(one).close()
+        state(fresh).close()

@@ -44,7 +44,7 @@ from typing import Any
 
 from server.liveness import host_key
 from server.lru import LRU
-from server.records import untold, vanished
+from server.records import seen_since, untold, vanished
 from server.store.aws_store import changed_beyond_liveness, flag, reject_unknown, worth_writing
 from server.store.base import Event, Record, StoreUnavailable
 from server.store.dynamodb.hosts import REMEMBERED_HOSTS, HostsAndNotes
@@ -247,8 +247,10 @@ class DynamoDBStore(HostsAndNotes):
             derived = [] if told_only else untold([(held.record, new) for held, new in changes], events)
             for cid in (cid for cid in gone if cid in pending and cid not in reports):
                 held = known[cid]
-                if held.record and held.record.get("known_status") != "STOPPED" and host_key(held.record) == key:
-                    stopped, said = vanished(held.record, moment)
+                record = held.record
+                stopping = record and record.get("known_status") != "STOPPED" and not seen_since(record, moment)
+                if stopping and host_key(record) == key:
+                    stopped, said = vanished(record, moment)
                     changes.append((held, stopped))
                     derived += said
             told = {cid: dict(own.get(cid, {})) for cid in pending}

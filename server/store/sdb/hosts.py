@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from server.liveness import host_key
-from server.records import vanished
+from server.records import seen_since, vanished
 from server.store.sdb import items
 
 #: Plain attribute of record items and heartbeat items: the key of the host that reports the container.
@@ -132,5 +132,7 @@ class Vanishing:
         """The record stopped and its events, or None where ``record`` has not vanished. It first ages from the
         last full report that held it (``Heartbeat.alive``)."""
         if record is None or record.get("known_status") == "STOPPED" or host_key(record) != self.beat.key:
+            return None
+        if seen_since(record, self.moment):
             return None
         return vanished(self.beat.alive(record), self.moment)
