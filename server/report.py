@@ -9,12 +9,13 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from server import ecs_events, schema
+from server import ecs_events, liveness, schema
 from server.auth import authorize_report
 from server.errors import ApiError
 from server.metrics import EVENTS_STORED
-from server.records import utc_now, with_event_times
+from server.records import seen_since, utc_now, with_event_times
 from server.state import state
+from server.store import Event, Record, Store
 
 bp = Blueprint("report", __name__, url_prefix="/report")
 log = logging.getLogger(__name__)
@@ -48,8 +49,9 @@ def report_map() -> Response:
     store = app_state.store
     if app_state.config.task_definitions:
         containers = app_state.task_definitions.enrich(containers)
-    entries = with_event_times(containers, events)
-    created, new_events = store.record_report(entries, events, utc_now(), full, host=schema.report_host(raw))
+    host = schema.report_host(raw)
+    entries = with_event_times(containers, events) + vanishings(store, containers, events, host)
+    created, new_events = store.record_report(entries, events, utc_now(), full, host=host)
     if app_state.config.service_names:
         app_state.service_names.submit(created)  # queued for the worker; returns at once
     if app_state.config.task_definitions:
@@ -59,6 +61,23 @@ def report_map() -> Response:
         "map report: %d containers (%d new, full=%s), %d new events", len(containers), len(created), full, new_events
     )
     return jsonify({"containers": len(containers), "events": new_events})
+
+
+def vanishings(store: Store, containers: list[Record], events: list[Event], host: Record) -> list[Record]:
+    """Entries that stop the containers this host's agent says vanished (its ``vanished`` events) while the record
+    still has them running: what a full snapshot would reconcile, done at once. One read per such container; an
+    agent sends none unless a container it listed is gone."""
+    key = liveness.host_key(host)
+    listed = {c["container_id"] for c in containers}
+    gone = {e["container_id"]: e["timestamp"] for e in events if e["event"] == "vanished"}
+    entries = []
+    for container_id, moment in gone.items():
+        record = None if not key or container_id in listed else store.get_container(container_id)
+        if record is None or record.get("known_status") == "STOPPED" or liveness.host_key(record) != key:
+            continue
+        if not seen_since(record, moment):
+            entries.append({**record, "known_status": "STOPPED", "sample_time": moment, "stopped_at": moment})
+    return entries
 
 
 @bp.post("/event")

@@ -377,3 +377,24 @@ def test_an_address_with_a_zone_is_refused_and_the_agent_drops_it(client, addres
     assert wire.networks([{"NetworkMode": "awsvpc", "IPv6Addresses": [address, "fe80::1"]}])[0]["ipv6_addresses"] == [
         "fe80::1"
     ]
+
+
+def test_a_container_its_agent_says_vanished_stops_at_once(client, report):
+    from server.records import event_id
+
+    report(samples.container())
+    gone = samples.event(event_id(API_ID, "vanished", "RUNNING", ""), event="vanished", timestamp="2026-11-25T15:05:00Z",
+                         **{"from": "RUNNING", "to": ""})  # fmt: skip
+    report(events=[gone])
+    shown = client.get(f"/query/container_id/{API_ID}/_all").get_json()
+    assert (shown["known_status"], shown["stopped_at"]) == ("STOPPED", "2026-11-25T15:05:00.000Z")
+    assert client.get("/sd/prometheus").get_json() == []
+    history = [(e["event"], e["from"], e["to"]) for e in client.get(f"/query/container_id/{API_ID}/events").get_json()]
+    assert history == [("appeared", "", "RUNNING"), ("vanished", "RUNNING", ""), ("known_status", "RUNNING", "STOPPED")]
+
+
+def test_a_vanished_event_from_another_host_stops_nothing(client, report):
+    report(samples.container())
+    gone = samples.event("v-1", event="vanished", timestamp="2026-11-25T15:05:00Z", **{"from": "RUNNING", "to": ""})
+    report(events=[gone], host={**samples.HOST, "instance_id": "i-0other", "host_name": "elsewhere"})
+    assert client.get(f"/query/container_id/{API_ID}/_all").get_json()["known_status"] == "RUNNING"
