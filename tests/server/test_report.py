@@ -383,7 +383,8 @@ def test_a_container_its_agent_says_vanished_stops_at_once(client, report):
     from server.records import event_id
 
     report(samples.container())
-    gone = samples.event(event_id(API_ID, "vanished", "RUNNING", ""), event="vanished", timestamp="2026-11-25T15:05:00Z",
+    moment = "2026-11-25T15:05:00Z"
+    gone = samples.event(event_id(API_ID, "vanished", "RUNNING", ""), event="vanished", timestamp=moment,
                          **{"from": "RUNNING", "to": ""})  # fmt: skip
     report(events=[gone])
     shown = client.get(f"/query/container_id/{API_ID}/_all").get_json()
