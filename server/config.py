@@ -55,9 +55,9 @@ class Config:
     max_body_bytes: int = 4 * 1024 * 1024
     health_interval: float = 5.0
     retention_days: float = 30.0
-    #: Seconds after a host's last report before its not-stopped containers are shown as lost: a little less than
-    #: the agent's resync (600 s) so a dead host leaves discovery within ten minutes of its last report, with
-    #: the agent's keep-alive renewing the lease of a live one in between (``server.liveness``).
+    #: Seconds after the last renewal of a host's lease before its not-stopped containers are shown as lost. Its
+    #: reports renew it (the agent's keep-alive every 60 s), written once per half lease, so a dead host leaves
+    #: discovery within this long of its last report plus a refresh: ten minutes (``server.liveness``).
     host_lease: float = 540.0
     log_level: str = "INFO"
     log_format: str = "text"

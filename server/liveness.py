@@ -67,7 +67,7 @@ def annotate(records: Iterable[dict[str, str]], leases: Mapping[str, str], lease
             shown.append(record)
         else:
             heard = max(leases.get(host_key(record), ""), record.get("last_seen", ""))
-            reason = f"its host stopped reporting: last report {heard}"
+            reason = f"its host stopped reporting: lease last renewed {heard}"
             shown.append({**record, "lost_since": since, "lost_reason": reason})
     return shown
 

@@ -344,9 +344,12 @@ SCHEMAS: dict[str, Any] = {
             "lost_since": {
                 **STRING,
                 "description": "only on a container not stopped whose host stopped reporting: when its host's "
-                "lease lapsed (last report + ECS_ID_MAPPER_HOST_LEASE); `known_status` stays the last reported",
+                "lease lapsed (its last renewal + ECS_ID_MAPPER_HOST_LEASE); `known_status` stays the last reported",
             },
-            "lost_reason": {**STRING, "description": "only with `lost_since`: why, with the host's last report"},
+            "lost_reason": {
+                **STRING,
+                "description": "only with `lost_since`: why, with when the host's lease was last renewed",
+            },
         },
         "patternProperties": {"_url$": STRING},
     },

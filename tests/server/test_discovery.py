@@ -507,7 +507,7 @@ def test_the_route_leaves_out_containers_whose_host_stopped_reporting(make_app, 
     assert client.get("/sd/prometheus").get_json() == []
     shown = client.get(f"/query/container_id/{samples.API_ID}/_all").get_json()
     assert shown["known_status"] == "RUNNING"  # what was last reported stays
-    assert shown["lost_reason"].startswith("its host stopped reporting: last report ")
+    assert shown["lost_reason"].startswith("its host stopped reporting: lease last renewed ")
     assert shown["lost_since"] <= records.utc_now()
 
 

@@ -46,7 +46,7 @@ def test_without_a_lease_on_record_the_containers_own_sighting_counts():
 def test_annotate_says_since_when_and_why():
     (shown,) = liveness.annotate([RUNNING], {liveness.host_key(HOST): at(1)}, LEASE, at(20))
     assert shown["lost_since"] == at(10)
-    assert shown["lost_reason"] == f"its host stopped reporting: last report {at(1)}"
+    assert shown["lost_reason"] == f"its host stopped reporting: lease last renewed {at(1)}"
     assert not liveness.is_running(shown)
     assert liveness.is_running(liveness.annotate([RUNNING], {}, LEASE, at(1))[0])
 

@@ -370,5 +370,5 @@ def test_the_all_answers_show_containers_whose_host_stopped_reporting_as_lost(ma
     lost = [s for s in shown if "lost_since" in s]
     assert [s["container_name"] for s in lost] == ["api", "api", "api"]  # a stopped container is never lost
     assert {s["known_status"] for s in lost} == {"RUNNING"}
-    assert {s["lost_reason"][:40] for s in lost} == {"its host stopped reporting: last report "}
+    assert {s["lost_reason"][:47] for s in lost} == {"its host stopped reporting: lease last renewed "}
     assert "lost_reason" not in shown[-1] and shown[-1]["container_name"] == "sidecar"

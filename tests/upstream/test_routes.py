@@ -133,7 +133,7 @@ def test_service_tasks_show_the_containers_of_a_host_that_stopped_reporting_as_l
 
     ((shown,),) = [t["containers"] for t in body["tasks"]]
     assert shown["known_status"] == "RUNNING"  # what the host last said stays, the lapse is said beside it
-    assert shown["lost_reason"].startswith("its host stopped reporting: last report ")
+    assert shown["lost_reason"].startswith("its host stopped reporting: lease last renewed ")
     assert shown["lost_since"] > shown["last_seen"]
 
 
