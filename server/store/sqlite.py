@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from server import liveness
+from server.lru import LRU
 from server.store.base import Event, Record, Store, StoreUnavailable
 from server.store.sqlite_layout import (
     INSERT,
@@ -59,6 +60,9 @@ TRUNCATE_WAIT = 0.2
 #: ceiling, just under 2 GiB: a million containers take 1.09 GB.
 MMAP_SIZE = 0x7FFF0000
 
+#: Hosts whose last lease renewal a process remembers, so that a report inside the half lease reads nothing.
+REMEMBERED_HOSTS = 100_000
+
 
 class SQLiteStore(Store):
     kind = "sqlite"
@@ -85,7 +89,7 @@ class SQLiteStore(Store):
         self._local = threading.local()
         #: Each host's lease renewal as this process last wrote or read it: a report inside the half lease after
         #: it reads nothing. Replicas each keep their own (and may write a renewal again, at most once each).
-        self._renewals: dict[str, str] = {}
+        self._renewals: LRU[str, str] = LRU(REMEMBERED_HOSTS)  # bounded: a fleet replaces its hosts
         self._checkpointer = Checkpointer(self.checkpoint, self.close_connection)
         with self._errors():
             conn = self._connection()
@@ -277,8 +281,8 @@ class SQLiteStore(Store):
         return liveness.renewal_due(self._renewals.get(key), now, self.lease)
 
     def _remember(self, key: str, renewed_at: str) -> None:
-        if renewed_at > self._renewals.get(key, ""):
-            self._renewals[key] = renewed_at
+        if renewed_at > (self._renewals.get(key) or ""):
+            self._renewals.put(key, renewed_at)
 
     @staticmethod
     def _renewal(conn: sqlite3.Connection, key: str) -> str:
