@@ -37,7 +37,7 @@ from server.newrelic import (
 from server.retention import Pruner
 from server.service_names import ServiceNames
 from server.state import EXTENSION, AppState
-from server.store import open_store
+from server.store import StoreError, open_store
 from server.store.probe import HealthCheck
 from server.task_definitions import TaskDefinitions
 
@@ -67,7 +67,9 @@ def create_app(
     opened.lease = cfg.host_lease  # the store renews a host's lease once half of it passed
     store = metrics.metered(opened)
     # Read at most every 5 s, and well within a short lease, so that no replica sees a live host lapse.
-    leases = liveness.Leases(store.host_leases, cfg.host_lease, interval=min(5.0, cfg.host_lease / 10))
+    leases = liveness.Leases(
+        store.host_leases, cfg.host_lease, interval=min(5.0, cfg.host_lease / 10), failures=(StoreError,)
+    )
     ecs = ecs or EcsClient()  # makes its boto3 client on first use, never here
     app.extensions[EXTENSION] = AppState(
         config=cfg,

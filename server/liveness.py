@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 
 from server.records import format_time
+
+log = logging.getLogger(__name__)
 
 #: Fields that name the host whose agent reports a container. Only an agent knows them (the ECS feed names a
 #: container instance, never its EC2 instance or host name), so only records an agent reported are kept alive by a
@@ -79,7 +82,12 @@ def is_running(record: Mapping[str, str]) -> bool:
 
 class Leases:
     """The store's host leases as one process reads them: asked at most once per ``interval`` seconds, so that a
-    lookup costs no extra store read and replicas agree within that bound."""
+    lookup costs no extra store read and replicas agree within that bound.
+
+    A read that fails with one of ``failures`` (the store's errors) keeps the leases last read, and before any
+    was read marks nothing lost: a lookup still answers, and discovery keeps its targets rather than dropping
+    every one while the leases cannot be read.
+    """
 
     def __init__(
         self,
@@ -87,24 +95,32 @@ class Leases:
         lease: float,
         interval: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        failures: tuple[type[Exception], ...] = (),
     ):
         self.read = read
         self.lease = lease
         self.interval = interval
         self.clock = clock
-        self._leases: Mapping[str, str] = {}
+        self.failures = failures
+        self._leases: Mapping[str, str] | None = None
         self._read_at = -float("inf")
         self._lock = threading.Lock()
 
-    def current(self) -> Mapping[str, str]:
+    def current(self) -> Mapping[str, str] | None:
+        """The leases, or None when none could be read yet."""
         with self._lock:
             if self.clock() - self._read_at >= self.interval:
-                self._leases = dict(self.read())
-                self._read_at = self.clock()
+                self._read_at = self.clock()  # a failing store is asked again after the interval, not per lookup
+                try:
+                    self._leases = dict(self.read())
+                except self.failures as exc:
+                    kept = "keeping the last read" if self._leases is not None else "no container is shown lost yet"
+                    log.warning("cannot read the hosts' leases (%s): %s", exc, kept)
             return self._leases
 
     def annotate(self, records: Iterable[dict[str, str]], now: str) -> list[dict]:
-        return annotate(records, self.current(), self.lease, now)
+        leases = self.current()
+        return list(records) if leases is None else annotate(records, leases, self.lease, now)
 
 
 def _parse(moment: str) -> datetime:

@@ -114,3 +114,23 @@ def test_a_vanished_container_stops_with_its_reason_and_events():
         ("vanished", "RUNNING", "", at(7)),
         ("known_status", "RUNNING", "STOPPED", at(7)),
     ]
+
+
+def test_a_lease_read_that_fails_keeps_the_last_and_marks_nothing_lost_before_any():
+    from server.store import StoreUnavailable
+
+    answers: list = [StoreUnavailable("down"), {liveness.host_key(HOST): at(1)}, StoreUnavailable("down again")]
+    now = [0.0]
+
+    def read():
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    cache = liveness.Leases(read, LEASE, interval=5.0, clock=lambda: now[0], failures=(StoreUnavailable,))
+    assert cache.annotate([RUNNING], at(30)) == [RUNNING]  # nothing read yet: nobody is shown lost
+    now[0] = 5.0
+    assert "lost_since" in cache.annotate([RUNNING], at(30))[0]
+    now[0] = 10.0
+    assert cache.current() == {liveness.host_key(HOST): at(1)}  # kept through the failure
