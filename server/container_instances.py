@@ -110,6 +110,11 @@ def note_key(arn: str) -> str:
     return NOTE_PREFIX + hashlib.blake2b(arn.encode(), digest_size=16).hexdigest()
 
 
+def _ec2_id(value: Any) -> str:
+    # An external instance (ECS Anywhere) answers a managed instance ID ("mi-…"): no EC2 instance to ask about.
+    return value if isinstance(value, str) and value.startswith("i-") else ""
+
+
 def _resource_id(arn: str) -> str:
     # ECS may answer an instance under either ARN form: the ID alone is the same in both.
     return arn.rsplit("/", 1)[-1]
@@ -288,7 +293,7 @@ class ContainerInstances:
                 log.info("container instances of cluster %s: %s; their records get no address", cluster, exc)
                 found, failures = [], [{"arn": w.arn, "reason": "MISSING"} for w in batch]
             ec2_ids = {
-                _resource_id(str(answer.get("containerInstanceArn"))): str(answer.get("ec2InstanceId") or "")
+                _resource_id(str(answer.get("containerInstanceArn"))): _ec2_id(answer.get("ec2InstanceId"))
                 for answer in found
             }
             wanted = sorted({i for i in ec2_ids.values() if i})

@@ -231,3 +231,13 @@ def test_an_agentless_ec2_task_from_the_feed_becomes_a_target_at_its_instances_a
         assert client.post("/report/ecs-events", json=event, headers=AUTH).status_code == 200
         assert worker.waiting() == 0 and worker.calls == 1
         assert ecs_samples.EC2_TASK in record["task_arn"]
+
+
+def test_an_external_instance_has_no_ec2_instance_to_ask_about(store, clock):
+    fake = FakeAws()
+    fake.instances[instance_arn(0)] = "mi-0123456789abcdef0"  # ECS Anywhere: an SSM managed instance
+    instances = workers(fake, store, clock)
+    record = feed_record(1, 0)
+    instances.submit(stored(store, record))
+    instances.run_once()
+    assert fake.ec2_calls == [] and address(store, record) == ("", "", "") and instances.waiting() == 0
