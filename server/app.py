@@ -25,6 +25,8 @@ from server import (
 )
 from server import config as config_module
 from server.config import Config
+from server.container_instances import ContainerInstances
+from server.ec2 import Ec2Client
 from server.ecs import EcsClient
 from server.nerdgraph import NerdGraphClient
 from server.newrelic import (
@@ -46,11 +48,12 @@ def create_app(
     config: Config | Mapping[str, Any] | None = None,
     *,
     ecs: EcsClient | None = None,
+    ec2: Ec2Client | None = None,
     newrelic: NewRelicClient | None = None,
 ) -> Flask:
     """The app, configured from defaults, then ``ECS_ID_MAPPER_*`` variables, then ``config``.
 
-    ``ecs`` and ``newrelic`` replace the clients the configuration would give (tests pass fakes).
+    ``ecs``, ``ec2`` and ``newrelic`` replace the clients the configuration would give (tests pass fakes).
     ``state(app).close()`` stops the background worker and closes the store.
     """
     cfg = config if isinstance(config, Config) else config_module.load(config)
@@ -78,6 +81,7 @@ def create_app(
         newrelic=newrelic or newrelic_client(cfg),
         service_names=ServiceNames(ecs, store),
         task_definitions=TaskDefinitions(ecs, store),
+        container_instances=ContainerInstances(ecs, ec2 or Ec2Client(), store),
         health=HealthCheck(store, cfg.health_interval),
         containers_on_record=metrics.ContainersOnRecord(store),
         leases=leases,

@@ -38,6 +38,9 @@ class Config:
     service_names: bool = True
     #: Docker labels and awsvpc container ports from each task definition (DescribeTaskDefinition, once each).
     task_definitions: bool = True
+    #: The EC2 instance ID and address of the container instances the ECS events name (DescribeContainerInstances
+    #: and DescribeInstances, once each), for the feed's containers on bridge and host networking.
+    container_instances: bool = True
     newrelic_api: str = "nerdgraph"
     newrelic_api_key: str = ""
     newrelic_account_id: str = ""
@@ -145,6 +148,7 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "allow_anonymous_reports": parse_bool,
     "service_names": parse_bool,
     "task_definitions": parse_bool,
+    "container_instances": parse_bool,
     "cadvisor_url": links.validate_template,
     "graylog_url": links.validate_template,
     "newrelic_api": _choice(NEWRELIC_APIS),

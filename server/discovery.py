@@ -182,6 +182,8 @@ def _is_port(value: object) -> TypeGuard[int]:
 def labels(record: Record, *, address: str | None = None) -> dict[str, str]:
     """The ``__meta_ecs_*`` labels of one container; those the record does not know are left out."""
     shown = {label: record[field] for label, field in LABELS.items() if record.get(field)}
+    if not record.get("instance_id") and record.get("ec2_instance_id"):  # learnt from the feed's container instance
+        shown["__meta_ecs_ec2_instance_id"] = record["ec2_instance_id"]
     on_task = task_address(record) if address is None else address
     if on_task:
         shown["__meta_ecs_ip_address"] = on_task

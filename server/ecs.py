@@ -22,7 +22,7 @@ from server.errors import ApiError
 
 log = logging.getLogger(__name__)
 
-#: DescribeTasks takes at most this many tasks per call.
+#: DescribeTasks takes at most this many tasks per call, DescribeContainerInstances as many instances.
 DESCRIBE_BATCH = 100
 #: ListTasks answers at most this many ARNs per page.
 LIST_PAGE = 100
@@ -162,6 +162,16 @@ class EcsClient:
             raise EcsUnavailable("ECS is throttling requests", retry_after=5) from None
         found = answer.get("taskDefinition")
         return found if isinstance(found, dict) else {}
+
+    def describe_container_instances(self, cluster: str, arns: list[str]) -> tuple[list[dict], list[dict]]:
+        """DescribeContainerInstances for at most 100 container instance ARNs of one cluster: ``(containerInstances,
+        failures)`` as ECS gives them; not cached here (an instance never changes under its ARN, so the caller keeps
+        what it learnt). Raises EcsNotFound for an unknown cluster, EcsUnavailable when throttled."""
+        try:
+            answer = self._call("describe_container_instances", cluster=cluster, containerInstances=arns)
+        except _Throttled:
+            raise EcsUnavailable("ECS is throttling requests", retry_after=5) from None
+        return answer.get("containerInstances", []), answer.get("failures", [])
 
     def _list_tasks(self, cluster: str, service: str, desired_status: str) -> Iterator[str]:
         params: dict[str, Any] = {

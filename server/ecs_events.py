@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -270,6 +270,15 @@ class Enricher(Protocol):
     def submit(self, created: Iterable[Record]) -> int: ...
 
 
+class AddressEnricher(Protocol):
+    """What adds to records their host's address, knowing them as on file (container ID → record), and learns the
+    addresses it could not add: ``server.container_instances.ContainerInstances``."""
+
+    def enrich(self, records: Iterable[Record], stored: Mapping[str, Record] | None = None) -> list[Record]: ...
+
+    def submit(self, records: Iterable[Record], stored: Mapping[str, Record] | None = None) -> int: ...
+
+
 class Batch:
     """Conversions checked against the store and each other, then written as one report.
 
@@ -317,15 +326,27 @@ class Batch:
         owner = self.store.task_of_container(container_id)
         return None if owner is None else (self.store.get_container(container_id) or {"task_id": owner})
 
-    def write(self, task_definitions: Enricher | None = None) -> tuple[list[Record], int]:
+    def write(
+        self, task_definitions: Enricher | None = None, container_instances: AddressEnricher | None = None
+    ) -> tuple[list[Record], int]:
         """Store what was taken: the records that are new, and how many events were. With ``task_definitions``,
-        the records gain what their task definitions give (see ``server.task_definitions``)."""
+        the records gain what their task definitions give (see ``server.task_definitions``); with
+        ``container_instances``, those on no agent's record their EC2 instance's address
+        (see ``server.container_instances``)."""
         if not self.records and not self.events:
             return [], 0
-        records = self.records if task_definitions is None else task_definitions.enrich(self.records)
+        records = self.records
+        if container_instances is not None:
+            records = container_instances.enrich(records, self._known)
+        if task_definitions is not None:
+            records = task_definitions.enrich(records)
         created, new_events = self.store.record_report(records, self.events, self.now)
         if task_definitions is not None:
             task_definitions.submit(created)
+        if container_instances is not None:
+            # Every record still without an address, not only the new ones: a task already on record (from before
+            # this process learnt addresses) may send no other event for as long as it runs.
+            container_instances.submit(records, self._known)
         return created, new_events
 
 

@@ -23,6 +23,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from server import aws, ecs_events, logs
 from server import config as config_module
 from server.backoff import Backoff
+from server.container_instances import ContainerInstances
+from server.ec2 import Ec2Client
 from server.ecs import EcsClient
 from server.records import utc_now
 from server.store import Store, StoreError, open_store
@@ -49,6 +51,7 @@ class Feed:
         backoff: Backoff | None = None,
         wait_seconds: int = WAIT_SECONDS,
         task_definitions: TaskDefinitions | None = None,
+        container_instances: ContainerInstances | None = None,
     ):
         self.store = store
         self.sqs = sqs
@@ -57,6 +60,8 @@ class Feed:
         self.wait_seconds = wait_seconds
         #: Where the records' Docker labels and awsvpc ports come from; None leaves them out.
         self.task_definitions = task_definitions
+        #: Where the address of an EC2 task's instance comes from (bridge and host networking); None leaves it out.
+        self.container_instances = container_instances
 
     def poll(self) -> int:
         """Receive one batch, store what it says and delete the messages stored; returns how many were.
@@ -79,7 +84,7 @@ class Feed:
                             message.get("MessageId"), exc)  # fmt: skip
                 continue
             accepted.append(message)
-        batch.write(self.task_definitions)
+        batch.write(self.task_definitions, self.container_instances)
         if accepted:
             entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(accepted)]
             failed = self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries).get("Failed", [])
@@ -131,12 +136,18 @@ def main() -> None:
         signal.signal(signum, lambda *_: stop.set())
     log.info("feed reading %s into the %s store", cfg.events_queue_url, store.kind)
     # The feed is what records Fargate tasks where no agent runs: it learns their task definitions itself.
-    task_definitions = TaskDefinitions(EcsClient(), store) if cfg.task_definitions else None
+    ecs = EcsClient()
+    task_definitions = TaskDefinitions(ecs, store) if cfg.task_definitions else None
+    # And the addresses of the EC2 instances its agentless EC2 tasks run on.
+    container_instances = ContainerInstances(ecs, Ec2Client(), store) if cfg.container_instances else None
+    feed = Feed(store, sqs_client(cfg.events_queue_url), cfg.events_queue_url, task_definitions=task_definitions,
+                container_instances=container_instances)  # fmt: skip
     try:
-        Feed(store, sqs_client(cfg.events_queue_url), cfg.events_queue_url, task_definitions=task_definitions).run(stop)
+        feed.run(stop)
     finally:
-        if task_definitions is not None:
-            task_definitions.stop()
+        for worker in (task_definitions, container_instances):
+            if worker is not None:
+                worker.stop()
         store.close()
     log.info("feed stopped")
 

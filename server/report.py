@@ -97,6 +97,7 @@ def report_ecs_events() -> Response:
     for conversion in ecs_events.convert_all(body()):
         batch.add(conversion)
     task_definitions = app_state.task_definitions if app_state.config.task_definitions else None
-    _, new_events = batch.write(task_definitions)
+    container_instances = app_state.container_instances if app_state.config.container_instances else None
+    _, new_events = batch.write(task_definitions, container_instances)
     EVENTS_STORED.inc(new_events)
     return jsonify({"containers": len(batch.records), "events": new_events, "held": batch.held})

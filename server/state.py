@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from flask import Flask, current_app
 
 from server.config import Config
+from server.container_instances import ContainerInstances
 from server.ecs import EcsClient
 from server.liveness import Leases
 from server.lru import LRU
@@ -32,6 +33,8 @@ class AppState:
     newrelic: NewRelicClient
     service_names: ServiceNames
     task_definitions: TaskDefinitions
+    #: The address of the EC2 instance behind each container instance the ECS events name.
+    container_instances: ContainerInstances
     health: HealthCheck
     #: The gauge of containers on record that ``/metrics`` reads from the store.
     containers_on_record: ContainersOnRecord
@@ -50,6 +53,7 @@ class AppState:
         """Stop the background workers and close the store; the app answers no more requests after this."""
         self.service_names.stop()
         self.task_definitions.stop()
+        self.container_instances.stop()
         if self.pruner is not None:
             self.pruner.stop()
         self.store.close()

@@ -12,7 +12,7 @@ from simhost import SimHostServer, SimulatedHost
 
 CLEARED_PREFIXES = ("ECS_ID_MAPPER_", "AWS_")
 #: The server's background threads: each must be stopped (its app closed) by the end of its test.
-BACKGROUND_WORKERS = ("service-names", "task-definitions", "retention")
+BACKGROUND_WORKERS = ("service-names", "task-definitions", "container-instances", "retention")
 CLEARED = ("endpoint", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 
 
@@ -27,9 +27,11 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-west-2")
     monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
-    # The server's service-name and task-definition workers call ECS in the background: a closed loopback port,
-    # never AWS, and stopped (by closing its app) before this environment is undone.
+    # The server's service-name, task-definition and container-instance workers call ECS (and EC2) in the
+    # background: a closed loopback port, never AWS, and stopped (by closing its app) before this environment is
+    # undone.
     monkeypatch.setenv("AWS_ENDPOINT_URL_ECS", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_EC2", "http://127.0.0.1:9")
     yield
     workers = [t for t in threading.enumerate() if t.name in BACKGROUND_WORKERS and t.is_alive()]
     assert not workers, "a background worker outlived its test: close its app with state(app).close()"

@@ -42,7 +42,8 @@ pytestmark = pytest.mark.filterwarnings(r"ignore:Tried to parse AWS..SQS..QueueP
 
 @pytest.fixture(autouse=True)
 def ecs_is_moto(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("AWS_ENDPOINT_URL_ECS")  # the suite's closed port: here ECS is moto's
+    for service in ("ECS", "EC2"):
+        monkeypatch.delenv(f"AWS_ENDPOINT_URL_{service}")  # the suite's closed port: here ECS and EC2 are moto's
 
 
 def cfn_lint(path: Path) -> subprocess.CompletedProcess:
@@ -91,13 +92,16 @@ def recording_operations() -> Iterator[set[str]]:
 def server_operations(store_url: str, task_arn: str) -> set[str]:
     """The operations the server called while it took reports, answered every kind of query and pruned expired
     containers, on a store and on ECS in moto, with a fresh account (so a SimpleDB store creates its domains)."""
+    ecs = boto3.client("ecs", region_name=helpers.REGION)
+    (instance,) = ecs.list_container_instances(cluster=helpers.CLUSTER)["containerInstanceArns"]
     with recording_operations() as called:
-        drive(store_url, helpers.CLUSTER, task_arn)
+        drive(store_url, helpers.CLUSTER, task_arn, instance)
     return set(called)
 
 
-def drive(store_url: str, cluster: str, task_arn: str) -> None:
-    """Reports and every kind of query, as agents and users send them, then a retention prune."""
+def drive(store_url: str, cluster: str, task_arn: str, container_instance: str) -> None:
+    """Reports (agents' and ECS events of an agentless task on ``container_instance``) and every kind of query, as
+    agents, ECS and users send them, then a retention prune."""
     container_id, task_id = samples.API_ID, task_arn.rsplit("/", 1)[1]
     app = create_app({"store": store_url, "token": TOKEN})
     client = app.test_client()
@@ -112,6 +116,16 @@ def drive(store_url: str, cluster: str, task_arn: str) -> None:
         "the service-name worker to describe the task",
     )
     eventually(lambda: state(app).task_definitions.calls > 0, "the task-definition worker to describe its definition")
+    # An EC2 task of the cluster known only from ECS's events: the address of its container instance is learnt.
+    bindings = [ecs_samples.binding(80, 32768)]
+    agentless = ecs_samples.container("api", "RUNNING", "ab" * 32, networkBindings=bindings)
+    event = ecs_samples.ec2_event(3, "RUNNING", [agentless])
+    event["detail"]["containerInstanceArn"] = container_instance  # of the cluster, which the policy's condition names
+    assert client.post("/report/ecs-events", json=event, headers=AUTH).status_code == 200
+    eventually(
+        lambda: client.get(f"/query/container_id/{'ab' * 32}/_all").get_json().get("instance_ip"),
+        "the container-instance worker to learn the instance's address",
+    )
     for path in (
         f"/query/container_id/{container_id[:12]}",
         f"/query/container_id/{container_id}/events",
@@ -125,7 +139,7 @@ def drive(store_url: str, cluster: str, task_arn: str) -> None:
     store = state(app).store
     if not store.expires_itself:  # DynamoDB's TTL removes expired items; the other stores prune them
         store.clock = lambda: time.time() + store.retention + 86_400
-        assert Pruner(store).run_once() == 2
+        assert Pruner(store).run_once() == 3
     state(app).close()
 
 
@@ -158,7 +172,7 @@ def client_methods() -> dict[str, dict[str, str]]:
     """For each service the server uses, its boto3 methods → IAM actions (``"select"`` → ``"sdb:Select"``)."""
     session = botocore.session.get_session()
     methods = {}
-    for service in ("sdb", "ecs", "dynamodb"):
+    for service in ("sdb", "ecs", "ec2", "dynamodb"):
         model = session.get_service_model(service)
         methods[service] = {botocore.xform_name(op): f"{model.signing_name}:{op}" for op in model.operation_names}
     return methods
@@ -353,12 +367,12 @@ def test_the_server_task_role_holds_exactly_what_the_server_calls(account, store
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)  # the server's ECS client's region, where the tasks run
     called = server_operations(server_store_url, account["task_arn"])
     prefix = store_url.partition(":")[0]
-    assert {action.partition(":")[0] for action in called} == {prefix, "ecs"}
+    assert {action.partition(":")[0] for action in called} == {prefix, "ecs", "ec2"}
 
     named = operations_named_in_code()
-    assert {"sdb:Select", "dynamodb:BatchGetItem", "ecs:DescribeTasks"} <= named
-    # The recording saw every operation of this store (and of ECS) the code names: it is the whole set.
-    assert {a for a in named if a.startswith((f"{prefix}:", "ecs:"))} - CREATING_A_TABLE == called
+    assert {"sdb:Select", "dynamodb:BatchGetItem", "ecs:DescribeTasks", "ec2:DescribeInstances"} <= named
+    # The recording saw every operation of this store (and of ECS and EC2) the code names: it is the whole set.
+    assert {a for a in named if a.startswith((f"{prefix}:", "ecs:", "ec2:"))} - CREATING_A_TABLE == called
 
     role = task_definition(f"{STACK}-server")["taskRoleArn"].rsplit("/", 1)[1]
     statements = role_policy(role)
@@ -367,8 +381,9 @@ def test_the_server_task_role_holds_exactly_what_the_server_calls(account, store
         if any(a.startswith(f"{prefix}:") for a in actions([statement]) - {"sdb:ListDomains"}):  # it takes no resource
             resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
             assert all(r.endswith((":domain/mapper.*", ":table/mapper", ":table/mapper/index/*")) for r in resources)
-    ecs = next(s for s in statements if "ecs:DescribeTasks" in actions([s]))
-    assert ecs["Condition"]["ArnEquals"]["ecs:cluster"].endswith(f":cluster/{helpers.CLUSTER}")
+    for action in ("ecs:DescribeTasks", "ecs:DescribeContainerInstances"):
+        ecs = next(s for s in statements if action in actions([s]))
+        assert ecs["Condition"]["ArnEquals"]["ecs:cluster"].endswith(f":cluster/{helpers.CLUSTER}")
 
 
 # The ECS event feed ------------------------------------------------------------------------------------------------
@@ -445,3 +460,5 @@ def test_the_feed_task_role_holds_what_the_feed_calls(deployed):
         "sqs:ReceiveMessage", "sqs:DeleteMessage",
     }  # fmt: skip
     assert feed_calls <= granted  # its store calls: the server's store policy, which it shares
+    # What its workers call for the records it writes, as the server does for the same events (tested above).
+    assert {"ecs:DescribeTaskDefinition", "ecs:DescribeContainerInstances", "ec2:DescribeInstances"} <= granted

@@ -13,8 +13,15 @@ def store_url(tmp_path) -> str:
 
 @pytest.fixture
 def settings(store_url) -> dict:
-    # Service names and task definitions are learnt from ECS in the background; tests/upstream covers them.
-    return {"store": store_url, "token": TOKEN, "service_names": False, "task_definitions": False}
+    # Service names, task definitions and container instances are learnt from AWS in the background;
+    # tests/upstream covers them.
+    return {
+        "store": store_url,
+        "token": TOKEN,
+        "service_names": False,
+        "task_definitions": False,
+        "container_instances": False,
+    }
 
 
 @pytest.fixture
