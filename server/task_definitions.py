@@ -1,18 +1,13 @@
 """Container ports and Docker labels from ECS task definitions (DescribeTaskDefinition), learnt off the request
-path once per task definition for the life of the deployment: a revision never changes.
+path once per revision (a revision never changes).
 
-A report hands its records to ``TaskDefinitions.enrich`` before they are stored: a record whose task definition
-this process knows gains its container's ``docker_labels`` (a JSON object, ``{}`` for none) and, on awsvpc with no
-ports of its own, the ``ports`` its definition maps, at no cost (a record that has them already is not written
-again for them); a definition it does not know is queued to learn. After the store took them, ``submit`` queues
-the records the report created without them, to be written once their definition is known: only those, so that a
-restarted replica's first resyncs write nothing for records that have their labels (the others gain theirs at their
-next report). One worker thread per process takes each task definition once: from this process's memory, else
-from the note any replica left in the store (``Store.get_note``), else from ECS, at most one call per
-``min_interval`` (a busy second's records of one revision wait for the same call), failures retried with backoff. A
-replica notes its claim before it asks and the definition once ECS answered (``Store.put_note``); another that
-finds a fresh claim waits for the note instead of asking too, so that the replicas that see a new revision at once
-make one call between them (``bench/taskdef_calls.py`` counts them).
+``enrich`` gives a report's records, before they are stored, what this process knows of their definitions: the
+container's ``docker_labels`` (``{}`` for none) and, on awsvpc with no ports of its own, the ``ports`` it maps;
+unknown definitions are queued. ``submit`` queues the records a report created without them, to be written once
+known. One worker thread per process takes each definition from its memory, else from the note a replica left in
+the store (``Store.get_note``), else from ECS: at most one call per ``min_interval``, failures retried with
+backoff. A replica notes its claim before it asks (``Store.put_note``); another that finds a fresh claim waits for
+the note, so replicas seeing a new revision at once make one call between them (``bench/taskdef_calls.py``).
 
 The ARN is the record's ``task_definition_arn`` (ECS events name it), else the agent's family and revision
 (``task_name``, ``task_version``) under the partition, region and account of its task ARN.
