@@ -16,20 +16,19 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-import threading
 import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from server import aws
-from server.background import BackgroundJob
 from server.backoff import Backoff
 from server.ecs import DESCRIBE_BATCH, EcsClient, EcsError, EcsNotConfigured, EcsNotFound
 from server.enrichment import store_service_names
 from server.ids import task_id_of_arn
 from server.lru import LRU
 from server.metrics import SERVICE_NAME_LOOKUPS
+from server.queue_worker import QueueWorker
 from server.store import Record, Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -47,8 +46,12 @@ class PendingTask:
     attempts: int = 0
 
 
-class ServiceNames:
+class ServiceNames(QueueWorker):
     """The queue of tasks whose service is not known yet, and the worker that asks ECS."""
+
+    thread_name = "service-names"
+    failure_message = "service-name worker failed; continuing"
+    logger = log
 
     def __init__(
         self,
@@ -74,16 +77,13 @@ class ServiceNames:
         self.max_attempts = max_attempts
         self.max_pending = max_pending
         self.clock = clock
-        self._cond = threading.Condition()
+        super().__init__()
         self._incoming: deque[PendingTask] = deque()
         self._retries: list[tuple[float, int, PendingTask]] = []
         self._seq = itertools.count()
         self._pending: set[str] = set()  # task IDs queued, waiting to retry or being described
-        self._busy = False
         # task ID → service name ("" for none), so that later containers of a task need no call
         self._known: LRU[str, str] = LRU(remembered)
-        # Started by the first submit, and again by one in a forked child (gunicorn --preload) or after it idled out.
-        self._worker = BackgroundJob("service-names", self._run, wake=self._notify_all)
         self._dropped = 0
         self._last_failure = ""
         self.min_interval = min_interval
@@ -268,59 +268,13 @@ class ServiceNames:
     def _remember(self, task_id: str, name: str) -> None:
         self._known.put(task_id, name)
 
-    # The thread.
+    # The thread (server.queue_worker): after a round that asked, wait min_interval; what arrives fills the next.
 
-    def _ensure_worker(self) -> None:
-        with self._cond:  # the lock the worker retires under: a task queued meanwhile is never left without one
-            self._worker.start(after_stop=True)
+    def _has_work(self) -> bool:
+        return bool(self._incoming)
 
-    def _notify_all(self) -> None:
-        with self._cond:
-            self._cond.notify_all()
-
-    def _run(self, stopping: threading.Event) -> None:
-        idle_since = time.monotonic()
-        while not stopping.is_set():
-            with self._cond:
-                if not self._incoming:
-                    self._cond.wait(timeout=self._idle_wait())
-                if self._incoming or self._retries:
-                    idle_since = time.monotonic()
-                elif time.monotonic() - idle_since > self.idle_exit:
-                    # Nothing to do for a while: end; the next submit starts a new worker.
-                    self._worker.retire()
-                    return
-            if stopping.is_set():
-                break
-            try:
-                asked = self.run_once()
-            except Exception:  # the worker must outlive any one bad batch
-                log.exception("service-name worker failed; continuing")
-                stopping.wait(1.0)
-                continue
-            if asked:
-                # Bound the rate of DescribeTasks; what arrives meanwhile fills the next batch.
-                stopping.wait(self.min_interval)
-
-    def _idle_wait(self) -> float:
-        if not self._retries:
-            return 1.0
-        return min(1.0, max(0.0, self._retries[0][0] - self.clock()))
-
-    def wait_idle(self, timeout: float) -> bool:
-        """Wait until nothing is queued or being described (retries may still wait). True if it got there."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while self._incoming or self._busy:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._cond.wait(timeout=remaining)
-        return True
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop the worker thread; queued tasks are left."""
-        self._worker.stop(timeout)
+    def _pause_after(self, asked: int) -> float:
+        return self.min_interval if asked else 0.0
 
     def pending(self) -> int:
         """How many tasks wait for their service name."""

@@ -20,7 +20,6 @@ import heapq
 import itertools
 import json
 import logging
-import threading
 import time
 import uuid
 from collections import deque
@@ -29,11 +28,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from server import aws
-from server.background import BackgroundJob
 from server.backoff import Backoff
 from server.ecs import EcsClient, EcsError, EcsNotConfigured, EcsNotFound
 from server.ecs_events import CONTAINER_NAME, TASK_DEFINITION_ARN
 from server.lru import LRU
+from server.queue_worker import QueueWorker
 from server.store import Record, Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -175,8 +174,12 @@ class Waiting:
     deferred: bool = False
 
 
-class TaskDefinitions:
+class TaskDefinitions(QueueWorker):
     """The task definitions this process knows, the queue of those it does not yet, and the worker that learns them."""
+
+    thread_name = "task-definitions"
+    failure_message = "task-definition worker failed; continuing"
+    logger = log
 
     def __init__(
         self,
@@ -212,19 +215,16 @@ class TaskDefinitions:
         self.recheck = recheck
         self._aws_configuration = aws_configuration
         self._known: LRU[str, Definition] = LRU(remembered)
-        self._cond = threading.Condition()
+        super().__init__()
         self._waiting: dict[str, Waiting] = {}  # by ARN
         self._due: deque[str] = deque()
         self._retries: list[tuple[float, int, str]] = []
         self._seq = itertools.count()
         self._count = 0  # records waiting, over every definition
         self._dropped = 0
-        self._busy = False
         self._last_call = -float("inf")
         self._last_failure = ""
         self._unusable: tuple[float, object] | None = None
-        # Started by the first submit, and again by one in a forked child (gunicorn --preload) or after it idled out.
-        self._worker = BackgroundJob("task-definitions", self._run, wake=self._notify_all)
         #: DescribeTaskDefinition calls made, for bench/taskdef_calls.py and the tests.
         self.calls = 0
 
@@ -441,57 +441,13 @@ class TaskDefinitions:
         self._last_failure = reason
         log.log(level, message, *args)
 
-    # The thread.
+    # The thread (server.queue_worker): while more is due, wait until min_interval after the last call.
 
-    def _ensure_worker(self) -> None:
-        with self._cond:  # the lock the worker retires under: a definition queued meanwhile is never left without one
-            self._worker.start(after_stop=True)
+    def _has_work(self) -> bool:
+        return bool(self._due)
 
-    def _notify_all(self) -> None:
-        with self._cond:
-            self._cond.notify_all()
-
-    def _run(self, stopping: threading.Event) -> None:
-        idle_since = time.monotonic()
-        while not stopping.is_set():
-            with self._cond:
-                if not self._due:
-                    self._cond.wait(timeout=self._idle_wait())
-                if self._due or self._retries:
-                    idle_since = time.monotonic()
-                elif time.monotonic() - idle_since > self.idle_exit:
-                    self._worker.retire()  # nothing to do for a while; the next submit starts a new worker
-                    return
-            if stopping.is_set():
-                break
-            try:
-                self.run_once()
-            except Exception:  # the worker must outlive any one bad definition
-                log.exception("task-definition worker failed; continuing")
-                stopping.wait(1.0)
-                continue
-            if self._due:
-                stopping.wait(max(0.0, self._last_call + self.min_interval - self.clock()))
-
-    def _idle_wait(self) -> float:
-        if not self._retries:
-            return 1.0
-        return min(1.0, max(0.0, self._retries[0][0] - self.clock()))
-
-    def wait_idle(self, timeout: float) -> bool:
-        """Wait until nothing is due or being taken (retries may still wait). True if it got there."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while self._due or self._busy:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._cond.wait(timeout=remaining)
-        return True
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop the worker thread; what waits is left."""
-        self._worker.stop(timeout)
+    def _pause_after(self, asked: int) -> float:
+        return max(0.0, self._last_call + self.min_interval - self.clock()) if self._due else 0.0
 
     def waiting(self) -> int:
         """How many records wait for their task definition."""
