@@ -30,6 +30,11 @@ class QueueWorker:
     idle_exit: float
     clock: Callable[[], float]
     _retries: list[tuple[float, int, Any]]
+    #: How long an AWS found unusable (no region, no credentials) is left alone unless its configuration changes.
+    recheck: float
+    _aws_configuration: Callable[[], object]
+    _unusable: tuple[float, object] | None  # since when, and under which configuration
+    _last_failure: str
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
@@ -48,6 +53,22 @@ class QueueWorker:
     def _pause_after(self, asked: int) -> float:
         """Seconds to wait after a round that asked ``asked``, to bound the call rate (0 for none)."""
         raise NotImplementedError
+
+    def _may_retry(self) -> bool:
+        """While AWS is unusable: whether the configuration changed, or ``recheck`` passed, since we found out."""
+        assert self._unusable is not None
+        since, configuration = self._unusable
+        if self.clock() - since < self.recheck and self._aws_configuration() == configuration:
+            return False
+        self._unusable = None
+        return True
+
+    def _warn_once(self, message: str, *args: object) -> None:
+        # The same failure (no credentials, say) repeats for every round: warn when it changes, else debug.
+        reason = str(args[-1])
+        level = logging.DEBUG if reason == self._last_failure else logging.WARNING
+        self._last_failure = reason
+        self.logger.log(level, message, *args)
 
     def _ensure_worker(self) -> None:
         with self._cond:  # the lock the worker retires under: nothing queued meanwhile is left without one

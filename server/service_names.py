@@ -214,25 +214,9 @@ class ServiceNames(QueueWorker):
         for task in batch:
             self._done(task)
 
-    def _may_retry(self) -> bool:
-        """While ECS is unusable: whether the configuration changed, or ``recheck`` passed, since we found out."""
-        assert self._unusable is not None
-        since, configuration = self._unusable
-        if self.clock() - since < self.recheck and self._aws_configuration() == configuration:
-            return False
-        self._unusable = None
-        return True
-
     def paused(self) -> bool:
         """True while ECS cannot be asked at all and nothing is queued for it."""
         return self._unusable is not None
-
-    def _warn_once(self, message: str, *args: object) -> None:
-        # The same failure (no credentials, say) repeats for every batch: warn on change, else debug.
-        reason = str(args[-1])
-        level = logging.DEBUG if reason == self._last_failure else logging.WARNING
-        self._last_failure = reason
-        log.log(level, message, *args)
 
     def _write(self, learnt: list[tuple[PendingTask, str]]) -> None:
         """Write the names learnt together: one store write for them all, not one per task."""

@@ -427,20 +427,6 @@ class TaskDefinitions(QueueWorker):
             self._retries.clear()
             self._count = 0
 
-    def _may_retry(self) -> bool:
-        assert self._unusable is not None
-        since, configuration = self._unusable
-        if self.clock() - since < self.recheck and self._aws_configuration() == configuration:
-            return False
-        self._unusable = None
-        return True
-
-    def _warn_once(self, message: str, *args: object) -> None:
-        reason = str(args[-1])
-        level = logging.DEBUG if reason == self._last_failure else logging.WARNING
-        self._last_failure = reason
-        log.log(level, message, *args)
-
     # The thread (server.queue_worker): while more is due, wait until min_interval after the last call.
 
     def _has_work(self) -> bool:
