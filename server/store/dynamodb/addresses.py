@@ -12,10 +12,12 @@ past its index write) has its index items written again, with its record's later
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from server.store import address_index
-from server.store.base import Record
+from server.store.base import Record, StoreUnavailable
+from server.store.dynamodb.client import BATCH_ROUNDS
 from server.store.dynamodb.hosts import HostsAndNotes
 from server.store.dynamodb.items import TTL_ATTRIBUTE, Held, record_key
 
@@ -52,25 +54,41 @@ class AddressIndex(HostsAndNotes):
         """Write the index items ``new`` needs that ``held`` does not have (or whose expiry is due for renewal);
         the record item's ``ix`` afterwards. Written before the record's own put: an item for a put that then
         loses its race is harmless (questions are decided on the records) and written again by the retry."""
-        wanted = address_index.entries(new)
-        if not wanted:
-            return ""
         expires = self._expires(new.get("last_seen", ""))
         expiry = expires[TTL_ATTRIBUTE]["N"] if expires else ""
         written, written_expiry = entries_of_state(held.indexed)
-        due = set(wanted - written)
-        if expiry and written_expiry and int(expiry) - int(written_expiry) > self.retention / 2:
-            due = set(wanted)  # a long life: its index items would expire before its record
-        elif expiry and not written_expiry and written:
-            due = set(wanted)  # retention set since they were written without an expiry
+        # A long life (its items would expire before its record), or retention set since they were written.
+        renew = bool(expiry and written) and (
+            not written_expiry or int(expiry) - int(written_expiry) > self.retention / 2
+        )
+        old = held.record
+        unchanged = old is not None and all(old.get(f) == new.get(f) for f in address_index.FIELDS)
+        if unchanged and not renew and (written or not address_index.entries(new)):
+            return held.indexed  # the usual write: nothing the entries are made of changed
+        wanted = address_index.entries(new)
+        if not wanted:
+            return ""
+        due = wanted if renew else wanted - written
         if not due:
             return held.indexed
         container_id = new["container_id"]
-        items = [{**index_key(key, since, container_id), **expires} for key, since in sorted(due)]
-        self.pool.map(lambda item: self._call("put_item", TableName=self.table, Item=item), items)
-        stale = [index_key(key, since, container_id) for key, since in sorted(written - wanted)]
-        self.pool.map(lambda key: self._call("delete_item", TableName=self.table, Key=key), stale)
-        return indexed_state(wanted, expiry if due == wanted else written_expiry or expiry)
+        puts = [{"PutRequest": {"Item": {**index_key(k, s, container_id), **expires}}} for k, s in sorted(due)]
+        deletes = [{"DeleteRequest": {"Key": index_key(k, s, container_id)}} for k, s in sorted(written - wanted)]
+        self._write_batch(puts + deletes)
+        return indexed_state(wanted, expiry if renew or not written else written_expiry)
+
+    def _write_batch(self, requests: list[dict[str, Any]]) -> None:
+        """One BatchWriteItem (a record's entries are at most ``MAX_KEYS``, and as many stale ones), its
+        unprocessed requests sent again a few times. Never on the store's pool: this runs inside its tasks."""
+        pending = {self.table: requests}
+        for round_ in range(BATCH_ROUNDS):
+            if not pending.get(self.table):
+                return
+            pending = self._call("batch_write_item", RequestItems=pending).get("UnprocessedItems") or {}
+            if pending:
+                time.sleep(0.05 * 2**round_)  # DynamoDB left writes over under load: back off first
+        if pending.get(self.table):
+            raise StoreUnavailable(f"DynamoDB left address index writes undone after {BATCH_ROUNDS} rounds")
 
     def address_holders(self, key: str, at: str | None, limit: int) -> list[Record]:
         self._ready_to_use()
