@@ -22,6 +22,11 @@ def feed() -> None:
     command("ecs-id-mapper-feed", "server.feed")()
 
 
+def flowlogs() -> None:
+    """``ecs-id-mapper-flowlogs``: ``python -m server.flowlogs``."""
+    sys.exit(command("ecs-id-mapper-flowlogs", "server.flowlogs")())
+
+
 def command(script: str, module: str) -> Callable[[], object]:
     """The ``main`` of ``module``; exits 1 with one line naming the extra if a module of that extra is missing."""
     try:

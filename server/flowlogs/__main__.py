@@ -1,0 +1,7 @@
+"""``python -m server.flowlogs``."""
+
+import sys
+
+from server.flowlogs import main
+
+sys.exit(main())

@@ -1,0 +1,105 @@
+"""VPC Flow Log records as AWS writes them: the fields of a format, the header line of S3 files, the timestamp
+CloudWatch Logs exports put before each message, and plain or gzip input read line by line."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+#: The default format (version 2), in its order.
+DEFAULT_FIELDS = (
+    "version", "account-id", "interface-id", "srcaddr", "dstaddr", "srcport", "dstport", "protocol", "packets",
+    "bytes", "start", "end", "action", "log-status",
+)  # fmt: skip
+#: Every field a custom format may name (versions 2 to 8), as the header line of S3 files spells them.
+KNOWN_FIELDS = frozenset(
+    (
+        *DEFAULT_FIELDS,
+        "vpc-id", "subnet-id", "instance-id", "tcp-flags", "type", "pkt-srcaddr", "pkt-dstaddr", "region", "az-id",
+        "sublocation-type", "sublocation-id", "pkt-src-aws-service", "pkt-dst-aws-service", "flow-direction",
+        "traffic-path", "ecs-cluster-arn", "ecs-cluster-name", "ecs-container-instance-arn",
+        "ecs-container-instance-id", "ecs-container-id", "ecs-second-container-id", "ecs-service-name",
+        "ecs-task-definition-arn", "ecs-task-arn", "ecs-task-id", "reject-reason",
+    )
+)  # fmt: skip
+#: A field of a format string: ``${srcaddr}``.
+FORMAT_FIELD = re.compile(r"\$\{([a-z0-9-]+)\}")
+#: What a CloudWatch Logs export writes before each message: the event's time.
+EXPORT_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+(?:Z|[+-][0-9:]+)?")
+#: Records that carry no flow: nothing was sent in the window, or records were lost (AWS's ``log-status``).
+NO_FLOW = ("NODATA", "SKIPDATA")
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+class FormatError(ValueError):
+    """A format string or header the tool cannot read."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The fields of one input's records, and where the ones the tool reads sit."""
+
+    fields: tuple[str, ...]
+    #: The header line read from the input, if it had one; written back with the added fields.
+    header: str | None = None
+
+    def __post_init__(self) -> None:
+        missing = [f for f in ("srcaddr", "dstaddr") if f not in self.fields]
+        if missing:
+            raise FormatError(f"the format has no {' or '.join(missing)}: nothing to annotate")
+        if "start" not in self.fields and "end" not in self.fields:
+            raise FormatError("the format has neither start nor end: no time to ask about")
+
+    def index(self, name: str) -> int:
+        return self.fields.index(name) if name in self.fields else -1
+
+
+def parse_format(text: str) -> tuple[str, ...]:
+    """A format string as CreateFlowLogs takes it (``${version} ${srcaddr} …``) as field names; unknown names are
+    refused, so that a typo is not a silent column of ``-``."""
+    fields = tuple(FORMAT_FIELD.findall(text))
+    rest = FORMAT_FIELD.sub("", text).strip()
+    if not fields or rest:
+        raise FormatError(f"expected a format such as '${{version}} ${{srcaddr}} ${{dstaddr}}', got {text[:80]!r}")
+    return checked(fields)
+
+
+def checked(fields: tuple[str, ...]) -> tuple[str, ...]:
+    unknown = [f for f in fields if f not in KNOWN_FIELDS]
+    if unknown:
+        raise FormatError(f"unknown flow log field(s): {', '.join(unknown)}")
+    return fields
+
+
+def header_fields(line: str) -> tuple[str, ...] | None:
+    """The fields a header line names (S3 files start with one; underscores are taken for hyphens), or None when the
+    line is a record."""
+    words = tuple(word.replace("_", "-") for word in line.split())
+    if words and EXPORT_TIME.fullmatch(words[0]) and len(words) > 1:
+        words = words[1:]
+    if not words or not all(word in KNOWN_FIELDS for word in words):
+        return None
+    return words
+
+
+def split_record(line: str, width: int) -> tuple[str, list[str]] | None:
+    """A record's values, with the CloudWatch export time before them ('' when none); None when the line has not
+    ``width`` values."""
+    values = line.split()
+    if len(values) == width:
+        return "", values
+    if len(values) == width + 1 and EXPORT_TIME.fullmatch(values[0]):
+        return values[0], values[1:]
+    return None
+
+
+def open_input(raw: BinaryIO) -> Iterator[str]:
+    """The lines of ``raw``, gunzipped when it starts with gzip's magic bytes, without their line ends."""
+    buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[arg-type]
+    stream: BinaryIO = gzip.GzipFile(fileobj=buffered) if buffered.peek(2)[:2] == GZIP_MAGIC else buffered
+    for line in io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline=None):  # type: ignore[type-var]
+        yield line.rstrip("\n")
