@@ -98,8 +98,13 @@ def split_record(line: str, width: int) -> tuple[str, list[str]] | None:
 
 
 def open_input(raw: BinaryIO) -> Iterator[str]:
-    """The lines of ``raw``, gunzipped when it starts with gzip's magic bytes, without their line ends."""
+    """The lines of ``raw``, gunzipped when it starts with gzip's magic bytes, without their line ends. ``raw`` stays
+    open: whoever opened it closes it."""
     buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[arg-type]
     stream: BinaryIO = gzip.GzipFile(fileobj=buffered) if buffered.peek(2)[:2] == GZIP_MAGIC else buffered
-    for line in io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline=None):  # type: ignore[type-var]
-        yield line.rstrip("\n")
+    lines = io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline=None)  # type: ignore[type-var]
+    try:
+        for line in lines:
+            yield line.rstrip("\n")
+    finally:
+        lines.detach()

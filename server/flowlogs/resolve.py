@@ -4,7 +4,7 @@ time and port matched against their intervals here, so that a cached answer is e
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -45,7 +45,15 @@ def stored_time(seconds: int) -> str:
 class Resolver:
     """Asks ``server`` (its base URL) about addresses in batches over keep-alive sessions, one per thread."""
 
-    def __init__(self, server: str, token: str = "", *, parallel: int = 2, timeout: float = 60.0):
+    def __init__(
+        self,
+        server: str,
+        token: str = "",
+        *,
+        parallel: int = 2,
+        timeout: float = 60.0,
+        session: Callable[[], requests.Session] = requests.Session,
+    ):
         self.url = server.rstrip("/") + "/query/ip"
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.timeout = timeout
@@ -54,6 +62,7 @@ class Resolver:
         #: Addresses the server refused, with its message.
         self.refused: dict[str, str] = {}
         self.requests = 0
+        self._session = session
         self._local = threading.local()
         self._pool = ThreadPoolExecutor(parallel) if parallel > 1 else None
 
@@ -76,7 +85,7 @@ class Resolver:
     def ask(self, batch: list[str]) -> list[dict[str, Any]]:
         session = getattr(self._local, "session", None)
         if session is None:
-            session = self._local.session = requests.Session()
+            session = self._local.session = self._session()
         body = {"questions": [{"address": address} for address in batch]}
         try:
             response = session.post(self.url, json=body, headers=self.headers, timeout=self.timeout)
