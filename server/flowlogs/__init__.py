@@ -7,6 +7,7 @@ Only ``requests`` and the standard library: it runs wherever the logs are, witho
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import sys
@@ -14,11 +15,11 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import IO, TextIO
+from typing import IO, TextIO, cast
 
 from server.flowlogs.formats import (
     DEFAULT_FIELDS,
-    NO_FLOW,
+    NO_FLOW_STATUSES,
     FormatError,
     Layout,
     header_fields,
@@ -26,7 +27,7 @@ from server.flowlogs.formats import (
     parse_format,
     split_record,
 )
-from server.flowlogs.resolve import SHOWN, Resolver, ServerError, Side
+from server.flowlogs.resolve import NO_ADDRESS, NO_FLOW, SHOWN, Resolver, ServerError
 
 PREFIX = "ECS_ID_MAPPER_"
 #: Records read before their addresses are asked about together: big enough for full batches, small enough to stream.
@@ -34,7 +35,6 @@ CHUNK = 20000
 #: Malformed lines listed by number in the summary; the rest are counted.
 LISTED = 20
 ADDED = tuple(f"{end}-{shown}" for end in ("src", "dst") for shown, _ in SHOWN)
-UNKNOWN = dict.fromkeys((shown for shown, _ in SHOWN), "-")
 
 
 @dataclass
@@ -117,25 +117,26 @@ class Annotator:
             progress.write("\n")
 
     def read(self, layout: Layout, line: str, where: str) -> Flow | None:
-        split = split_record(line, len(layout.fields))
-        if split is None:
-            self.summary.bad_line(where, f"expected {len(layout.fields)} fields, got {len(line.split())}")
-            return None
-        _, values = split
-        get = dict(zip(layout.fields, values, strict=True)).get
+        values = line.split()
+        if len(values) != len(layout.fields):
+            split = split_record(line, len(layout.fields))
+            if split is None:
+                self.summary.bad_line(where, f"expected {len(layout.fields)} fields, got {len(values)}")
+                return None
+            values = split[1]
+        at = layout.positions
         self.summary.records += 1
-        status = get("log-status", "OK")
-        if status in NO_FLOW:
-            self.summary.no_flow[status] += 1
+        if at.status >= 0 and values[at.status] in NO_FLOW_STATUSES:
+            self.summary.no_flow[values[at.status]] += 1
             return Flow(line, values, None, None, 0)
         try:
-            seconds = int(get("start") or get("end") or "")
-            protocol = None if get("protocol", "-") == "-" else int(get("protocol", ""))
+            seconds = int(values[at.start] if at.start >= 0 and values[at.start] != "-" else values[at.end])
+            protocol = None if at.protocol < 0 or values[at.protocol] == "-" else int(values[at.protocol])
             ends = (
-                (address(get("pkt-srcaddr"), get("srcaddr")), port(get("srcport"))),
-                (address(get("pkt-dstaddr"), get("dstaddr")), port(get("dstport"))),
+                (address(values, at.pkt_src, at.src), port(values, at.src_port)),
+                (address(values, at.pkt_dst, at.dst), port(values, at.dst_port)),
             )
-        except ValueError:
+        except (ValueError, IndexError):
             self.summary.records -= 1
             self.summary.bad_line(where, "a time, port or protocol that is not a number")
             return None
@@ -143,40 +144,42 @@ class Annotator:
 
     def flush(self, layout: Layout, flows: list[Flow]) -> None:
         self.resolver.learn(a for f in flows if f.ends for a, _ in f.ends if a != "-")
-        write, side, unresolved = self.out.write, self.resolver.side, self.summary.unresolved
+        side, unresolved, written = self.resolver.side, self.summary.unresolved, []
         for flow in flows:
             if flow.ends is None:
-                sides = (Side(None), Side(None))
+                src = dst = NO_FLOW
             else:
-                sides = tuple(  # type: ignore[assignment]
-                    side(a, p, flow.protocol, flow.seconds) if a != "-" else Side(None, "no address")
-                    for a, p in flow.ends
-                )
-                for found in sides:
-                    if found.shown is None:
-                        unresolved[found.why] += 1
-                if sides[0].shown or sides[1].shown:
+                (src_address, src_port), (dst_address, dst_port) = flow.ends
+                src = side(src_address, src_port, flow.protocol, flow.seconds) if src_address != "-" else NO_ADDRESS
+                dst = side(dst_address, dst_port, flow.protocol, flow.seconds) if dst_address != "-" else NO_ADDRESS
+                if src.shown is None:
+                    unresolved[src.why] += 1
+                if dst.shown is None:
+                    unresolved[dst.why] += 1
+                if src.shown or dst.shown:
                     self.summary.annotated += 1
             if self.as_json:
-                record = dict(zip(layout.fields, flow.values, strict=True))
-                record["src"], record["dst"] = (s.shown for s in sides)
-                write(json.dumps(record) + "\n")
+                record: dict[str, object] = dict(zip(layout.fields, flow.values, strict=True))
+                record["src"], record["dst"] = src.shown, dst.shown
+                written.append(json.dumps(record))
             else:
-                src, dst = ((s.shown or UNKNOWN) for s in sides)
-                write(f"{flow.line} {' '.join(src.values())} {' '.join(dst.values())}\n")
+                written.append(f"{flow.line} {src.text} {dst.text}")
+        written.append("")
+        self.out.write("\n".join(written))
 
 
-def address(packet: str | None, interface: str | None) -> str:
+def address(values: list[str], packet: int, interface: int) -> str:
     """The packet's own address when the format has it (``pkt-*``: the original one, past any intermediate)."""
-    return packet if packet and packet != "-" else interface or "-"
+    if packet >= 0 and values[packet] != "-":
+        return values[packet]
+    return values[interface]
 
 
-def port(value: str | None) -> int | None:
-    """A port, None for none (``-``, or 0 as ICMP's records have)."""
-    if value is None or value == "-":
+def port(values: list[str], at: int) -> int | None:
+    """A port, None for none (no such field, ``-``, or 0 as ICMP's records have)."""
+    if at < 0 or values[at] == "-":
         return None
-    number = int(value)
-    return number or None
+    return int(values[at]) or None
 
 
 def arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -225,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name in args.files or ["-"]:
             if name == "-":
-                annotator.run("<stdin>", open_input(sys.stdin.buffer), progress)
+                annotator.run("<stdin>", open_input(cast(io.BufferedReader, sys.stdin.buffer)), progress)
             else:
                 with open(name, "rb") as raw:
                     annotator.run(name, open_input(raw), progress)
@@ -238,4 +241,6 @@ def main(argv: list[str] | None = None) -> int:
     out.flush()
     for line in annotator.summary.lines():
         print(line, file=sys.stderr)
+    asked = len(resolver.held) + len(resolver.refused)
+    print(f"asked {asked} addresses in {resolver.requests} requests ({resolver.waited:.1f} s)", file=sys.stderr)
     return 0

@@ -7,8 +7,9 @@ import gzip
 import io
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import BinaryIO
+from contextlib import suppress
+from dataclasses import dataclass, field
+from typing import IO, NamedTuple, cast
 
 #: The default format (version 2), in its order.
 DEFAULT_FIELDS = (
@@ -31,12 +32,27 @@ FORMAT_FIELD = re.compile(r"\$\{([a-z0-9-]+)\}")
 #: What a CloudWatch Logs export writes before each message: the event's time.
 EXPORT_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+(?:Z|[+-][0-9:]+)?")
 #: Records that carry no flow: nothing was sent in the window, or records were lost (AWS's ``log-status``).
-NO_FLOW = ("NODATA", "SKIPDATA")
+NO_FLOW_STATUSES = ("NODATA", "SKIPDATA")
 GZIP_MAGIC = b"\x1f\x8b"
 
 
 class FormatError(ValueError):
     """A format string or header the tool cannot read."""
+
+
+class Positions(NamedTuple):
+    """Where the fields the tool reads sit in a record (-1: not in the format)."""
+
+    src: int
+    dst: int
+    pkt_src: int
+    pkt_dst: int
+    src_port: int
+    dst_port: int
+    protocol: int
+    start: int
+    end: int
+    status: int
 
 
 @dataclass(frozen=True)
@@ -53,9 +69,12 @@ class Layout:
             raise FormatError(f"the format has no {' or '.join(missing)}: nothing to annotate")
         if "start" not in self.fields and "end" not in self.fields:
             raise FormatError("the format has neither start nor end: no time to ask about")
+        names = ("srcaddr", "dstaddr", "pkt-srcaddr", "pkt-dstaddr", "srcport", "dstport", "protocol", "start", "end",
+                 "log-status")  # fmt: skip
+        found = Positions(*(self.fields.index(name) if name in self.fields else -1 for name in names))
+        object.__setattr__(self, "positions", found)
 
-    def index(self, name: str) -> int:
-        return self.fields.index(name) if name in self.fields else -1
+    positions: Positions = field(init=False, repr=False, compare=False)
 
 
 def parse_format(text: str) -> tuple[str, ...]:
@@ -97,14 +116,14 @@ def split_record(line: str, width: int) -> tuple[str, list[str]] | None:
     return None
 
 
-def open_input(raw: BinaryIO) -> Iterator[str]:
+def open_input(raw: io.BufferedReader) -> Iterator[str]:
     """The lines of ``raw``, gunzipped when it starts with gzip's magic bytes, without their line ends. ``raw`` stays
     open: whoever opened it closes it."""
-    buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[arg-type]
-    stream: BinaryIO = gzip.GzipFile(fileobj=buffered) if buffered.peek(2)[:2] == GZIP_MAGIC else buffered
-    lines = io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline=None)  # type: ignore[type-var]
+    stream = cast(IO[bytes], gzip.GzipFile(fileobj=raw) if raw.peek(2)[:2] == GZIP_MAGIC else raw)
+    lines = io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline=None)
     try:
         for line in lines:
             yield line.rstrip("\n")
     finally:
-        lines.detach()
+        with suppress(ValueError):  # already closed by whoever opened ``raw``, when an error ended the reading
+            lines.detach()

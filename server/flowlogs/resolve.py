@@ -4,12 +4,12 @@ time and port matched against their intervals here, so that a cached answer is e
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import requests
 
@@ -27,13 +27,52 @@ class ServerError(Exception):
     """The server could not be asked, or refused the whole request."""
 
 
-@dataclass(frozen=True)
-class Side:
-    """One end of a flow as resolved: the holders' fields (several joined with ``,`` when holdings overlap), or why
-    there is none."""
+class Side(NamedTuple):
+    """One end of a flow as resolved: the holders' fields (several joined with ``,`` when holdings overlap) as a
+    map and as the words a record gets, or why there is none."""
 
     shown: dict[str, str] | None
+    text: str = " ".join("-" for _ in SHOWN)
     why: str = ""
+
+
+class Holder(NamedTuple):
+    """A holding as the resolver matches it: its interval (``until`` OPEN while it holds), how it was held, the
+    (port, protocol) pairs it published there, and its side ready to write."""
+
+    since: str
+    until: str
+    on_task: bool
+    ports: frozenset[tuple[int, str]]
+    side: Side
+
+
+#: Sorts after every time the record writes.
+OPEN = "9999"
+NOBODY = Side(None, why=NO_HOLDER)
+UNPUBLISHED = Side(None, why=NOT_PUBLISHED)
+NO_ADDRESS = Side(None, why="no address in the record")
+NO_FLOW = Side(None)
+
+
+def side_of(holding: dict[str, Any]) -> Side:
+    shown = {name: holding.get(field) or "-" for name, field in SHOWN}
+    return Side(shown, " ".join(shown.values()))
+
+
+def joined(sides: list[Side]) -> Side:
+    """Several holders of one moment: each field's values once, newest first, joined with ``,``."""
+    shown = {name: ",".join(dict.fromkeys(s.shown[name] for s in sides if s.shown)) for name, _ in SHOWN}
+    return Side(shown, " ".join(shown.values()))
+
+
+def holder(holding: dict[str, Any]) -> Holder:
+    on_task = holding["via"] == "task"
+    key = "container_port" if on_task else "host_port"
+    ports = frozenset(
+        (mapping[key], mapping.get("protocol") or "tcp") for mapping in holding.get("ports") or () if mapping.get(key)
+    )
+    return Holder(holding["from"], holding["to"] or OPEN, on_task, ports, side_of(holding))
 
 
 @lru_cache(maxsize=65536)
@@ -58,10 +97,12 @@ class Resolver:
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.timeout = timeout
         self.parallel = parallel
-        self.held: dict[str, list[dict[str, Any]]] = {}
+        self.held: dict[str, list[Holder]] = {}
         #: Addresses the server refused, with its message.
         self.refused: dict[str, str] = {}
         self.requests = 0
+        #: Seconds spent waiting for answers (those of requests in flight together counted once).
+        self.waited = 0.0
         self._session = session
         self._local = threading.local()
         self._pool = ThreadPoolExecutor(parallel) if parallel > 1 else None
@@ -74,11 +115,14 @@ class Resolver:
         """Ask about every address in ``wanted`` not asked about yet."""
         new = [a for a in dict.fromkeys(wanted) if a not in self.held and a not in self.refused]
         batches = [new[i : i + BATCH] for i in range(0, len(new), BATCH)]
-        answered = self._pool.map(self.ask, batches) if self._pool and len(batches) > 1 else map(self.ask, batches)
+        began = time.monotonic()
+        pool = self._pool if len(batches) > 1 else None
+        answered = list(pool.map(self.ask, batches) if pool else map(self.ask, batches))
+        self.waited += time.monotonic() - began
         for batch, answers in zip(batches, answered, strict=True):
             for address, answer in zip(batch, answers, strict=True):
                 if "holdings" in answer:
-                    self.held[address] = answer["holdings"]
+                    self.held[address] = [holder(h) for h in answer["holdings"]]
                 else:
                     self.refused[address] = answer.get("message", "refused")
 
@@ -101,36 +145,25 @@ class Resolver:
 
     def side(self, address: str, port: int | None, protocol: int | None, seconds: int) -> Side:
         """Who held ``address`` at ``seconds`` (since 1970) for a flow on ``port``."""
-        if address in self.refused:
-            return Side(None, f"refused by the server: {self.refused[address]}")
-        holdings = self.held.get(address)
-        if not holdings:
-            return Side(None, NO_HOLDER)
+        holders = self.held.get(address)
+        if not holders:
+            if address in self.refused:
+                return Side(None, why=f"refused by the server: {self.refused[address]}")
+            return NOBODY
         moment = stored_time(seconds)
-        now = [h for h in holdings if h["from"] <= moment and (h["to"] is None or moment <= h["to"])]
+        now = [h for h in holders if h.since <= moment <= h.until]
+        if len(now) == 1 and now[0].on_task:  # nearly always: one task's own address
+            return now[0].side
         if not now:
-            return Side(None, NO_HOLDER)
-        on_task = [h for h in now if h["via"] == "task"]
+            return NOBODY
         # On an instance address only the port says whose the flow was (its host port); a task's address is the
         # task's on every port, and the port (its container port) only says which of its containers.
-        published = [h for h in now if publishes(h, port, protocol)]
+        wanted = (port, PROTOCOLS.get(protocol, "")) if protocol is not None else None
+        published = [h for h in now if port is not None and (wanted in h.ports if wanted else port in dict(h.ports))]
+        on_task = [h for h in now if h.on_task]
         chosen = [h for h in on_task if h in published] or on_task or published
         if not chosen:
-            return Side(None, NOT_PUBLISHED)
-        return Side({shown: joined(chosen, field) for shown, field in SHOWN})
-
-
-def publishes(holding: dict[str, Any], port: int | None, protocol: int | None) -> bool:
-    if port is None:
-        return False
-    key = "container_port" if holding["via"] == "task" else "host_port"
-    wanted = PROTOCOLS.get(protocol) if protocol is not None else None
-    return any(
-        mapping.get(key) == port and (wanted is None or mapping.get("protocol", "tcp") == wanted)
-        for mapping in holding.get("ports") or ()
-    )
-
-
-def joined(holdings: list[dict[str, Any]], field: str) -> str:
-    """The holders' values of ``field``, each once, newest first; ``-`` when none has one."""
-    return ",".join(dict.fromkeys(h.get(field) or "-" for h in holdings)) or "-"
+            return UNPUBLISHED
+        if len(chosen) == 1:
+            return chosen[0].side
+        return joined([h.side for h in chosen])
