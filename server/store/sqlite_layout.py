@@ -16,10 +16,11 @@ import zlib
 from collections.abc import Iterable, Mapping, Sequence
 
 from server import liveness, records
+from server.store import sqlite_addresses
 from server.store.base import Event, Record
 
 #: Bumped when the layout changes; older files are converted when opened.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 #: The indexes whose definition changed in SCHEMA_VERSION 4: files of version 3 rebuild just these.
 REBUILT_IN_4 = ("containers_by_service", "containers_running")
 
@@ -175,6 +176,8 @@ class ReportPlan:
             if record.get("known_status") != "STOPPED" and not records.seen_since(record, moment):
                 changed[container_id], stop = records.vanished(record, moment)
                 self.events += [e for e in stop if (container_id, e["event"], e["from"], e["to"]) not in named]
+        #: The address index's entries to delete and insert (``sqlite_addresses``).
+        self.index = sqlite_addresses.changes((before.get(cid), r) for cid, r in changed.items())
         self.inserts = [row_of(r) for r in changed.values() if r["container_id"] not in stored]
         self.updates = [row_of(r) for r in changed.values() if r["container_id"] in stored]
 
@@ -211,4 +214,15 @@ def migrate(conn: sqlite3.Connection) -> None:
         for (stored,) in conn.execute("SELECT record FROM containers_v1").fetchall():
             conn.execute(INSERT, row_of(decode_record(stored)))
         conn.execute("DROP TABLE containers_v1")
+    index_addresses(conn, bool(exists) and version < 6)
     conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+
+def index_addresses(conn: sqlite3.Connection, populate: bool) -> None:
+    """Create the address index (layout 6); for a file of an older layout, fill it from the records on file."""
+    conn.execute(sqlite_addresses.SCHEMA)
+    if not populate:
+        return
+    stored = conn.execute("SELECT record FROM containers")
+    while batch := stored.fetchmany(1000):
+        sqlite_addresses.update(conn, ((None, decode_record(record)) for (record,) in batch))
