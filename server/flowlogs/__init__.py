@@ -143,7 +143,10 @@ class Annotator:
         return Flow(line, values, ends, protocol, seconds)
 
     def flush(self, layout: Layout, flows: list[Flow]) -> None:
-        self.resolver.learn(a for f in flows if f.ends for a, _ in f.ends if a != "-")
+        resolver = self.resolver
+        resolver.learn(a for f in flows if f.ends for a, _ in f.ends if a != "-")
+        if resolver.cut:
+            resolver.learn_moments((a, f.seconds) for f in flows if f.ends for a, _ in f.ends if a in resolver.cut)
         side, unresolved, written = self.resolver.side, self.summary.unresolved, []
         for flow in flows:
             if flow.ends is None:

@@ -15,6 +15,9 @@ import requests
 
 #: The most questions one request may ask (the server's ``MAX_QUESTIONS``).
 BATCH = 1000
+#: The most holdings the server reads for one question (``server.addresses.LIMIT``): an address with this many may
+#: have older holders the answer left out, so its flows are asked about one moment at a time.
+CUT = 200
 #: What a side of a flow shows, and the holding fields they come from.
 SHOWN = (("task", "task_id"), ("container", "container_name"), ("service", "service_name"), ("cluster", "cluster_name"))
 #: IANA protocol numbers of the protocols a port mapping names.
@@ -98,6 +101,9 @@ class Resolver:
         self.timeout = timeout
         self.parallel = parallel
         self.held: dict[str, list[Holder]] = {}
+        #: Addresses whose answer may have left older holders out, and their holders asked moment by moment.
+        self.cut: set[str] = set()
+        self.at_moment: dict[tuple[str, int], list[Holder]] = {}
         #: Addresses the server refused, with its message.
         self.refused: dict[str, str] = {}
         self.requests = 0
@@ -112,27 +118,38 @@ class Resolver:
             self._pool.shutdown()
 
     def learn(self, wanted: Iterable[str]) -> None:
-        """Ask about every address in ``wanted`` not asked about yet."""
+        """Ask about every address in ``wanted`` not asked about yet: all its holdings."""
         new = [a for a in dict.fromkeys(wanted) if a not in self.held and a not in self.refused]
-        batches = [new[i : i + BATCH] for i in range(0, len(new), BATCH)]
+        for address, answer in zip(new, self.answers([{"address": a} for a in new]), strict=True):
+            if "holdings" in answer:
+                self.held[address] = [holder(h) for h in answer["holdings"]]
+                if len(answer["holdings"]) >= CUT:
+                    self.cut.add(address)
+            else:
+                self.refused[address] = answer.get("message", "refused")
+
+    def learn_moments(self, wanted: Iterable[tuple[str, int]]) -> None:
+        """Ask about the (address, seconds) in ``wanted`` whose address's answer was cut: its holders then."""
+        new = [w for w in dict.fromkeys(wanted) if w[0] in self.cut and w not in self.at_moment]
+        questions = [{"address": address, "at": seconds} for address, seconds in new]
+        for asked, answer in zip(new, self.answers(questions), strict=True):
+            self.at_moment[asked] = [holder(h) for h in answer.get("holdings", ())]
+
+    def answers(self, questions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The server's answers to ``questions``, in order: BATCH a request, ``parallel`` requests at once."""
+        batches = [questions[i : i + BATCH] for i in range(0, len(questions), BATCH)]
         began = time.monotonic()
         pool = self._pool if len(batches) > 1 else None
         answered = list(pool.map(self.ask, batches) if pool else map(self.ask, batches))
         self.waited += time.monotonic() - began
-        for batch, answers in zip(batches, answered, strict=True):
-            for address, answer in zip(batch, answers, strict=True):
-                if "holdings" in answer:
-                    self.held[address] = [holder(h) for h in answer["holdings"]]
-                else:
-                    self.refused[address] = answer.get("message", "refused")
+        return [answer for answers in answered for answer in answers]
 
-    def ask(self, batch: list[str]) -> list[dict[str, Any]]:
+    def ask(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
         session = getattr(self._local, "session", None)
         if session is None:
             session = self._local.session = self._session()
-        body = {"questions": [{"address": address} for address in batch]}
         try:
-            response = session.post(self.url, json=body, headers=self.headers, timeout=self.timeout)
+            response = session.post(self.url, json={"questions": batch}, headers=self.headers, timeout=self.timeout)
         except requests.RequestException as exc:
             raise ServerError(f"cannot ask {self.url}: {exc}") from None
         self.requests += 1
@@ -145,13 +162,13 @@ class Resolver:
 
     def side(self, address: str, port: int | None, protocol: int | None, seconds: int) -> Side:
         """Who held ``address`` at ``seconds`` (since 1970) for a flow on ``port``."""
-        holders = self.held.get(address)
+        holders = self.at_moment.get((address, seconds)) if address in self.cut else self.held.get(address)
         if not holders:
             if address in self.refused:
                 return Side(None, why=f"refused by the server: {self.refused[address]}")
             return NOBODY
         moment = stored_time(seconds)
-        now = [h for h in holders if h.since <= moment <= h.until]
+        now = [h for h in holders if h.since <= moment < h.until]  # half-open: at its stop it is no longer theirs
         if len(now) == 1 and now[0].on_task:  # nearly always: one task's own address
             return now[0].side
         if not now:

@@ -290,3 +290,15 @@ def test_the_command_annotates_against_a_real_server(tmp_path):
     assert "skipped 1 NODATA records (no flow to resolve)" in summary
     assert "  <stdin>:11: expected 14 fields, got 6" in summary
     assert "\r" not in ran.stderr.decode()  # no progress: standard error is not a terminal
+
+
+def test_an_address_whose_answer_may_be_cut_is_asked_moment_by_moment(resolver, monkeypatch):
+    from server import addresses
+    from server.flowlogs import resolve
+
+    assert resolve.CUT == addresses.LIMIT
+    monkeypatch.setattr(resolve, "CUT", 2)  # 10.0.3.17 has had two holders: as if older ones could be missing
+    lines, _ = annotate(resolver, SAMPLES / "default.log")
+    assert [line.split(" ", 14)[14] for line in lines] == DEFAULT_EXPECTED
+    assert "10.0.3.17" in resolver.cut and ("10.0.3.17", 1795249800) in resolver.at_moment
+    assert resolver.requests == 2  # every address, then the cut one's moments in one more request
