@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import random
+import resource
 import subprocess
 import sys
 import tempfile
@@ -90,6 +91,12 @@ def generate(path: Path, records: int, containers: int, seed: int = 7) -> None:
             )
 
 
+def children_cpu() -> float:
+    """CPU seconds (user and system) of the child processes that ended so far."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--containers", type=int, default=100_000)
@@ -113,13 +120,17 @@ def main() -> None:
             ECS_ID_MAPPER_CONTAINER_INSTANCES="false",
             ECS_ID_MAPPER_LOG_LEVEL="WARNING",
         )
+        figures["load_average_before"] = os.getloadavg()[0]
+        server_cpu = children_cpu()
         with Served("server", env, workdir / "server.log") as server:
             command = [sys.executable, "-m", "server.flowlogs", "--server", server.url, "--token", READ_TOKEN,
                        "--parallel", str(args.parallel), str(records)]  # fmt: skip
             with open(workdir / "annotated.log", "wb") as out:
-                began = time.perf_counter()
+                began, tool_cpu = time.perf_counter(), children_cpu()
                 ran = subprocess.run(command, cwd=ROOT, stdout=out, stderr=subprocess.PIPE, env=env, check=False)
-                seconds = time.perf_counter() - began
+                seconds, tool_cpu = time.perf_counter() - began, children_cpu() - tool_cpu
+        # gunicorn's workers are waited for by its master, and the master by us: their CPU is counted once it exits.
+        server_cpu = children_cpu() - server_cpu - tool_cpu
         if ran.returncode:
             sys.exit(f"the annotator failed: {ran.stderr.decode()[-2000:]}")
         with open(workdir / "annotated.log", "rb") as written:
@@ -132,10 +143,18 @@ def main() -> None:
             seconds=round(seconds, 2),
             records_per_second=round(rate),
             target_records_per_second=TARGET,
+            tool_cpu_seconds=round(tool_cpu, 1),
+            server_cpu_seconds=round(server_cpu, 1),
+            load_average_after=os.getloadavg()[0],
             summary=ran.stderr.decode().splitlines(),
         )
     verdict = "ok" if rate >= TARGET else "MISSED"
     print(f"{'flow-log records annotated/s':<40}{rate:>12,.0f}   target >= {TARGET:,}  {verdict}")
+    print(f"{'CPU seconds: the tool, the server':<40}{tool_cpu:>12.1f}{server_cpu:>8.1f}")
+    per_cpu = args.records / max(tool_cpu + server_cpu, 1e-9)
+    print(f"{'records per CPU second (tool + server)':<40}{per_cpu:>12,.0f}")
+    loads = figures["load_average_before"], figures["load_average_after"]
+    print(f"{'load average before and after':<40}{loads[0]:>12.1f}{loads[1]:>8.1f}   (other work on the machine)")
     for line in figures["summary"]:
         print(f"  {line}")
     print(json.dumps(figures))

@@ -8,6 +8,7 @@ annotator (``server.flowlogs``).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -24,6 +25,7 @@ from server.address_questions import (
     question,
 )
 from server.errors import ApiError
+from server.records import utc_now
 from server.respond import text
 from server.state import state
 from server.store import Store
@@ -70,7 +72,7 @@ def who_held(address: str) -> Response:
     at = optional_at()
     written_port = request.args.get("port")
     port = None if written_port is None else port_number(written_port, "port")
-    found = addresses.holdings(state().store, where, at, port)
+    found = addresses.holdings(state().store, where, at, port, leases=state().leases.current())
     on_port = f" on port {port}" if port is not None else ""
     return answer(
         found, {"address": where, "at": at, "port": port}, f"nobody on record held {where}{on_port}{when_said(at)}"
@@ -81,7 +83,7 @@ def who_held(address: str) -> Response:
 def on_host(instance_id: str) -> Response:
     instance = ids.instance_id(instance_id)
     at = optional_at()
-    found = addresses.on_host(state().store, instance, at)
+    found = addresses.on_host(state().store, instance, at, leases=state().leases.current())
     return answer(found, {"instance_id": instance, "at": at}, f"nothing on record ran on {instance}{when_said(at)}")
 
 
@@ -96,16 +98,19 @@ def who_held_each() -> Response:
         raise ApiError(
             f"{len(questions)} questions in one request; at most {MAX_QUESTIONS}: split them over several", 413
         )
-    store = state().store
-    return jsonify({"answers": [one_answer(store, asked, f"$.questions[{n}]") for n, asked in enumerate(questions)]})
+    # One reading of the hosts' leases and of the clock for every question, as for one.
+    store, leases, now = state().store, state().leases.current(), utc_now()
+    return jsonify(
+        {"answers": [one_answer(store, asked, f"$.questions[{n}]", leases, now) for n, asked in enumerate(questions)]}
+    )
 
 
-def one_answer(store: Store, asked: Any, path: str) -> dict[str, Any]:
+def one_answer(store: Store, asked: Any, path: str, leases: Mapping[str, str] | None, now: str) -> dict[str, Any]:
     try:
         one: Question = question(asked, path)
     except ValidationError as exc:
         return {"error": "bad_request", "message": str(exc)}
-    found = addresses.holdings(store, one.address, one.at, one.port)
+    found = addresses.holdings(store, one.address, one.at, one.port, leases=leases, now=now)
     return {"address": one.address, "at": one.at, "port": one.port, "holdings": [holding_json(h) for h in found]}
 
 
