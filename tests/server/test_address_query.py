@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from server.address_query import MAX_QUESTIONS
@@ -220,3 +222,16 @@ def test_the_answers_conform_to_the_document(client, held):
     assert "error" in answers["answers"][1]
     assert validator(document, "AddressAnswers").is_valid(answers)
     assert not validator(document, "AddressQuestions").is_valid({"questions": [{"port": 8000}]})
+
+
+def test_a_container_of_a_lost_host_held_the_address_until_its_host_was_lost(make_app, settings):
+    lapsing = make_app({**settings, "host_lease": "0.05"})
+    client = lapsing.test_client()
+    assert client.post("/report/map", json=samples.map_report(awsvpc()), headers=AUTH).status_code == 200
+    state(lapsing).leases.interval = 0
+    time.sleep(0.1)
+    (holding,) = client.get(f"/query/ip/{TASK_ADDRESS}?format=json").get_json()["holdings"]
+    assert holding["to_by"] == "lost" and holding["to"] is not None
+    answers = client.post("/query/ip", json={"questions": [{"address": TASK_ADDRESS}]}).get_json()["answers"]
+    assert answers[0]["holdings"][0]["to_by"] == "lost"
+    assert client.get(f"/query/ip/{TASK_ADDRESS}?at={time.time() + 2:.0f}").status_code == 404  # not theirs since

@@ -8,6 +8,7 @@ import io
 import json
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -304,3 +305,15 @@ def test_an_address_whose_answer_may_be_cut_is_asked_moment_by_moment(resolver, 
     assert [line.split(" ", 14)[14] for line in lines] == DEFAULT_EXPECTED
     assert "10.0.3.17" in resolver.cut and ("10.0.3.17", 1795249800) in resolver.at_moment
     assert resolver.requests == 2  # every address, then the cut one's moments in one more request
+
+
+@pytest.mark.parametrize("module", ["flask", "boto3", "gunicorn"])
+def test_the_console_script_runs_without_the_server_extra(module):
+    from tests.server.test_console_scripts import run_without
+
+    assert tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]["ecs-id-mapper-flowlogs"] == (
+        "server.console_scripts:flowlogs"
+    )
+    ran = run_without(module, "flowlogs")  # no --server: its own usage error, not the extra's message
+    assert ran.returncode == 2 and "--server or ECS_ID_MAPPER_SERVER_URL" in ran.stderr
+    assert "server extra" not in ran.stderr
