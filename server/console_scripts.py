@@ -23,8 +23,9 @@ def feed() -> None:
 
 
 def flowlogs() -> None:
-    """``ecs-id-mapper-flowlogs``: ``python -m server.flowlogs``."""
-    sys.exit(command("ecs-id-mapper-flowlogs", "server.flowlogs")())
+    """``ecs-id-mapper-flowlogs``: ``python -m server.flowlogs``, exiting with its status."""
+    status = command("ecs-id-mapper-flowlogs", "server.flowlogs")()
+    sys.exit(status if isinstance(status, int) else 0)
 
 
 def command(script: str, module: str) -> Callable[[], object]:
