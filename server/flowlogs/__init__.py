@@ -14,8 +14,9 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import IO, TextIO, cast
+from typing import IO, NamedTuple, TextIO, cast
 
 from server.flowlogs.formats import (
     DEFAULT_FIELDS,
@@ -76,17 +77,31 @@ class Flow:
     seconds: int
 
 
+class Chunk(NamedTuple):
+    """Records read, and the server's answers about their addresses on their way."""
+
+    layout: Layout
+    flows: list[Flow]
+    asked: Future[None]
+
+
 class Annotator:
-    """Reads records, resolves their ends in chunks, writes them in order."""
+    """Reads records, resolves their ends in chunks, writes them in order. While the server answers about one
+    chunk, the one before is written and the next read: the server's time and ours overlap."""
 
     def __init__(self, resolver: Resolver, out: TextIO, *, as_json: bool, layout: Layout | None = None):
         self.resolver, self.out, self.as_json = resolver, out, as_json
         self.given = layout
         self.summary = Summary()
+        # One asking thread: each chunk's questions leave out what the chunks before it asked.
+        self.asking = ThreadPoolExecutor(1, thread_name_prefix="asking")
+
+    def close(self) -> None:
+        self.asking.shutdown(cancel_futures=True)
 
     def run(self, name: str, lines: Iterator[str], progress: IO[str] | None = None) -> None:
         layout, pending, first = self.given, [], True
-        started = time.monotonic()
+        started, previous = time.monotonic(), None
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
@@ -105,14 +120,16 @@ class Annotator:
             if flow is not None:
                 pending.append(flow)
             if len(pending) >= CHUNK:
-                self.flush(layout, pending)
+                previous = self.step(previous, layout, pending)
                 pending = []
                 if progress:
                     rate = self.summary.records / max(time.monotonic() - started, 1e-9)
                     progress.write(f"\r{name}: {self.summary.records} records, {rate:,.0f}/s")
                     progress.flush()
         if pending and layout is not None:
-            self.flush(layout, pending)
+            previous = self.step(previous, layout, pending)
+        if previous is not None:
+            self.finish(previous)
         if progress:
             progress.write("\n")
 
@@ -142,11 +159,24 @@ class Annotator:
             return None
         return Flow(line, values, ends, protocol, seconds)
 
-    def flush(self, layout: Layout, flows: list[Flow]) -> None:
+    def step(self, previous: Chunk | None, layout: Layout, flows: list[Flow]) -> Chunk:
+        """Ask about ``flows``; meanwhile write the chunk before."""
+        chunk = Chunk(layout, flows, self.asking.submit(self.ask_about, flows))
+        if previous is not None:
+            self.finish(previous)
+        return chunk
+
+    def finish(self, chunk: Chunk) -> None:
+        chunk.asked.result()  # the server's failure, raised here
+        self.write(chunk.layout, chunk.flows)
+
+    def ask_about(self, flows: list[Flow]) -> None:
         resolver = self.resolver
         resolver.learn(a for f in flows if f.ends for a, _ in f.ends if a != "-")
         if resolver.cut:
             resolver.learn_moments((a, f.seconds) for f in flows if f.ends for a, _ in f.ends if a in resolver.cut)
+
+    def write(self, layout: Layout, flows: list[Flow]) -> None:
         side, unresolved, written = self.resolver.side, self.summary.unresolved, []
         for flow in flows:
             if flow.ends is None:
@@ -240,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ecs-id-mapper-flowlogs: {exc}", file=sys.stderr)
         return 1
     finally:
+        annotator.close()
         resolver.close()
     out.flush()
     for line in annotator.summary.lines():

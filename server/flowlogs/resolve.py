@@ -109,7 +109,7 @@ class Resolver:
         self.requests = 0
         #: Seconds spent waiting for answers (those of requests in flight together counted once).
         self.waited = 0.0
-        self._session = session
+        self.session_factory = session
         self._local = threading.local()
         self._pool = ThreadPoolExecutor(parallel) if parallel > 1 else None
 
@@ -147,7 +147,7 @@ class Resolver:
     def ask(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
         session = getattr(self._local, "session", None)
         if session is None:
-            session = self._local.session = self._session()
+            session = self._local.session = self.session_factory()
         try:
             response = session.post(self.url, json={"questions": batch}, headers=self.headers, timeout=self.timeout)
         except requests.RequestException as exc:

@@ -141,8 +141,11 @@ def resolver(recorded):
 def annotate(resolver, path: Path, *, as_json: bool = False, layout: Layout | None = None):
     out = io.StringIO()
     annotator = Annotator(resolver, out, as_json=as_json, layout=layout)
-    with open(path, "rb") as raw:
-        annotator.run(path.name, open_input(raw))
+    try:
+        with open(path, "rb") as raw:
+            annotator.run(path.name, open_input(raw))
+    finally:
+        annotator.close()
     return out.getvalue().splitlines(), annotator.summary
 
 
@@ -317,3 +320,17 @@ def test_the_console_script_runs_without_the_server_extra(module):
     ran = run_without(module, "flowlogs")  # no --server: its own usage error, not the extra's message
     assert ran.returncode == 2 and "--server or ECS_ID_MAPPER_SERVER_URL" in ran.stderr
     assert "server extra" not in ran.stderr
+
+
+def test_records_come_out_in_order_however_many_chunks_are_in_flight(resolver, monkeypatch):
+    import server.flowlogs
+
+    whole, _ = annotate(resolver, SAMPLES / "default.log")
+    monkeypatch.setattr(server.flowlogs, "CHUNK", 2)
+    fresh = Resolver("http://mapper", TOKEN, session=resolver.session_factory)
+    try:
+        chunked, summary = annotate(fresh, SAMPLES / "default.log")
+    finally:
+        fresh.close()
+    assert chunked == whole and summary.records == 9
+    assert fresh.requests == 4  # each chunk asks only about the addresses new to it
