@@ -37,6 +37,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python -m bench.soak
 	$(BIN)/python -m bench.lease_writes
 	$(BIN)/python -m bench.taskdef_calls
+	$(BIN)/python -m bench.flowlogs
 
 $(VENV)/bin/python:
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ needed"; exit 1; }

@@ -9,6 +9,7 @@ from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
 from server import (
+    address_query,
     auth,
     discovery,
     errors,
@@ -91,10 +92,10 @@ def create_app(
     )
 
     errors.register(app)
-    for module in (query, service_query, report, health, discovery, openapi, exposition):
+    for module in (query, service_query, address_query, report, health, discovery, openapi, exposition):
         app.register_blueprint(module.bp)
     if cfg.read_token:
-        auth.protect_reads(app, (query.bp, service_query.bp, discovery.bp, exposition.bp))
+        auth.protect_reads(app, (query.bp, service_query.bp, address_query.bp, discovery.bp, exposition.bp))
     app.wsgi_app = requestlog.RequestLog(app.wsgi_app)  # type: ignore[method-assign]
     return app
 

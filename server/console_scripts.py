@@ -22,6 +22,12 @@ def feed() -> None:
     command("ecs-id-mapper-feed", "server.feed")()
 
 
+def flowlogs() -> None:
+    """``ecs-id-mapper-flowlogs``: ``python -m server.flowlogs``, exiting with its status."""
+    status = command("ecs-id-mapper-flowlogs", "server.flowlogs")()
+    sys.exit(status if isinstance(status, int) else 0)
+
+
 def command(script: str, module: str) -> Callable[[], object]:
     """The ``main`` of ``module``; exits 1 with one line naming the extra if a module of that extra is missing."""
     try:

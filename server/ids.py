@@ -1,4 +1,4 @@
-"""Parsing the identifiers users type: container IDs (or prefixes) and ECS task IDs.
+"""Parsing the identifiers users type: container IDs (or prefixes), ECS task IDs and EC2 instance IDs.
 
 A container ID is a Docker ID (64 hex) or, on Fargate and ECS Managed Instances, a runtime ID: the task's
 32-hex ID, a dash and a 10-digit number. Either may be given in full or by a prefix of at least 12 characters.
@@ -17,6 +17,8 @@ RUNTIME_ID = re.compile(r"[0-9a-f]{32}-[0-9]{10}")
 CONTAINER_PREFIX = re.compile(r"[0-9a-f]{12,64}|[0-9a-f]{32}-[0-9]{0,10}")
 TASK_ID = re.compile(r"[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 SHORT_ID_LENGTH = 12
+#: An EC2 instance ID: ``i-`` and 8 (older instances) or 17 hex digits.
+INSTANCE_ID = re.compile(r"i-(?:[0-9a-f]{8}|[0-9a-f]{17})")
 
 
 def container_prefix(raw: str) -> str:
@@ -49,3 +51,11 @@ def task_id(raw: str) -> str:
 def task_id_of_arn(arn: str) -> str:
     """The task ID in either ARN form: ``…:task/UUID`` or ``…:task/CLUSTER/ID``."""
     return arn.rsplit("/", 1)[-1].lower()
+
+
+def instance_id(raw: str) -> str:
+    """An EC2 instance ID (``i-`` and 8 or 17 hex digits), lowercased; 400 otherwise."""
+    value = raw.lower()
+    if not INSTANCE_ID.fullmatch(value):
+        raise ApiError(f"instance ID {raw!r} is malformed: expected i- and 8 or 17 hex digits")
+    return value

@@ -12,7 +12,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify
 
 from server import ids, schema
-from server.openapi_parts import ECS_EVENT_SCHEMAS, NO_NUL, TEXT, array, ref
+from server.openapi_parts import ADDRESS_SCHEMAS, ECS_EVENT_SCHEMAS, MOMENT, NO_NUL, PORT, TEXT, array, ref
 from server.records import STATUSES
 from server.requestlog import HEADER as REQUEST_ID_HEADER
 from server.requestlog import SANE_ID
@@ -213,6 +213,7 @@ SCHEMAS: dict[str, Any] = {
         "properties": {"events": array(ref("Event"), schema.MAX_ITEMS)},
     },
     **ECS_EVENT_SCHEMAS,
+    **ADDRESS_SCHEMAS,
     "ReportAnswer": {
         "type": "object",
         "required": ["containers", "events"],
@@ -283,6 +284,21 @@ SCHEMAS: dict[str, Any] = {
 }
 
 CLUSTER = path_parameter("cluster", "an ECS cluster name", ECS_NAME)
+AT = query_parameter("at", "the moment: ISO 8601 (`Z` or an offset) or seconds since 1970; absent: ever", MOMENT)
+FORMAT = query_parameter(
+    "format",
+    "`text` or `json`; absent: JSON when `Accept` prefers it to text",
+    {"type": "string", "enum": ["text", "json"]},
+)
+
+
+def holdings_answer(summary: str, body: str, *parameters: dict[str, Any]) -> dict[str, Any]:
+    """A route answering the holders' task IDs as text, or their holdings as JSON."""
+    route = read(summary, plain("the task IDs, one per line, newest first"), *parameters, AT, FORMAT)
+    route["get"]["responses"]["200"]["content"]["application/json"] = {"schema": ref(body)}
+    return route
+
+
 SERVICE = path_parameter("service", "an ECS service name", ECS_NAME)
 
 PATHS: dict[str, Any] = {
@@ -358,6 +374,31 @@ PATHS: dict[str, Any] = {
     "/query/service/{cluster}/{service}/newrelic": url_answer(
         "the New Relic application of the service", CLUSTER, SERVICE, fails=(400, 401, 403, 404, 409, 502, 503)
     ),
+    "/query/ip/{address}": holdings_answer(
+        "who held an IP address: every holding, newest first",
+        "AddressHoldings",
+        path_parameter("address", "IPv4 or IPv6 (`::ffff:a.b.c.d` is `a.b.c.d`; any case)"),
+        query_parameter("port", "only the holder publishing it: the host port on an instance address", PORT),
+    ),
+    "/query/host/{instance_id}": holdings_answer(
+        "what ran on an EC2 instance",
+        "HostHoldings",
+        path_parameter(
+            "instance_id", "an EC2 instance ID", {"type": "string", "pattern": "^i-(?:[0-9a-fA-F]{8}|[0-9a-fA-F]{17})$"}
+        ),
+    ),
+    "/query/ip": {
+        "post": {
+            "summary": "who held each address: many questions at once, each answered or refused on its own",
+            "security": READ_AUTH,
+            "parameters": [REQUEST_ID],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": ref("AddressQuestions")}}},
+            "responses": {
+                "200": json_answer("the answers, in the order asked", ref("AddressAnswers")),
+                **errors(400, 401, 403, 413, 503),
+            },
+        }
+    },
     "/sd/prometheus": read(
         "Prometheus HTTP service discovery: one target group per TCP port of each running container",
         json_answer("target groups", array(ref("TargetGroup"))),

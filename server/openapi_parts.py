@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from server import ecs_events, schema, validation
+from server import address_questions, ecs_events, schema, validation
 
 NO_NUL = "[^\\u0000]*"
 TEXT = {"type": "string", "maxLength": validation.MAX_BYTES, "pattern": f"^{NO_NUL}$"}
@@ -131,4 +131,96 @@ ECS_EVENT_SCHEMAS: dict[str, Any] = {
         "properties": {"privateIpv4Address": nullable(ip_address(4)), "ipv6Address": nullable(ip_address(6))},
     },
     "EcsEvents": {"oneOf": [ref("EcsEvent"), array(ref("EcsEvent"), schema.MAX_ITEMS)]},
+}
+
+ADDRESS = {"anyOf": [ip_address(4), ip_address(6)]}
+#: Times the address routes take: ISO 8601 (``Z``, an offset, or none for UTC) or seconds since 1970.
+MOMENT = {
+    "anyOf": [
+        {"type": "string", "format": "date-time"},
+        {"type": "string", "pattern": f"^{address_questions.EPOCH_SECONDS.pattern}$"},
+        {"type": "number", "minimum": 946684800},
+    ]
+}
+PORT = {"type": "integer", "minimum": 1, "maximum": 65535}
+HELD_TIME = {"type": "string", "format": "date-time"}
+SHOWN_FIELD = {"type": "string"}
+
+ADDRESS_SCHEMAS: dict[str, Any] = {
+    "Holding": {
+        "type": "object",
+        "description": "one container's hold on an address: from when to when (`to` null while it still holds it), "
+        "how each end is known, and whether another holding covers the same moment (`overlap`, never hidden)",
+        "required": ["address", "via", "ports", "from", "from_by", "to", "to_by", "overlap"],
+        "properties": {
+            **dict.fromkeys(address_questions.IDENTIFIERS, SHOWN_FIELD),
+            "address": ADDRESS,
+            "via": {
+                "type": "string",
+                "enum": ["task", "instance"],
+                "description": "`task`: the task's own address (awsvpc); `instance`: the EC2 instance's address, "
+                "the container reached on its host ports",
+            },
+            "ports": array(ref("Port")),
+            "from": HELD_TIME,
+            "from_by": {"type": "string", "description": "how the start is known: `started`, `first_seen`, `event`…"},
+            "to": {"anyOf": [HELD_TIME, {"type": "null"}]},
+            "to_by": {
+                "type": ["string", "null"],
+                "description": "how the end is known: `stopped`, `last_seen`, `lost`, `vanished`…",
+            },
+            "overlap": {"type": "boolean"},
+        },
+    },
+    "AddressHoldings": {
+        "type": "object",
+        "required": ["address", "at", "port", "holdings"],
+        "properties": {
+            "address": ADDRESS,
+            "at": {"anyOf": [HELD_TIME, {"type": "null"}]},
+            "port": {"anyOf": [PORT, {"type": "null"}]},
+            "holdings": array(ref("Holding")),
+        },
+    },
+    "HostHoldings": {
+        "type": "object",
+        "required": ["instance_id", "at", "holdings"],
+        "properties": {
+            "instance_id": {"type": "string"},
+            "at": {"anyOf": [HELD_TIME, {"type": "null"}]},
+            "holdings": array(ref("Holding")),
+        },
+    },
+    "AddressQuestions": {
+        "type": "object",
+        "required": ["questions"],
+        "properties": {
+            "questions": array(
+                {
+                    "type": "object",
+                    "required": ["address"],
+                    "properties": {
+                        "address": {"type": "string", "description": "IPv4 or IPv6, in any spelling it normalises"},
+                        "at": {"anyOf": [MOMENT, {"type": "null"}], "description": "absent or null: ever"},
+                        "port": {"anyOf": [PORT, {"type": "null"}], "description": "absent or null: any"},
+                    },
+                },
+                address_questions.MAX_QUESTIONS,
+            )
+        },
+    },
+    "AddressAnswers": {
+        "type": "object",
+        "required": ["answers"],
+        "properties": {
+            "answers": array(
+                {
+                    "description": "in the order asked: the holdings (none is an empty list), or why the question "
+                    "was refused (the others are answered all the same)",
+                    "oneOf": [ref("AddressHoldings"), ref("Error")],
+                },
+                address_questions.MAX_QUESTIONS,
+            )
+        },
+    },
 }

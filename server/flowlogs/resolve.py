@@ -1,0 +1,186 @@
+"""Who held a flow's addresses: the server's bulk form asked once per address, its holdings kept, and each flow's
+time and port matched against their intervals here, so that a cached answer is exact at every edge of a life."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any, NamedTuple
+
+import requests
+
+#: The most questions one request may ask (the server's ``MAX_QUESTIONS``).
+BATCH = 1000
+#: The most holdings the server reads for one question (``server.addresses.LIMIT``): an address with this many may
+#: have older holders the answer left out, so its flows are asked about one moment at a time.
+CUT = 200
+#: What a side of a flow shows, and the holding fields they come from.
+SHOWN = (("task", "task_id"), ("container", "container_name"), ("service", "service_name"), ("cluster", "cluster_name"))
+#: IANA protocol numbers of the protocols a port mapping names.
+PROTOCOLS = {6: "tcp", 17: "udp"}
+NO_HOLDER = "no holder on record"
+NOT_PUBLISHED = "an instance address, and no container published the port"
+
+
+class ServerError(Exception):
+    """The server could not be asked, or refused the whole request."""
+
+
+class Side(NamedTuple):
+    """One end of a flow as resolved: the holders' fields (several joined with ``,`` when holdings overlap) as a
+    map and as the words a record gets, or why there is none."""
+
+    shown: dict[str, str] | None
+    text: str = " ".join("-" for _ in SHOWN)
+    why: str = ""
+
+
+class Holder(NamedTuple):
+    """A holding as the resolver matches it: its interval (``until`` OPEN while it holds), how it was held, the
+    (port, protocol) pairs it published there, and its side ready to write."""
+
+    since: str
+    until: str
+    on_task: bool
+    ports: frozenset[tuple[int, str]]
+    side: Side
+
+
+#: Sorts after every time the record writes.
+OPEN = "9999"
+NOBODY = Side(None, why=NO_HOLDER)
+UNPUBLISHED = Side(None, why=NOT_PUBLISHED)
+NO_ADDRESS = Side(None, why="no address in the record")
+NO_FLOW = Side(None)
+
+
+def side_of(holding: dict[str, Any]) -> Side:
+    shown = {name: holding.get(field) or "-" for name, field in SHOWN}
+    return Side(shown, " ".join(shown.values()))
+
+
+def joined(sides: list[Side]) -> Side:
+    """Several holders of one moment: each field's values once, newest first, joined with ``,``."""
+    shown = {name: ",".join(dict.fromkeys(s.shown[name] for s in sides if s.shown)) for name, _ in SHOWN}
+    return Side(shown, " ".join(shown.values()))
+
+
+def holder(holding: dict[str, Any]) -> Holder:
+    on_task = holding["via"] == "task"
+    key = "container_port" if on_task else "host_port"
+    ports = frozenset(
+        (mapping[key], mapping.get("protocol") or "tcp") for mapping in holding.get("ports") or () if mapping.get(key)
+    )
+    return Holder(holding["from"], holding["to"] or OPEN, on_task, ports, side_of(holding))
+
+
+@lru_cache(maxsize=65536)
+def stored_time(seconds: int) -> str:
+    """Seconds since 1970 in the record's time format, which sorts as times do."""
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+class Resolver:
+    """Asks ``server`` (its base URL) about addresses in batches over keep-alive sessions, one per thread."""
+
+    def __init__(
+        self,
+        server: str,
+        token: str = "",
+        *,
+        parallel: int = 2,
+        timeout: float = 60.0,
+        session: Callable[[], requests.Session] = requests.Session,
+    ):
+        self.url = server.rstrip("/") + "/query/ip"
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.timeout = timeout
+        self.parallel = parallel
+        self.held: dict[str, list[Holder]] = {}
+        #: Addresses whose answer may have left older holders out, and their holders asked moment by moment.
+        self.cut: set[str] = set()
+        self.at_moment: dict[tuple[str, int], list[Holder]] = {}
+        #: Addresses the server refused, with its message.
+        self.refused: dict[str, str] = {}
+        self.requests = 0
+        #: Seconds spent waiting for answers (those of requests in flight together counted once).
+        self.waited = 0.0
+        self.session_factory = session
+        self._local = threading.local()
+        self._pool = ThreadPoolExecutor(parallel) if parallel > 1 else None
+
+    def close(self) -> None:
+        if self._pool:
+            self._pool.shutdown()
+
+    def learn(self, wanted: Iterable[str]) -> None:
+        """Ask about every address in ``wanted`` not asked about yet: all its holdings."""
+        new = [a for a in dict.fromkeys(wanted) if a not in self.held and a not in self.refused]
+        for address, answer in zip(new, self.answers([{"address": a} for a in new]), strict=True):
+            if "holdings" in answer:
+                self.held[address] = [holder(h) for h in answer["holdings"]]
+                if len(answer["holdings"]) >= CUT:
+                    self.cut.add(address)
+            else:
+                self.refused[address] = answer.get("message", "refused")
+
+    def learn_moments(self, wanted: Iterable[tuple[str, int]]) -> None:
+        """Ask about the (address, seconds) in ``wanted`` whose address's answer was cut: its holders then."""
+        new = [w for w in dict.fromkeys(wanted) if w[0] in self.cut and w not in self.at_moment]
+        questions = [{"address": address, "at": seconds} for address, seconds in new]
+        for asked, answer in zip(new, self.answers(questions), strict=True):
+            self.at_moment[asked] = [holder(h) for h in answer.get("holdings", ())]
+
+    def answers(self, questions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The server's answers to ``questions``, in order: BATCH a request, ``parallel`` requests at once."""
+        batches = [questions[i : i + BATCH] for i in range(0, len(questions), BATCH)]
+        began = time.monotonic()
+        pool = self._pool if len(batches) > 1 else None
+        answered = list(pool.map(self.ask, batches) if pool else map(self.ask, batches))
+        self.waited += time.monotonic() - began
+        return [answer for answers in answered for answer in answers]
+
+    def ask(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = self.session_factory()
+        try:
+            response = session.post(self.url, json={"questions": batch}, headers=self.headers, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise ServerError(f"cannot ask {self.url}: {exc}") from None
+        self.requests += 1
+        if response.status_code != 200:
+            raise ServerError(f"{self.url} answered {response.status_code}: {response.text[:200].strip()}")
+        answers: list[dict[str, Any]] = response.json()["answers"]
+        if len(answers) != len(batch):
+            raise ServerError(f"{self.url} answered {len(answers)} of {len(batch)} questions")
+        return answers
+
+    def side(self, address: str, port: int | None, protocol: int | None, seconds: int) -> Side:
+        """Who held ``address`` at ``seconds`` (since 1970) for a flow on ``port``."""
+        holders = self.at_moment.get((address, seconds)) if address in self.cut else self.held.get(address)
+        if not holders:
+            if address in self.refused:
+                return Side(None, why=f"refused by the server: {self.refused[address]}")
+            return NOBODY
+        moment = stored_time(seconds)
+        now = [h for h in holders if h.since <= moment < h.until]  # half-open: at its stop it is no longer theirs
+        if len(now) == 1 and now[0].on_task:  # nearly always: one task's own address
+            return now[0].side
+        if not now:
+            return NOBODY
+        # On an instance address only the port says whose the flow was (its host port); a task's address is the
+        # task's on every port, and the port (its container port) only says which of its containers.
+        wanted = (port, PROTOCOLS.get(protocol, "")) if protocol is not None else None
+        published = [h for h in now if port is not None and (wanted in h.ports if wanted else port in dict(h.ports))]
+        on_task = [h for h in now if h.on_task]
+        chosen = [h for h in on_task if h in published] or on_task or published
+        if not chosen:
+            return UNPUBLISHED
+        if len(chosen) == 1:
+            return chosen[0].side
+        return joined([h.side for h in chosen])
