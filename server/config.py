@@ -67,8 +67,8 @@ class Config:
     #: The SQS queue the ECS event feed (``python -m server.feed``) reads; the server does not use it.
     events_queue_url: str = ""
     #: The bound on a token's map reports (server.rate_limit): a minute's allowance for each host it reports for,
-    #: over at most this many hosts; 0 turns it off. An agent sends at most 10 reports in a 5-second poll.
-    reports_per_host_minute: float = 120.0
+    #: over at most this many hosts; 0 turns it off. An agent sends one report a poll (10 while draining a backlog).
+    reports_per_host_minute: float = 600.0
     hosts_per_token: int = 10_000
     #: Links added by ``ECS_ID_MAPPER_LINK_<NAME>=TEMPLATE``: lower-case name → template.
     links: Mapping[str, str] = field(default_factory=dict)

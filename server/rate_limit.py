@@ -2,7 +2,7 @@
 Retry-After. Kept per server process, so only approximate across workers and replicas.
 
 The bound: each host a token reported for within the last ten minutes allows ECS_ID_MAPPER_REPORTS_PER_HOST_MINUTE
-reports a minute (an agent sends one per 5-second poll at most, ten per poll while it drains a backlog), and a
+reports a minute (600; an agent sends one a poll, every 5 s by default, ten a poll while it drains a backlog), and a
 token counts at most ECS_ID_MAPPER_HOSTS_PER_TOKEN hosts, so hosts made up in its reports cannot raise it without
 end. A token bucket per token name holds up to one minute's allowance, so a burst the size of a minute's is taken
 at once. Tokens are told apart by ``flask.g.token_name``, which authentication sets; reports sent without a named
