@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import logging
+import os
 import ssl
 import threading
 from collections.abc import Iterator
@@ -176,3 +177,59 @@ def test_the_bundle_goes_on_the_session_the_reports_use(private_ca):
     # requests lets REQUESTS_CA_BUNDLE override Session.verify: the adapter holds the bundle whatever the environment.
     assert session.get_adapter("https://mapper.example.com").bundle == str(private_ca["bundle"])
     assert not hasattr(session.get_adapter("http://127.0.0.1:51678"), "bundle")
+
+
+@pytest.mark.slow
+def test_the_agent_process_reports_to_gunicorn_over_https(tmp_path, private_ca, ecs_host):
+    """``python -m agent`` with ECS_ID_MAPPER_CA_BUNDLE, against gunicorn serving the app with TLS."""
+    import subprocess
+    import sys
+
+    from tests.support import ROOT, AgentProcess, eventually, free_port
+
+    port = free_port()
+    url = f"https://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "ECS_ID_MAPPER_STORE": f"sqlite:///{tmp_path}/mapper.sqlite3",
+        "ECS_ID_MAPPER_TOKEN": TOKEN,
+        "ECS_ID_MAPPER_SERVICE_NAMES": "false",
+        "ECS_ID_MAPPER_TASK_DEFINITIONS": "false",
+        "ECS_ID_MAPPER_CONTAINER_INSTANCES": "false",
+    }
+    command = [
+        sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1",
+        "--certfile", str(private_ca["cert"]), "--keyfile", str(private_ca["key"]), "server:create_app()",
+    ]  # fmt: skip
+    with open(tmp_path / "server.log", "wb") as log:
+        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    verify = str(private_ca["bundle"])
+
+    def health() -> bool:
+        try:
+            return requests.get(f"{url}/health", timeout=2, verify=verify).status_code == 200
+        except (requests.ConnectionError, requests.Timeout):  # not listening yet, or its worker still booting
+            assert server.poll() is None, (tmp_path / "server.log").read_text()
+            return False
+
+    running = ecs_host.host.start_task()
+    ecs_host.host.advance(running, "running")
+    container_id = running.containers[0].docker_id
+    trusting = AgentProcess(url, ecs_host, TOKEN, tmp_path / "trusting.log", ca_bundle=verify)
+    doubting = AgentProcess(url, ecs_host, TOKEN, tmp_path / "doubting.log")
+    try:
+        eventually(health, "gunicorn to answer over HTTPS")
+        doubting.start()
+        eventually(lambda: "CERTIFICATE_VERIFY_FAILED" in doubting.log(), "the agent without the bundle to refuse")
+        assert requests.get(f"{url}/query/container_id/{container_id}", verify=verify, timeout=5).status_code == 404
+        trusting.start()
+        eventually(
+            lambda: requests.get(f"{url}/query/container_id/{container_id}", verify=verify, timeout=5).ok,
+            "the agent with the bundle to report",
+        )
+    finally:
+        for agent in (trusting, doubting):
+            if agent.process is not None:
+                agent.stop()
+        server.terminate()
+        server.wait(15)
