@@ -35,6 +35,8 @@ class Config:
     log_level: str = "INFO"
     log_format: str = "text"
     metrics_address: tuple[str, int] | None = None
+    # A PEM file of the CAs that may sign the server's certificate (a private CA), instead of the system's.
+    ca_bundle: str | None = None
     # Not in the environment: fixed choices that tests and the benchmark may override.
     ecs_timeout: tuple[float, float] = (2.0, 10.0)
     imds_timeout: tuple[float, float] = (1.0, 2.0)
@@ -77,6 +79,18 @@ def _spool_dir(name: str, value: str) -> Path:
     if not os.access(path, os.W_OK | os.X_OK):
         raise ConfigError(f"{name}: {value!r} is not writable")
     return path
+
+
+def _ca_bundle(name: str, value: str) -> str:
+    """A readable PEM file with at least one certificate: checked at start, so a wrong path is not a TLS error
+    on every report later."""
+    try:
+        text = Path(value).read_text(encoding="ascii", errors="replace")
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read {value!r}: {exc.strerror}") from None
+    if "-----BEGIN CERTIFICATE-----" not in text:
+        raise ConfigError(f"{name}: {value!r} holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
+    return value
 
 
 def _address(name: str, value: str) -> tuple[str, int]:
@@ -133,6 +147,8 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
                 f"{PREFIX}LOG_FORMAT: expected one of {', '.join(LOG_FORMATS)}, got {get('LOG_FORMAT')!r}"
             )
         settings["log_format"] = log_format
+    if get("CA_BUNDLE"):
+        settings["ca_bundle"] = _ca_bundle(PREFIX + "CA_BUNDLE", get("CA_BUNDLE"))
     if get("METRICS_PORT"):
         settings["metrics_address"] = _address(PREFIX + "METRICS_PORT", get("METRICS_PORT"))
     return Config(**settings)

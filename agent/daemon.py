@@ -24,6 +24,7 @@ from agent.ecs import EcsAgent, EcsUnavailable, Snapshot
 from agent.imds import FIELDS, ImdsUnavailable, InstanceMetadata
 from agent.outbox import Outbox
 from agent.spool import Spool
+from agent.tls import verify_with
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class Agent:
     ) -> None:
         self.config = config
         session = session or requests.Session()
+        verify_with(session, config.ca_bundle)  # only the server is reached over HTTPS: ECS and IMDS are plain HTTP
         self.clock = clock
         self.now = now
         self.ecs = EcsAgent(session, config.ecs_agent_url, config.ecs_timeout)

@@ -20,6 +20,7 @@ from server import (
     metrics,
     openapi,
     query,
+    rate_limit,
     report,
     requestlog,
     service_query,
@@ -91,6 +92,7 @@ def create_app(
         pruner=None if store.expires_itself or not store.retention else Pruner(store).start(),
     )
 
+    rate_limit.init_app(app, cfg.reports_per_host_minute, cfg.hosts_per_token)
     errors.register(app)
     for module in (query, service_query, address_query, report, health, discovery, openapi, exposition):
         app.register_blueprint(module.bp)

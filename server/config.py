@@ -66,6 +66,10 @@ class Config:
     log_format: str = "text"
     #: The SQS queue the ECS event feed (``python -m server.feed``) reads; the server does not use it.
     events_queue_url: str = ""
+    #: The bound on a token's map reports (server.rate_limit): a minute's allowance for each host it reports for,
+    #: over at most this many hosts; 0 turns it off. An agent sends one report a poll (10 while draining a backlog).
+    reports_per_host_minute: float = 600.0
+    hosts_per_token: int = 10_000
     #: Links added by ``ECS_ID_MAPPER_LINK_<NAME>=TEMPLATE``: lower-case name → template.
     links: Mapping[str, str] = field(default_factory=dict)
 
@@ -167,6 +171,8 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "log_level": _log_level,
     "log_format": _choice(LOG_FORMATS),
     "events_queue_url": _url,
+    "reports_per_host_minute": _not_negative,
+    "hosts_per_token": _positive(int),
 }
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from server import ecs_events, liveness, schema
+from server import ecs_events, liveness, rate_limit, schema
 from server.auth import authorize_report
 from server.errors import ApiError
 from server.metrics import EVENTS_STORED
@@ -45,6 +45,7 @@ def body() -> Any:
 def report_map() -> Response:
     raw = body()
     containers, events, full = schema.map_report(raw)
+    rate_limit.check_report(schema.report_host(raw))  # 429 past the sending token's bound
     app_state = state()
     store = app_state.store
     if app_state.config.task_definitions:

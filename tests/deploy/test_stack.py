@@ -34,10 +34,15 @@ CFN_LINT = Path(sys.executable).with_name("cfn-lint")
 REGION = helpers.REGION
 STACK = "mapper"
 TOKEN = "stack-token"
+DOMAIN = "mapper.internal.example.com"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
-# moto's CloudFormation makes no queue policies; the one the template has is checked as written, below.
-pytestmark = pytest.mark.filterwarnings(r"ignore:Tried to parse AWS..SQS..QueuePolicy")
+# moto's CloudFormation makes no queue or bucket policies; the template's are checked as written, below.
+pytestmark = [
+    pytest.mark.filterwarnings(r"ignore:Tried to parse AWS..SQS..QueuePolicy"),
+    pytest.mark.filterwarnings(r"ignore:Tried to parse AWS..S3..BucketPolicy"),
+    pytest.mark.filterwarnings(r"ignore:Tried to parse AWS..CloudFormation..WaitConditionHandle"),  # no-op in AWS too
+]
 
 
 @pytest.fixture(autouse=True)
@@ -228,7 +233,7 @@ def moto_ecs_takes_every_property(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def account(moto_ecs_takes_every_property) -> Iterator[dict[str, str]]:
     """A moto account with what the stack needs: a VPC with two subnets, the cluster (running one task of service
-    ``web``), the token as a secret. Its stack parameters, but the store's."""
+    ``web``), the token as a secret, a certificate for the server's name. Its stack parameters, but the store's."""
     with mock_aws():
         ec2 = boto3.client("ec2", region_name=REGION)
         vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
@@ -240,6 +245,7 @@ def account(moto_ecs_takes_every_property) -> Iterator[dict[str, str]]:
         secret = boto3.client("secretsmanager", region_name=REGION).create_secret(
             Name="ecs-id-mapper/token", SecretString=TOKEN
         )["ARN"]
+        certificate = boto3.client("acm", region_name=REGION).request_certificate(DomainName=DOMAIN)["CertificateArn"]
         yield {
             "ClusterName": helpers.CLUSTER,
             "VpcId": vpc,
@@ -248,6 +254,8 @@ def account(moto_ecs_takes_every_property) -> Iterator[dict[str, str]]:
             "ServerImage": "123456789012.dkr.ecr.eu-central-1.amazonaws.com/ecs-id-mapper-server:1.0",
             "AgentImage": "123456789012.dkr.ecr.eu-central-1.amazonaws.com/ecs-id-mapper-agent:1.0",
             "TokenArn": secret,
+            "DomainName": DOMAIN,
+            "CertificateArn": certificate,
             "task_arn": task_arn,
         }
 
@@ -295,7 +303,7 @@ def role_policy(role: str) -> list[dict]:
         document = iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
         if isinstance(document, str):  # moto keeps what its CloudFormation was given as Python's repr of a dict
             document = ast.literal_eval(document)
-        statements += document["Statement"]
+        statements += [s for s in document["Statement"] if s is not None]  # moto keeps an AWS::NoValue as None
     return statements
 
 
@@ -339,9 +347,27 @@ def test_the_server_is_replicated_behind_a_load_balancer_that_checks_health(depl
     (group,) = elbv2.describe_target_groups(TargetGroupArns=[balanced["targetGroupArn"]])["TargetGroups"]
     assert (group["HealthCheckPath"], group["Port"], group["TargetType"]) == ("/health", 5001, "ip")
     (balancer,) = elbv2.describe_load_balancers()["LoadBalancers"]
-    assert deployed["outputs"]["Url"] == f"http://{balancer['DNSName']}"
-    (listener,) = elbv2.describe_listeners(LoadBalancerArn=balancer["LoadBalancerArn"])["Listeners"]
-    assert listener["DefaultActions"][0]["TargetGroupArn"] == group["TargetGroupArn"]
+    assert deployed["outputs"]["Url"] == f"https://{DOMAIN}"
+    assert deployed["outputs"]["LoadBalancerDnsName"] == balancer["DNSName"]
+    listeners = elbv2.describe_listeners(LoadBalancerArn=balancer["LoadBalancerArn"])["Listeners"]
+    https = next(listener for listener in listeners if listener["Protocol"] == "HTTPS")
+    assert https["DefaultActions"][0]["TargetGroupArn"] == group["TargetGroupArn"]
+
+
+def test_the_load_balancer_speaks_tls_only_and_plain_http_redirects(deployed):
+    elbv2 = boto3.client("elbv2", region_name=REGION)
+    (balancer,) = elbv2.describe_load_balancers()["LoadBalancers"]
+    listeners = {
+        listener["Port"]: listener
+        for listener in elbv2.describe_listeners(LoadBalancerArn=balancer["LoadBalancerArn"])["Listeners"]
+    }
+    assert set(listeners) == {443, 80}
+    https, http = listeners[443], listeners[80]
+    assert (https["Protocol"], https["SslPolicy"]) == ("HTTPS", "ELBSecurityPolicy-TLS13-1-2-2021-06")
+    assert [c["CertificateArn"] for c in https["Certificates"]] == [deployed["parameters"]["CertificateArn"]]
+    (redirect,) = http["DefaultActions"]
+    assert redirect["Type"] == "redirect"
+    assert (redirect["RedirectConfig"]["Protocol"], redirect["RedirectConfig"]["Port"]) == ("HTTPS", "443")
 
 
 def test_ecs_reads_only_the_one_token_secret(deployed):
@@ -350,6 +376,65 @@ def test_ecs_reads_only_the_one_token_secret(deployed):
     secret_reads = [s for s in statements if "secretsmanager:GetSecretValue" in actions([s])]
     assert [s["Resource"] for s in secret_reads] == [deployed["parameters"]["TokenArn"]]
     assert not any(a.startswith(("sdb:", "ecs:", "dynamodb:")) for a in actions(statements))
+
+
+def test_the_clusters_agents_report_with_the_clusters_own_token(account):
+    """A token per cluster: the agents get the cluster's secret, the server keeps its own, ECS may read just both."""
+    agents_token = boto3.client("secretsmanager", region_name=REGION).create_secret(
+        Name=f"ecs-id-mapper/report/{helpers.CLUSTER}", SecretString="the-clusters-token"
+    )["ARN"]
+    deployed = deploy(account, StoreUrl=f"dynamodb://mapper?region={REGION}", AgentTokenArn=agents_token)
+    (agent,) = task_definition(f"{STACK}-agent")["containerDefinitions"]
+    assert agent["secrets"] == [{"name": "ECS_ID_MAPPER_TOKEN", "valueFrom": agents_token}]
+    (server,) = task_definition(f"{STACK}-server")["containerDefinitions"]
+    assert server["secrets"] == [{"name": "ECS_ID_MAPPER_TOKEN", "valueFrom": account["TokenArn"]}]
+    statements = role_policy(deployed["resources"]["ExecutionRole"])
+    secret_reads = [s for s in statements if "secretsmanager:GetSecretValue" in actions([s])]
+    assert sorted(s["Resource"] for s in secret_reads) == sorted([account["TokenArn"], agents_token])
+
+
+def test_access_logs_go_to_a_bucket_only_the_load_balancer_writes():
+    """The template as written: moto's CloudFormation keeps neither load balancer attributes nor bucket policies."""
+    from cfnlint.decode import decode
+
+    template, problems = decode(str(TEMPLATE))
+    assert not problems
+    resources = template["Resources"]
+    attributes = {a["Key"]: a["Value"] for a in resources["LoadBalancer"]["Properties"]["LoadBalancerAttributes"]}
+    assert attributes["routing.http.drop_invalid_header_fields.enabled"] == "true"
+    assert attributes["access_logs.s3.enabled"] == "true"
+    assert attributes["access_logs.s3.bucket"] == {
+        "Fn::If": ["MakesAccessLogsBucket", {"Ref": "AccessLogBucket"}, {"Ref": "AccessLogsBucket"}]
+    }
+    allow, deny = resources["AccessLogBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert (allow["Principal"], allow["Action"]) == (
+        {"Service": "logdelivery.elasticloadbalancing.amazonaws.com"}, "s3:PutObject",
+    )  # fmt: skip
+    assert allow["Resource"] == {"Fn::Sub": "${AccessLogBucket.Arn}/AWSLogs/${AWS::AccountId}/*"}
+    assert (deny["Effect"], deny["Condition"]) == ("Deny", {"Bool": {"aws:SecureTransport": "false"}})
+    # The load balancer waits for the policy: turning logs on fails while it may not write.
+    assert resources["LoadBalancer"]["DependsOn"] == "AccessLogsReady"
+    assert resources["AccessLogsReady"]["Metadata"]["BucketPolicy"]["Fn::If"][1] == {"Ref": "AccessLogBucketPolicy"}
+
+
+def test_what_the_stack_keeps_at_rest_is_encrypted(deployed):
+    key = deployed["resources"]["DataKey"]
+    kms = boto3.client("kms", region_name=REGION)
+    assert kms.get_key_rotation_status(KeyId=key)["KeyRotationEnabled"]
+    from cfnlint.decode import decode
+
+    # As written: moto's CloudFormation makes log groups and tables without their key.
+    template, _ = decode(str(TEMPLATE))
+    groups = [r for r in template["Resources"].values() if r["Type"] == "AWS::Logs::LogGroup"]
+    assert len(groups) == 3
+    assert all(group["Properties"]["KmsKeyId"] == {"Fn::GetAtt": ["DataKey", "Arn"]} for group in groups)
+    assert template["Resources"]["Table"]["Properties"]["SSESpecification"] == {
+        "SSEEnabled": True, "SSEType": "KMS", "KMSMasterKeyId": {"Fn::GetAtt": ["DataKey", "Arn"]},
+    }  # fmt: skip
+    sqs = boto3.client("sqs", region_name=REGION)
+    for queue in ("EventsQueue", "EventsDeadLetterQueue"):
+        attributes = sqs.get_queue_attributes(QueueUrl=deployed["resources"][queue], AttributeNames=["All"])
+        assert attributes["Attributes"]["SqsManagedSseEnabled"] == "true", queue
 
 
 @pytest.mark.parametrize(
