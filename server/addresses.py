@@ -69,6 +69,17 @@ def normalise(text: str) -> str:
     return canonical
 
 
+def moment(at: str | None) -> str | None:
+    """``at`` (an ISO 8601 time; UTC when it names no offset) in the stored format, None for None; refused
+    (``ValidationError``) when it names no moment from the year 2000 on."""
+    if at is None:
+        return None
+    stored = address_index.moment(at) if isinstance(at, str) and len(at) <= 64 else ""
+    if not stored:
+        raise ValidationError("at", f"expected an ISO 8601 time (from the year 2000 on), got {str(at)[:64]!r}")
+    return stored
+
+
 @dataclass(frozen=True)
 class Holding:
     """One record's hold on one address over an interval, and how each end of it is known."""
@@ -122,6 +133,7 @@ def holdings(
     at that moment; with ``port``, only those publishing it (host port on an instance address, container port on
     a task address). ``leases``: the hosts' leases if the caller has them (else read when a record needs them)."""
     key = normalise(address)
+    at = moment(at)
     found = _held(store, store.address_holders(key, at, LIMIT), leases, now, key)
     if port is not None:
         found = [h for h in found if _publishes(h, port)]
@@ -142,6 +154,7 @@ def on_host(
         raise ValidationError(
             "instance_id", f"expected an EC2 instance ID (i- and hex digits), got {instance_id!r:.80}"
         )
+    at = moment(at)
     key = address_index.instance_key(instance_id)
     records_ = store.address_holders(key, at, LIMIT)
     found = [h for h in _held(store, records_, leases, now, None) if address_index.instance_of(h.record) == instance_id]

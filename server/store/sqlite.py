@@ -29,7 +29,7 @@ from pathlib import Path
 
 from server import liveness
 from server.lru import LRU
-from server.store import address_index, sqlite_addresses
+from server.store import sqlite_addresses
 from server.store.base import Event, Record, Store, StoreUnavailable
 from server.store.sqlite_layout import (
     INSERT,
@@ -40,6 +40,7 @@ from server.store.sqlite_layout import (
     ReportPlan,
     decode_record,
     encode_record,
+    index_task_fields,
     migrate,
     row_of,
     rows_with_fields,
@@ -392,21 +393,7 @@ class SQLiteStore(Store):
             if stored != seen:
                 rows = rows_with_fields(stored, fields_by_task)
             conn.executemany(UPDATE, rows)
-            self._index_fields(conn, stored, fields_by_task)
-
-    @staticmethod
-    def _index_fields(
-        conn: sqlite3.Connection, stored: list[tuple[str, bytes | str]], fields_by_task: Mapping[str, Record]
-    ) -> None:
-        """The address index's changes when the stored (task ID, record) pairs gain their task's fields: none
-        for the usual fields (a service name), so the records are decoded again only when a field could move one."""
-        if not any(set(fields).intersection(address_index.FIELDS) for fields in fields_by_task.values()):
-            return
-        pairs = []
-        for task_id, record in stored:
-            old = decode_record(record)
-            pairs.append((old, {**old, **fields_by_task[task_id]}))
-        sqlite_addresses.update(conn, pairs)
+            index_task_fields(conn, stored, fields_by_task)
 
     @staticmethod
     def _of_tasks(conn: sqlite3.Connection, tasks: list[str]) -> list[tuple[str, bytes | str]]:

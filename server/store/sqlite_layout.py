@@ -16,7 +16,7 @@ import zlib
 from collections.abc import Iterable, Mapping, Sequence
 
 from server import liveness, records
-from server.store import sqlite_addresses
+from server.store import address_index, sqlite_addresses
 from server.store.base import Event, Record
 
 #: Bumped when the layout changes; older files are converted when opened.
@@ -129,6 +129,17 @@ def row_of(record: Record) -> tuple:
 def rows_with_fields(stored: list[tuple[str, bytes | str]], fields_by_task: Mapping[str, Record]) -> list[tuple]:
     """UPDATE parameters for stored (task ID, record) pairs with their task's fields set."""
     return [row_of({**decode_record(record), **fields_by_task[task_id]}) for task_id, record in stored]
+
+
+def index_task_fields(
+    conn: sqlite3.Connection, stored: list[tuple[str, bytes | str]], fields_by_task: Mapping[str, Record]
+) -> None:
+    """The address index's changes when stored (task ID, record) pairs gain their task's fields: none for the
+    usual fields (a service name), so the records are decoded again only when a field could move an entry."""
+    if not any(set(fields).intersection(address_index.FIELDS) for fields in fields_by_task.values()):
+        return
+    pairs = [(old, {**old, **fields_by_task[task_id]}) for task_id, old in ((t, decode_record(r)) for t, r in stored)]
+    sqlite_addresses.update(conn, pairs)
 
 
 def select_in(conn: sqlite3.Connection, query: str, values: list[str]) -> list[tuple]:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from server.addresses import Holding, normalise, on_host
+from server.addresses import Holding, moment, normalise, on_host
 from server.store import address_index
 from server.validation import ValidationError
 
@@ -125,3 +125,13 @@ def test_a_holding_as_json_shows_the_record_as_the_api_does():
     shown = holding.as_json()
     assert shown["record"]["ports"] == [{"container_port": 80, "host_port": 80, "protocol": "tcp"}]
     assert (shown["until"], shown["until_by"], shown["overlap"]) == (None, None, False)
+
+
+def test_a_moment_is_read_in_any_iso_spelling_and_refused_when_it_names_none():
+    assert moment("2026-11-20T10:01:24+02:00") == "2026-11-20T08:01:24.000Z"
+    assert moment("2026-11-20T08:01:24.000Z") == "2026-11-20T08:01:24.000Z"
+    assert moment(None) is None
+    for wrong in ("yesterday", "1999-12-31T23:59:59Z", "", "2" * 100):
+        with pytest.raises(ValidationError) as refused:
+            moment(wrong)
+        assert refused.value.path == "at"

@@ -178,3 +178,11 @@ def test_retention_prunes_the_index_with_its_record(make_store, key):
     now[0] = T0.timestamp() + 3 * 86_400
     store.prune(100)
     assert store.address_holders(key, None, 10) == []
+
+
+def test_a_task_whose_records_gain_an_address_together_is_found_by_it(store):
+    store.record_report([record(1, started_at=at(0)), record(2, started_at=at(0))], [], at(0))
+    store.update_task(TASK, {"service_name": "api"})  # nothing the index is made of
+    assert held(store, "10.0.1.9") == []
+    store.update_task(TASK, {"instance_ip": "10.0.1.9"})
+    assert sorted(held(store, "10.0.1.9", at(1))) == [(cid(1), "instance"), (cid(2), "instance")]

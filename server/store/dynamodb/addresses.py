@@ -12,12 +12,10 @@ past its index write) has its index items written again, with its record's later
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from server.store import address_index
-from server.store.base import Record, StoreUnavailable
-from server.store.dynamodb.client import BATCH_ROUNDS
+from server.store.base import Record
 from server.store.dynamodb.hosts import HostsAndNotes
 from server.store.dynamodb.items import TTL_ATTRIBUTE, Held, record_key
 
@@ -76,19 +74,6 @@ class AddressIndex(HostsAndNotes):
         deletes = [{"DeleteRequest": {"Key": index_key(k, s, container_id)}} for k, s in sorted(written - wanted)]
         self._write_batch(puts + deletes)
         return indexed_state(wanted, expiry if renew or not written else written_expiry)
-
-    def _write_batch(self, requests: list[dict[str, Any]]) -> None:
-        """One BatchWriteItem (a record's entries are at most ``MAX_KEYS``, and as many stale ones), its
-        unprocessed requests sent again a few times. Never on the store's pool: this runs inside its tasks."""
-        pending = {self.table: requests}
-        for round_ in range(BATCH_ROUNDS):
-            if not pending.get(self.table):
-                return
-            pending = self._call("batch_write_item", RequestItems=pending).get("UnprocessedItems") or {}
-            if pending:
-                time.sleep(0.05 * 2**round_)  # DynamoDB left writes over under load: back off first
-        if pending.get(self.table):
-            raise StoreUnavailable(f"DynamoDB left address index writes undone after {BATCH_ROUNDS} rounds")
 
     def address_holders(self, key: str, at: str | None, limit: int) -> list[Record]:
         self._ready_to_use()
