@@ -11,6 +11,7 @@ token share the bucket of ``""``.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -21,6 +22,8 @@ from flask import Flask, current_app, g
 
 from server import liveness
 from server.errors import ApiError
+
+log = logging.getLogger(__name__)
 
 #: The key of the limiter in ``app.extensions``.
 EXTENSION = "ecs_id_mapper.rate_limit"
@@ -58,6 +61,7 @@ class ReportLimiter:
         self.host_window = host_window
         self._buckets: dict[str, Bucket] = {}
         self._lock = threading.Lock()
+        self._warned: dict[str, float] = {}  # token name → when its refusals were last logged
 
     def admit(self, token_name: str, host: str) -> float | None:
         """None when the report may go ahead (and is counted); else the seconds until it may."""
@@ -89,6 +93,15 @@ class ReportLimiter:
         for key in [k for k, seen in bucket.hosts.items() if now - seen > self.host_window]:
             del bucket.hosts[key]
 
+    def should_log(self, token_name: str) -> bool:
+        """Whether a refusal of ``token_name`` is worth a log line: once a minute per token, not once a report."""
+        now = self.clock()
+        with self._lock:
+            if now - self._warned.get(token_name, -math.inf) < 60.0:
+                return False
+            self._warned[token_name] = now
+            return True
+
     def allowance(self, token_name: str) -> float:
         """Reports a minute the token may send now (for logs and tests)."""
         with self._lock:
@@ -112,6 +125,12 @@ def check_report(host: Mapping[str, str]) -> None:
     if wait is None:
         return
     seconds = max(1, math.ceil(wait))
+    if limiter.should_log(token_name):
+        # The token's name only, never its value.
+        log.warning(
+            "token %r sends more reports than its hosts could (%g a minute): refusing them with 429",
+            token_name, limiter.allowance(token_name),
+        )  # fmt: skip
     raise TooManyReports(
         f"too many reports for this token: at most {limiter.per_host_minute:g} a minute for each of its hosts; "
         f"try again in {seconds} s",

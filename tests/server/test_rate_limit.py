@@ -68,7 +68,7 @@ def settings(settings):
     return {**settings, "reports_per_host_minute": 3}
 
 
-def test_past_the_bound_the_report_is_refused_with_retry_after_and_not_stored(client):
+def test_past_the_bound_the_report_is_refused_with_retry_after_and_not_stored(client, caplog):
     def send(container_id: str, host: dict):
         body = samples.map_report(samples.container(container_id), host=host)
         return client.post("/report/map", json=body, headers=AUTH)
@@ -84,6 +84,11 @@ def test_past_the_bound_the_report_is_refused_with_retry_after_and_not_stored(cl
         "retry_after": 20,
     }
     assert client.get(f"/query/container_id/{9:064x}").status_code == 404
+    assert send(f"{11:064x}", HOST).status_code == 429
+    # Logged once, with the token's name (here none), never its value.
+    warnings = [r.getMessage() for r in caplog.records if r.name == "server.rate_limit"]
+    assert warnings == ["token '' sends more reports than its hosts could (3 a minute): refusing them with 429"]
+    assert samples.TOKEN not in caplog.text
     # Another host of the same token brings its own allowance.
     other = {**HOST, "instance_id": "i-0fedcba9876543210", "hostname": "ip-10-0-9-9"}
     assert send(f"{10:064x}", other).status_code == 200
@@ -116,3 +121,32 @@ def test_bad_settings_name_their_variable():
         load_config(environ={"ECS_ID_MAPPER_REPORTS_PER_HOST_MINUTE": "-1"})
     with pytest.raises(ConfigError, match=r"^ECS_ID_MAPPER_HOSTS_PER_TOKEN: "):
         load_config(environ={"ECS_ID_MAPPER_HOSTS_PER_TOKEN": "0"})
+
+
+@pytest.mark.slow
+def test_the_real_server_answers_429_past_the_bound(tmp_path):
+    """``python -m server`` (gunicorn, one worker so that one count sees every report) with the bound set low."""
+    import requests
+
+    from tests.support import ServerProcess
+
+    env = {
+        "ECS_ID_MAPPER_STORE": f"sqlite:///{tmp_path}/mapper.sqlite3",
+        "ECS_ID_MAPPER_TOKEN": samples.TOKEN,
+        "ECS_ID_MAPPER_WORKERS": "1",
+        "ECS_ID_MAPPER_REPORTS_PER_HOST_MINUTE": "2",
+        "ECS_ID_MAPPER_SERVICE_NAMES": "false",
+        "ECS_ID_MAPPER_TASK_DEFINITIONS": "false",
+        "ECS_ID_MAPPER_CONTAINER_INSTANCES": "false",
+    }
+    server = ServerProcess(env, tmp_path / "server.log").start()
+    try:
+        body = samples.map_report(samples.container(), host=HOST)
+        answers = [requests.post(f"{server.url}/report/map", json=body, headers=AUTH, timeout=10) for _ in range(3)]
+        assert [a.status_code for a in answers] == [200, 200, 429]
+        assert answers[2].headers["Retry-After"] == "30"
+        assert answers[2].json()["error"] == "too_many_requests"
+    finally:
+        server.stop()
+    assert "sends more reports than its hosts could" in server.log()
+    assert samples.TOKEN not in server.log()
