@@ -27,10 +27,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from server import liveness
+from server import liveness, running_set
 from server.lru import LRU
 from server.store.base import Event, Record, Store, StoreUnavailable
 from server.store.sqlite_layout import (
+    COUNT_SHOWN,
     INSERT,
     RECORD_DICTIONARY,
     RETENTION_INDEX,
@@ -43,6 +44,7 @@ from server.store.sqlite_layout import (
     row_of,
     rows_with_fields,
     select_in,
+    tasks_shown_moved,
 )
 from server.store.sqlite_writers import Checkpointer, WriterQueue, open_lock_file
 
@@ -243,6 +245,8 @@ class SQLiteStore(Store):
                 self._insert_events(conn, plan.events)
             if renew:
                 self._renew(conn, key, now)
+            if plan.shown_moved:
+                self._count_shown(conn)
         if renew:
             self._remember(key, now)
         return plan.created, told
@@ -303,6 +307,17 @@ class SQLiteStore(Store):
         for key, renewed_at in leases.items():  # remembered: a report inside the half lease reads nothing
             self._remember(key, renewed_at)
         return leases
+
+    # --- what discovery shows: a counter in ``notes``, moved in the transaction of each write that changes it ----
+
+    def discovery_generation(self) -> str:
+        rows = self._query("SELECT value FROM notes WHERE key = ?", (running_set.GENERATION_NOTE,))
+        return rows[0][0] if rows else "0"
+
+    @staticmethod
+    def _count_shown(conn: sqlite3.Connection) -> None:
+        # In the write's own transaction: a reader that sees the new value sees the write too.
+        conn.execute(COUNT_SHOWN, (running_set.GENERATION_NOTE,))
 
     # --- notes -------------------------------------------------------------------------------------------------
 
@@ -369,7 +384,11 @@ class SQLiteStore(Store):
         with self._write() as conn:
             row = conn.execute("SELECT record FROM containers WHERE container_id = ?", (container_id,)).fetchone()
             if row:
-                conn.execute(UPDATE, row_of({**decode_record(row[0]), **fields}))
+                before = decode_record(row[0])
+                after = {**before, **fields}
+                conn.execute(UPDATE, row_of(after))
+                if running_set.moved([(before, after)]):
+                    self._count_shown(conn)
 
     def update_task(self, task_id: str, fields: Record) -> None:
         self.update_tasks({task_id: fields})
@@ -387,6 +406,8 @@ class SQLiteStore(Store):
             if stored != seen:
                 rows = rows_with_fields(stored, fields_by_task)
             conn.executemany(UPDATE, rows)
+            if tasks_shown_moved(stored, fields_by_task):
+                self._count_shown(conn)
 
     @staticmethod
     def _of_tasks(conn: sqlite3.Connection, tasks: list[str]) -> list[tuple[str, bytes | str]]:
@@ -411,10 +432,13 @@ class SQLiteStore(Store):
             return 0
         cutoff = self.cutoff()
         with self._write() as conn:
-            gone = conn.execute(
-                "SELECT container_id FROM containers WHERE last_seen < ? LIMIT ?", (cutoff, limit)
+            expired = conn.execute(
+                "SELECT container_id, known_status FROM containers WHERE last_seen < ? LIMIT ?", (cutoff, limit)
             ).fetchall()
+            gone = [(container_id,) for container_id, _ in expired]
             conn.executemany("DELETE FROM containers WHERE container_id = ?", gone)
+            if any(status == "RUNNING" for _, status in expired):
+                self._count_shown(conn)
             conn.executemany("DELETE FROM events WHERE container_id = ?", gone)
             # Events as old whose container is not on record (reported alone, or its record already gone).
             conn.execute(

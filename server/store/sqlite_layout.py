@@ -15,7 +15,7 @@ import sqlite3
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 
-from server import liveness, records
+from server import liveness, records, running_set
 from server.store.base import Event, Record
 
 #: Bumped when the layout changes; older files are converted when opened.
@@ -130,6 +130,20 @@ def rows_with_fields(stored: list[tuple[str, bytes | str]], fields_by_task: Mapp
     return [row_of({**decode_record(record), **fields_by_task[task_id]}) for task_id, record in stored]
 
 
+#: Moves the discovery generation (``server.running_set``), a counter in ``notes``.
+COUNT_SHOWN = (
+    "INSERT INTO notes (key, value) VALUES (?, '1') ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+)
+
+
+def tasks_shown_moved(stored: list[tuple[str, bytes | str]], fields_by_task: Mapping[str, Record]) -> bool:
+    """Whether setting each task's fields on its stored (task ID, record) pairs changes what discovery shows."""
+    if not any(name in running_set.SHOWN_FIELDS for fields in fields_by_task.values() for name in fields):
+        return False  # newrelic_url and the like: no record need be decoded
+    pairs = ((decode_record(record), fields_by_task[task_id]) for task_id, record in stored)
+    return running_set.moved((before, {**before, **fields}) for before, fields in pairs)
+
+
 def select_in(conn: sqlite3.Connection, query: str, values: list[str]) -> list[tuple]:
     """The rows of ``query``, whose ``IN ({})`` takes ``values``, asked 500 values at a time (SQLite allows 32,766
     parameters; small statements keep each short)."""
@@ -175,6 +189,8 @@ class ReportPlan:
             if record.get("known_status") != "STOPPED" and not records.seen_since(record, moment):
                 changed[container_id], stop = records.vanished(record, moment)
                 self.events += [e for e in stop if (container_id, e["event"], e["from"], e["to"]) not in named]
+        #: Whether the report changes what service discovery shows (``server.running_set``).
+        self.shown_moved = running_set.moved((before.get(cid), record) for cid, record in changed.items())
         self.inserts = [row_of(r) for r in changed.values() if r["container_id"] not in stored]
         self.updates = [row_of(r) for r in changed.values() if r["container_id"] in stored]
 
