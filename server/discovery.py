@@ -14,7 +14,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeGuard
+from typing import Any, TypeGuard, cast
 
 from flask import Blueprint, Flask, Response, current_app, request
 from flask.blueprints import BlueprintSetupState
@@ -267,8 +267,9 @@ def _decoded(text: str | None) -> list[Any]:
 
 @bp.record_once
 def _keep_answers(setup: BlueprintSetupState) -> None:
-    app_state = state(setup.app)
-    setup.app.extensions[ANSWERS] = AnswerCache(
+    app = cast(Flask, setup.app)
+    app_state = state(app)
+    app.extensions[ANSWERS] = AnswerCache(
         app_state.store, app_state.leases, target_groups, refresh=app_state.config.discovery_refresh
     )
 
