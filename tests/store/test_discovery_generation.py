@@ -63,7 +63,7 @@ def agrees(*replicas: Replica) -> list[list[str]]:
 
 
 def test_every_change_discovery_shows_reaches_both_replicas(replicas):
-    one, two, clock = replicas
+    one, two, _ = replicas
     assert agrees(one, two) == []
 
     one.store.record_report([on(HOST, 1, 0, ports=BRIDGE)], [], at(0), host=HOST)  # a new running container
