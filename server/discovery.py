@@ -146,10 +146,11 @@ def target_groups(running: Iterable[Record], filters: Filters = Filters()) -> li
             if host_port is not None:
                 port_labels["__meta_ecs_host_port"] = str(host_port)
             groups.append({"targets": found, "labels": {**shown, **port_labels}})
-    return sorted(groups, key=_order)
+    return sorted(groups, key=group_order)
 
 
-def _order(group: dict[str, Any]) -> tuple[str, ...]:
+def group_order(group: dict[str, Any]) -> tuple[str, ...]:
+    """Where a target group stands in the answer: by cluster, service, task, container name and ID, then port."""
     shown = group["labels"]
     names = tuple(
         shown.get(f"__meta_ecs_{n}", "") for n in ("cluster", "service", "task_id", "container_name", "container_id")
@@ -270,7 +271,7 @@ def _keep_answers(setup: BlueprintSetupState) -> None:
     app = cast(Flask, setup.app)
     app_state = state(app)
     app.extensions[ANSWERS] = AnswerCache(
-        app_state.store, app_state.leases, target_groups, refresh=app_state.config.discovery_refresh
+        app_state.store, app_state.leases, target_groups, group_order, refresh=app_state.config.discovery_refresh
     )
 
 

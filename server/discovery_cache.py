@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from server import records
+from server import records, running_set
 from server.liveness import Leases, host_key
 from server.lru import LRU
 from server.store.base import Record, Store
@@ -96,12 +96,12 @@ class Held:
 
 
 class Built:
-    """The groups of one (records, lost) pair, encoded once, and the answers cut from them."""
+    """The groups of one (records, lost) pair, each with its JSON, and the answers cut from them."""
 
-    def __init__(self, groups: list[Group], lost: frozenset[int]):
-        self.groups = groups
+    def __init__(self, parts: list[tuple[Group, bytes]], lost: frozenset[int]):
+        self.groups = [group for group, _ in parts]
+        self.fragments = [fragment for _, fragment in parts]
         self.lost = lost
-        self.fragments = [encode(group) for group in groups]
         self.answers: LRU[Hashable, Answer] = LRU(VARIANTS)
         self.answers.put(WHOLE, Answer.of(self.fragments))
 
@@ -127,6 +127,7 @@ class AnswerCache:
         store: Store,
         leases: Leases,
         build: Callable[[list[Record]], list[Group]],
+        order: Callable[[Group], Any],
         refresh: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], str] = records.utc_now,
@@ -134,6 +135,10 @@ class AnswerCache:
         self.store = store
         self.leases = leases
         self.build = build
+        self.order = order
+        #: Each container's groups with their JSON, by container ID, as last built from what it shows
+        #: (``server.running_set.shown``): building the answer again encodes only the containers that changed.
+        self._parts: dict[str, tuple[tuple[str, ...] | None, list[tuple[Group, bytes]]]] = {}
         self.refresh = refresh
         self.clock = clock
         self.now = now
@@ -164,8 +169,24 @@ class AnswerCache:
         if self._built is None or self._built.lost != lost:
             self.builds += 1
             shown = [record for index, record in enumerate(held.records) if index not in lost]
-            self._built = Built(self.build(shown), lost)
+            self._built = Built(self._groups(shown), lost)
         return self._built
+
+    def _groups(self, shown: list[Record]) -> list[tuple[Group, bytes]]:
+        """``build(shown)`` with each group's JSON, in ``order``; a container whose shown fields are those of the
+        last build keeps its groups and their JSON."""
+        parts: dict[str, tuple[tuple[str, ...] | None, list[tuple[Group, bytes]]]] = {}
+        found: list[tuple[Group, bytes]] = []
+        for record in shown:
+            container_id, seen = record.get("container_id", ""), running_set.shown(record)
+            kept = self._parts.get(container_id)
+            if kept is None or kept[0] != seen or container_id in parts:
+                kept = (seen, [(group, encode(group)) for group in self.build([record])])
+            parts[container_id] = kept
+            found += kept[1]
+        self._parts = parts
+        found.sort(key=lambda part: self.order(part[0]))  # stable: what ``build`` of them all gives
+        return found
 
     def _stale(self, held: Held) -> bool:
         """Whether the records held may no longer be the store's: the generation moved, or it moved so shortly

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server import liveness
-from server.discovery import Filters, answers, target_groups
+from server import liveness, running_set
+from server.discovery import LABELS, Filters, answers, target_groups
 from server.discovery_cache import Held
 from server.records import format_time, utc_now
 from server.state import state
@@ -218,3 +218,15 @@ def test_the_lost_are_those_liveness_finds(hosts, renewed, lease, now):
     expected = {n for n, record in enumerate(liveness.annotate(found, leases, lease, now)) if "lost_since" in record}
     assert held.lost(leases, lease, now) == expected
     assert held.lost(None, lease, now) == frozenset()
+
+
+def test_discovery_reads_only_the_fields_a_write_counts():
+    assert set(LABELS.values()) <= set(running_set.SHOWN_FIELDS)
+    record = {
+        "container_id": f"{7:064x}",
+        "known_status": "RUNNING",
+        "instance_ip": "10.0.1.17",
+        "ports": json.dumps([{"container_port": 80, "host_port": 80, "protocol": "tcp"}]),
+    }
+    uncounted = {"last_seen": "2027-01-01T00:00:00.000Z", "sample_time": "x", "newrelic_url": "y", "stopped_at": "z"}
+    assert target_groups([{**record, **uncounted}]) == target_groups([record]) != []

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 
 from server import liveness
-from server.discovery import target_groups
+from server.discovery import group_order, target_groups
 from server.discovery_cache import AnswerCache
 from server.records import format_time
 from server.store.base import Store
@@ -33,7 +33,7 @@ class Replica:
         self.store = store
         self.clock = clock
         self.leases = liveness.Leases(store.host_leases, LEASE, interval=0)
-        self.answers = AnswerCache(store, self.leases, target_groups, now=self.now, clock=lambda: clock[0])
+        self.answers = AnswerCache(store, self.leases, target_groups, group_order, now=self.now, clock=lambda: clock[0])
 
     def now(self) -> str:
         return format_time(T0 + timedelta(minutes=self.clock[0]))
