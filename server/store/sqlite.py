@@ -37,6 +37,7 @@ from server.store.sqlite_layout import (
     RETENTION_INDEX,
     SCHEMA_VERSION,
     UPDATE,
+    DecodedRows,
     ReportPlan,
     decode_record,
     encode_record,
@@ -93,6 +94,7 @@ class SQLiteStore(Store):
         #: it reads nothing. Replicas each keep their own (and may write a renewal again, at most once each).
         self._renewals: LRU[str, str] = LRU(REMEMBERED_HOSTS)  # bounded: a fleet replaces its hosts
         self._checkpointer = Checkpointer(self.checkpoint, self.close_connection)
+        self._running = DecodedRows()  # each refresh of discovery decodes only what was written since
         with self._errors():
             conn = self._connection()
             conn.execute("PRAGMA journal_mode=WAL")
@@ -377,8 +379,8 @@ class SQLiteStore(Store):
 
     def running_containers(self) -> list[Record]:
         # The condition is the partial index's own, so that SQLite reads only the index's rows.
-        rows = self._query("SELECT record FROM containers WHERE known_status = 'RUNNING'")
-        return [decode_record(r[0]) for r in rows]
+        rows = self._query("SELECT container_id, record FROM containers WHERE known_status = 'RUNNING'")
+        return self._running.records(rows)
 
     def update_container(self, container_id: str, fields: Record) -> None:
         with self._write() as conn:

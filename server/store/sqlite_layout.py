@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import sqlite3
+import threading
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -142,6 +143,30 @@ def tasks_shown_moved(stored: list[tuple[str, bytes | str]], fields_by_task: Map
         return False  # newrelic_url and the like: no record need be decoded
     pairs = ((decode_record(record), fields_by_task[task_id]) for task_id, record in stored)
     return running_set.moved((before, {**before, **fields}) for before, fields in pairs)
+
+
+class DecodedRows:
+    """The records of rows read again and again (the running containers), decoded once per stored value: a row
+    whose encoded record is the one decoded last time gives the same record, shared, so that reading 10,000
+    running containers decompresses only those written since. Callers must not change the records."""
+
+    def __init__(self) -> None:
+        self._decoded: dict[str, tuple[bytes | str, Record]] = {}
+        self._lock = threading.Lock()
+
+    def records(self, rows: list[tuple[str, bytes | str]]) -> list[Record]:
+        """The records of (container ID, encoded record) rows, in their order; remembers only these rows."""
+        with self._lock:
+            known = self._decoded
+        decoded: dict[str, tuple[bytes | str, Record]] = {}
+        for container_id, stored in rows:
+            found = known.get(container_id)
+            if found is None or found[0] != stored:
+                found = (stored, decode_record(stored))
+            decoded[container_id] = found
+        with self._lock:
+            self._decoded = decoded
+        return [record for _, record in decoded.values()]
 
 
 def select_in(conn: sqlite3.Connection, query: str, values: list[str]) -> list[tuple]:

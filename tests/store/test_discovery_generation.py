@@ -12,7 +12,9 @@ from server import liveness
 from server.discovery import group_order, target_groups
 from server.discovery_cache import AnswerCache
 from server.records import format_time
+from server.store import sqlite_layout
 from server.store.base import Store
+from server.store.sqlite import SQLiteStore
 from tests.store.samples import FARGATE_TASK, T0, TASK, at, cid, feed_record, record
 
 HOST = {"instance_id": "i-0abc", "host_name": "ip-10-0-1-17"}
@@ -126,3 +128,26 @@ def test_what_discovery_does_not_show_moves_no_generation_and_rebuilds_nothing(r
     assert one.store.discovery_generation() == generation
     agrees(one, two)
     assert (one.answers.reads, two.answers.reads) == reads
+
+
+def test_sqlite_decodes_only_the_running_records_written_since_it_last_read(tmp_path, monkeypatch):
+    path = str(tmp_path / "store.sqlite3")
+    store = SQLiteStore(path)
+    store.record_report([on(HOST, n, 0, ports=BRIDGE) for n in range(5)], [], at(0), host=HOST)
+    store.running_containers()
+    store.record_report([on(HOST, 1, 1, ports=BRIDGE.replace("49153", "49200"))], [], at(1), host=HOST)
+    store.record_report([on(HOST, 2, 1, known_status="STOPPED")], [], at(1), host=HOST)
+    decoded = []
+    original = sqlite_layout.decode_record
+    monkeypatch.setattr(sqlite_layout, "decode_record", lambda stored: decoded.append(stored) or original(stored))
+
+    again = store.running_containers()
+
+    assert len(decoded) == 1  # container 1, rewritten; 0, 3 and 4 as they were; 2 no longer runs
+    fresh = SQLiteStore(path)
+    assert sorted(again, key=lambda r: r["container_id"]) == sorted(
+        fresh.running_containers(), key=lambda r: r["container_id"]
+    )
+    assert [r["ports"] for r in again if r["container_id"] == cid(1)] == [BRIDGE.replace("49153", "49200")]
+    fresh.close()
+    store.close()
