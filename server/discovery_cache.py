@@ -10,6 +10,7 @@ built; filtered answers are cut from the groups already encoded.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -18,6 +19,7 @@ import time
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from operator import itemgetter
 from typing import Any
 
 from server import records, running_set
@@ -28,6 +30,8 @@ from server.store.base import Record, Store
 log = logging.getLogger(__name__)
 
 Group = dict[str, Any]
+#: A target group with its place in the answer (``order``) and its JSON.
+Part = tuple[Any, Group, bytes]
 #: The whole answer's key among the filtered ones.
 WHOLE: Hashable = None
 #: Filtered answers kept per built answer (each a subset of its bytes).
@@ -59,6 +63,12 @@ def lapse(heard: str, lease: float) -> str:
     return records.format_time(moment)
 
 
+@functools.lru_cache(maxsize=65_536)
+def _host_key(instance_id: str, host_name: str) -> str:
+    # A host runs many containers: its digest is made once, not once per container and read.
+    return host_key({"instance_id": instance_id, "host_name": host_name})
+
+
 class Held:
     """The running records as last read, with what judging them lost needs: each one's host key and last sighting,
     and, per leases read, the order of their hosts' last renewals."""
@@ -67,7 +77,7 @@ class Held:
         self.records = running
         self.generation = generation
         self.read_at = read_at
-        self.keys = [host_key(record) for record in running]
+        self.keys = [_host_key(record.get("instance_id") or "", record.get("host_name") or "") for record in running]
         self._leases: Mapping[str, str] | None = None
         self._heard: list[str] = []  # sorted: the moment each judged record's host was last heard of
         self._order: list[int] = []  # the records' indexes in that order
@@ -98,9 +108,9 @@ class Held:
 class Built:
     """The groups of one (records, lost) pair, each with its JSON, and the answers cut from them."""
 
-    def __init__(self, parts: list[tuple[Group, bytes]], lost: frozenset[int]):
-        self.groups = [group for group, _ in parts]
-        self.fragments = [fragment for _, fragment in parts]
+    def __init__(self, parts: list[Part], lost: frozenset[int]):
+        self.groups = [group for _, group, _ in parts]
+        self.fragments = [fragment for _, _, fragment in parts]
         self.lost = lost
         self.answers: LRU[Hashable, Answer] = LRU(VARIANTS)
         self.answers.put(WHOLE, Answer.of(self.fragments))
@@ -136,9 +146,10 @@ class AnswerCache:
         self.leases = leases
         self.build = build
         self.order = order
-        #: Each container's groups with their JSON, by container ID, as last built from what it shows
-        #: (``server.running_set.shown``): building the answer again encodes only the containers that changed.
-        self._parts: dict[str, tuple[tuple[str, ...] | None, list[tuple[Group, bytes]]]] = {}
+        #: Each container's record, what it shows (``server.running_set.shown``) and its groups (each with its
+        #: place in the answer and its JSON), by container ID, as last built: building the answer again encodes
+        #: only the containers that changed, and compares nothing for a record the store handed back as it was.
+        self._parts: dict[str, tuple[Record, tuple[str, ...] | None, list[Part]]] = {}
         self.refresh = refresh
         self.clock = clock
         self.now = now
@@ -172,20 +183,25 @@ class AnswerCache:
             self._built = Built(self._groups(shown), lost)
         return self._built
 
-    def _groups(self, shown: list[Record]) -> list[tuple[Group, bytes]]:
-        """``build(shown)`` with each group's JSON, in ``order``; a container whose shown fields are those of the
-        last build keeps its groups and their JSON."""
-        parts: dict[str, tuple[tuple[str, ...] | None, list[tuple[Group, bytes]]]] = {}
-        found: list[tuple[Group, bytes]] = []
+    def _groups(self, shown: list[Record]) -> list[Part]:
+        """``build(shown)``, each group with its place and JSON, in ``order``; a container whose shown fields are
+        those of the last build keeps its groups."""
+        parts: dict[str, tuple[Record, tuple[str, ...] | None, list[Part]]] = {}
+        found: list[Part] = []
         for record in shown:
-            container_id, seen = record.get("container_id", ""), running_set.shown(record)
+            container_id = record.get("container_id", "")
             kept = self._parts.get(container_id)
-            if kept is None or kept[0] != seen or container_id in parts:
-                kept = (seen, [(group, encode(group)) for group in self.build([record])])
+            if kept is None or kept[0] is not record or container_id in parts:
+                seen = running_set.shown(record)
+                if kept is None or kept[1] != seen or container_id in parts:
+                    groups = self.build([record])
+                    kept = (record, seen, [(self.order(group), group, encode(group)) for group in groups])
+                else:
+                    kept = (record, seen, kept[2])
             parts[container_id] = kept
-            found += kept[1]
+            found += kept[2]
         self._parts = parts
-        found.sort(key=lambda part: self.order(part[0]))  # stable: what ``build`` of them all gives
+        found.sort(key=itemgetter(0))  # stable: what ``build`` of them all gives
         return found
 
     def _stale(self, held: Held) -> bool:
