@@ -103,6 +103,18 @@ def test_an_unchanged_resync_reads_nothing_and_builds_nothing(client):
     assert (kept.reads, kept.builds) == before
 
 
+def test_a_refresh_interval_bounds_how_old_the_answer_is(client):
+    kept = answers(client.application)
+    moment = [0.0]
+    kept.refresh, kept.clock = 10.0, lambda: moment[0]
+    assert client.get("/sd/prometheus").get_json() == []
+    report(client, samples.container())
+    moment[0] = 9.9
+    assert client.get("/sd/prometheus").get_json() == []  # the generation is not asked again yet
+    moment[0] = 10.0
+    assert [g["targets"] for g in client.get("/sd/prometheus").get_json()] == [["10.0.1.17:49153"]]
+
+
 def test_etag_and_if_none_match(pair):
     one, two = pair
     report(one, samples.container())
