@@ -151,3 +151,15 @@ def test_sqlite_decodes_only_the_running_records_written_since_it_last_read(tmp_
     assert [r["ports"] for r in again if r["container_id"] == cid(1)] == [BRIDGE.replace("49153", "49200")]
     fresh.close()
     store.close()
+
+
+def test_an_answer_built_just_after_a_write_on_dynamodb_is_built_again_once_its_index_settled(dynamodb_mock):
+    store, clock = dynamodb_mock(), [0.0]
+    leases = liveness.Leases(store.host_leases, LEASE, interval=0)
+    kept = AnswerCache(store, leases, target_groups, group_order, clock=lambda: clock[0], now=lambda: at(0))
+    store.record_report([on(HOST, 1, 0, ports=BRIDGE)], [], at(0), host=HOST)
+    kept.answer()
+    for moment, reads in ((1.0, 1), (store.discovery_settle + 0.5, 2), (60.0, 2)):
+        clock[0] = moment
+        kept.answer()
+        assert kept.reads == reads, moment  # the index read eventually consistently is read once more, settled
