@@ -4,6 +4,7 @@ judged as ``server.liveness`` judges them."""
 
 from __future__ import annotations
 
+import gzip
 import json
 from datetime import timedelta
 
@@ -138,6 +139,19 @@ def test_etag_and_if_none_match(pair):
     changed = one.get("/sd/prometheus", headers={"If-None-Match": etag})
     assert (changed.status_code, changed.get_json()) == (200, [])
     assert changed.headers["ETag"] != etag
+
+
+def test_gzip_for_a_client_that_asks_for_it(client):
+    report(client, samples.container())
+    plain = client.get("/sd/prometheus")
+    packed = client.get("/sd/prometheus", headers={"Accept-Encoding": "gzip, deflate"})
+    assert (packed.status_code, packed.headers["Content-Encoding"]) == (200, "gzip")
+    assert gzip.decompress(packed.data) == plain.data and "Content-Encoding" not in plain.headers
+    assert packed.headers["ETag"] == plain.headers["ETag"][:-1] + '.gz"'  # another representation, another tag
+    assert "Accept-Encoding" in packed.headers["Vary"] and "Accept-Encoding" in plain.headers["Vary"]
+    again = client.get("/sd/prometheus", headers={"Accept-Encoding": "gzip", "If-None-Match": packed.headers["ETag"]})
+    assert again.status_code == 304
+    assert client.get("/sd/prometheus", headers={"Accept-Encoding": "gzip;q=0"}).data == plain.data
 
 
 def test_the_body_is_what_jsonify_wrote(client):

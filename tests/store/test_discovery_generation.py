@@ -41,7 +41,7 @@ class Replica:
         return format_time(T0 + timedelta(minutes=self.clock[0]))
 
     def shown(self) -> list[dict]:
-        return json.loads(self.answers.answer().body)
+        return json.loads(self.answers.answer()[0])
 
     def fresh(self) -> list[dict]:
         """The answer computed as the route did before it kept one: from the store and the leases, now."""
