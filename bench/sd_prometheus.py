@@ -3,9 +3,8 @@
 The record holds 10,000 running containers on 250 reporting hosts and 30,000 stopped ones (history). The answer is
 fetched over loopback from the real server (``python -m server``, gunicorn, SQLite), on one keep-alive connection:
 as Prometheus asks (gzip, no ``If-None-Match``), uncompressed, with ``If-None-Match`` (a 304), filtered, and right
-after one write that
-changes a running container (the answer built again). In process: what building it again costs (store query, the
-groups, JSON), and what the discovery generation costs a write and a read.
+after one write that changes a running container (the answer built again). In process: what building it again
+costs (store query, the groups, JSON), and what the discovery generation costs a write and a read.
 ``.venv/bin/python -m bench.sd_prometheus [--running N] [--stopped N] [--rounds N]``.
 """
 
