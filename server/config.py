@@ -62,6 +62,9 @@ class Config:
     #: reports renew it (the agent's keep-alive every 60 s), written once per half lease, so a dead host leaves
     #: discovery within this long of its last report plus a refresh: ten minutes (``server.liveness``).
     host_lease: float = 540.0
+    #: Seconds between a process's reads of the store's discovery generation (0: at every request): how old a
+    #: replica's ``/sd/prometheus`` answer may be (``server.discovery_cache``).
+    discovery_refresh: float = 0.0
     log_level: str = "INFO"
     log_format: str = "text"
     #: The SQS queue the ECS event feed (``python -m server.feed``) reads; the server does not use it.
@@ -168,6 +171,7 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "health_interval": _positive(float),
     "retention_days": _not_negative,
     "host_lease": _positive(float),
+    "discovery_refresh": _not_negative,
     "log_level": _log_level,
     "log_format": _choice(LOG_FORMATS),
     "events_queue_url": _url,

@@ -4,7 +4,8 @@ running container.
 The answer is what ``http_sd_configs`` reads: a JSON list of ``{"targets": ["HOST:PORT", …], "labels": {…}}``.
 Labels are named like those of Prometheus's own ECS discovery (``__meta_ecs_*``), so relabelling rules written
 for it keep working. The answer is built by pure functions from the running records and the filters; the route
-reads the store once, and the host leases through the process's cache, so that a lost container is no target.
+keeps its answer built (``server.discovery_cache``) and builds it again only when the store's discovery generation
+moved or the host leases lose or bring back a container; filtered answers are cut from it.
 """
 
 from __future__ import annotations
@@ -13,17 +14,20 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeGuard
+from typing import Any, TypeGuard, cast
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, request
+from flask.blueprints import BlueprintSetupState
 
+from server.discovery_cache import WHOLE, AnswerCache
 from server.errors import ApiError
 from server.liveness import is_running
-from server.records import utc_now
 from server.state import state
 from server.store import Record
 
 bp = Blueprint("discovery", __name__, url_prefix="/sd")
+#: The key of the answer this process keeps (``server.discovery_cache``) in ``app.extensions``.
+ANSWERS = "ecs_id_mapper_discovery"
 
 #: ECS cluster, service and container names: letters, digits, hyphens and underscores, at most 255.
 ECS_NAME = re.compile(r"[A-Za-z0-9_-]{1,255}")
@@ -83,6 +87,20 @@ class Filters:
             values[name] = _port(given[0]) if name == "port" else _name(name, given[0])
         return cls(**values)
 
+    def shows(self, group: dict[str, Any]) -> bool:
+        """Whether a target group of the whole answer is in this filtered one: ``target_groups(records, self)``
+        is ``[g for g in target_groups(records) if self.shows(g)]``."""
+        shown = group["labels"]
+        return all(
+            wanted is None or shown.get(label) == wanted
+            for wanted, label in (
+                (self.cluster, "__meta_ecs_cluster"),
+                (self.service, "__meta_ecs_service"),
+                (self.container_name, "__meta_ecs_container_name"),
+                (None if self.port is None else str(self.port), "__meta_ecs_container_port"),
+            )
+        )
+
     def match(self, record: Record) -> bool:
         return all(
             wanted is None or record.get(field, "") == wanted
@@ -128,10 +146,11 @@ def target_groups(running: Iterable[Record], filters: Filters = Filters()) -> li
             if host_port is not None:
                 port_labels["__meta_ecs_host_port"] = str(host_port)
             groups.append({"targets": found, "labels": {**shown, **port_labels}})
-    return sorted(groups, key=_order)
+    return sorted(groups, key=group_order)
 
 
-def _order(group: dict[str, Any]) -> tuple[str, ...]:
+def group_order(group: dict[str, Any]) -> tuple[str, ...]:
+    """Where a target group stands in the answer: by cluster, service, task, container name and ID, then port."""
     shown = group["labels"]
     names = tuple(
         shown.get(f"__meta_ecs_{n}", "") for n in ("cluster", "service", "task_id", "container_name", "container_id")
@@ -247,9 +266,34 @@ def _decoded(text: str | None) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
+@bp.record_once
+def _keep_answers(setup: BlueprintSetupState) -> None:
+    app = cast(Flask, setup.app)
+    app_state = state(app)
+    app.extensions[ANSWERS] = AnswerCache(
+        app_state.store, app_state.leases, target_groups, group_order, refresh=app_state.config.discovery_refresh
+    )
+
+
+def answers(app: Flask | None = None) -> AnswerCache:
+    """The answer this process keeps for ``app`` (by default the current one)."""
+    found: AnswerCache = (app or current_app).extensions[ANSWERS]
+    return found
+
+
 @bp.get("/prometheus")
 def prometheus() -> Response:
     filters = Filters.parse(request.args.to_dict(flat=False))  # a bad filter is a 400 before the store is asked
-    app_state = state()
-    running = app_state.leases.annotate(app_state.store.running_containers(), utc_now())
-    return jsonify(target_groups(running, filters))
+    # Prometheus's HTTP client asks for gzip: a ninth of the bytes, compressed once per answer built.
+    gzipped = request.accept_encodings["gzip"] > 0
+    body, etag = answers().answer(WHOLE if filters == Filters() else filters, filters.shows, gzipped)
+    if request.if_none_match.contains_weak(etag):
+        response = Response(status=304)
+    else:
+        response = Response(body, mimetype="application/json")
+        if gzipped:
+            response.headers["Content-Encoding"] = "gzip"
+    response.headers["ETag"] = f'"{etag}"'
+    response.headers["Cache-Control"] = "no-cache"  # may be kept, but asked again (If-None-Match) before use
+    response.vary.add("Accept-Encoding")
+    return response

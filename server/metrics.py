@@ -96,6 +96,7 @@ STORE_OPERATIONS = (
     "prune",
     "count_containers",
     "host_leases",
+    "discovery_generation",
     "get_note",
     "put_note",
     "ping",

@@ -80,6 +80,16 @@ class Store(ABC):
     def host_leases(self) -> dict[str, str]:
         """Every host's last stored renewal: host key (``server.liveness.host_key``) → time, in one cheap read."""
 
+    #: Seconds after a write during which ``running_containers`` may not show it yet (an index read eventually
+    #: consistently): a discovery answer built that soon after the generation moved is built again once it passed.
+    discovery_settle: float = 0.0
+
+    def discovery_generation(self) -> str | None:
+        """A value that changes whenever a write changes what service discovery shows of the running containers
+        (``server.running_set``), in one cheap read; None where the backend cannot tell (the answer is then
+        built again at every refresh). Lease renewals do not move it: a lapse changes the answer with no write."""
+        return None
+
     @abstractmethod
     def get_note(self, key: str) -> str | None:
         """The value kept under ``key`` by ``put_note``, or None."""

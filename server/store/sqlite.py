@@ -27,16 +27,18 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from server import liveness
+from server import liveness, running_set
 from server.lru import LRU
 from server.store import sqlite_addresses
 from server.store.base import Event, Record, Store, StoreUnavailable
 from server.store.sqlite_layout import (
+    COUNT_SHOWN,
     INSERT,
     RECORD_DICTIONARY,
     RETENTION_INDEX,
     SCHEMA_VERSION,
     UPDATE,
+    DecodedRows,
     ReportPlan,
     decode_record,
     encode_record,
@@ -45,6 +47,7 @@ from server.store.sqlite_layout import (
     row_of,
     rows_with_fields,
     select_in,
+    tasks_shown_moved,
 )
 from server.store.sqlite_writers import Checkpointer, WriterQueue, open_lock_file
 
@@ -93,6 +96,7 @@ class SQLiteStore(Store):
         #: it reads nothing. Replicas each keep their own (and may write a renewal again, at most once each).
         self._renewals: LRU[str, str] = LRU(REMEMBERED_HOSTS)  # bounded: a fleet replaces its hosts
         self._checkpointer = Checkpointer(self.checkpoint, self.close_connection)
+        self._running = DecodedRows()  # each refresh of discovery decodes only what was written since
         with self._errors():
             conn = self._connection()
             conn.execute("PRAGMA journal_mode=WAL")
@@ -246,6 +250,8 @@ class SQLiteStore(Store):
                 self._insert_events(conn, plan.events)
             if renew:
                 self._renew(conn, key, now)
+            if plan.shown_moved:
+                self._count_shown(conn)
         if renew:
             self._remember(key, now)
         return plan.created, told
@@ -307,6 +313,17 @@ class SQLiteStore(Store):
             self._remember(key, renewed_at)
         return leases
 
+    # --- what discovery shows: a counter in ``notes``, moved in the transaction of each write that changes it ----
+
+    def discovery_generation(self) -> str:
+        rows = self._query("SELECT value FROM notes WHERE key = ?", (running_set.GENERATION_NOTE,))
+        return rows[0][0] if rows else "0"
+
+    @staticmethod
+    def _count_shown(conn: sqlite3.Connection) -> None:
+        # In the write's own transaction: a reader that sees the new value sees the write too.
+        conn.execute(COUNT_SHOWN, (running_set.GENERATION_NOTE,))
+
     # --- notes -------------------------------------------------------------------------------------------------
 
     def get_note(self, key: str) -> str | None:
@@ -365,8 +382,8 @@ class SQLiteStore(Store):
 
     def running_containers(self) -> list[Record]:
         # The condition is the partial index's own, so that SQLite reads only the index's rows.
-        rows = self._query("SELECT record FROM containers WHERE known_status = 'RUNNING'")
-        return [decode_record(r[0]) for r in rows]
+        rows = self._query("SELECT container_id, record FROM containers WHERE known_status = 'RUNNING'")
+        return self._running.records(rows)
 
     def update_container(self, container_id: str, fields: Record) -> None:
         with self._write() as conn:
@@ -376,6 +393,8 @@ class SQLiteStore(Store):
                 new = {**old, **fields}
                 conn.execute(UPDATE, row_of(new))
                 sqlite_addresses.update(conn, [(old, new)])
+                if running_set.moved([(old, new)]):
+                    self._count_shown(conn)
 
     def update_task(self, task_id: str, fields: Record) -> None:
         self.update_tasks({task_id: fields})
@@ -394,6 +413,8 @@ class SQLiteStore(Store):
                 rows = rows_with_fields(stored, fields_by_task)
             conn.executemany(UPDATE, rows)
             index_task_fields(conn, stored, fields_by_task)
+            if tasks_shown_moved(stored, fields_by_task):
+                self._count_shown(conn)
 
     @staticmethod
     def _of_tasks(conn: sqlite3.Connection, tasks: list[str]) -> list[tuple[str, bytes | str]]:
@@ -419,12 +440,15 @@ class SQLiteStore(Store):
         cutoff = self.cutoff()
         with self._write() as conn:
             expired = conn.execute(
-                "SELECT container_id, record FROM containers WHERE last_seen < ? LIMIT ?", (cutoff, limit)
+                "SELECT container_id, record, known_status FROM containers WHERE last_seen < ? LIMIT ?",
+                (cutoff, limit),
             ).fetchall()
-            gone = [(container_id,) for container_id, _ in expired]
+            gone = [(container_id,) for container_id, _, _ in expired]
             conn.executemany("DELETE FROM containers WHERE container_id = ?", gone)
             # Their address index entries with them: the entries are those their records make.
-            sqlite_addresses.update(conn, ((decode_record(record), None) for _, record in expired))
+            sqlite_addresses.update(conn, ((decode_record(record), None) for _, record, _ in expired))
+            if any(status == "RUNNING" for _, _, status in expired):
+                self._count_shown(conn)
             conn.executemany("DELETE FROM events WHERE container_id = ?", gone)
             # Events as old whose container is not on record (reported alone, or its record already gone).
             conn.execute(

@@ -12,10 +12,11 @@ from __future__ import annotations
 import functools
 import json
 import sqlite3
+import threading
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 
-from server import liveness, records
+from server import liveness, records, running_set
 from server.store import address_index, sqlite_addresses
 from server.store.base import Event, Record
 
@@ -142,6 +143,44 @@ def index_task_fields(
     sqlite_addresses.update(conn, pairs)
 
 
+#: Moves the discovery generation (``server.running_set``), a counter in ``notes``.
+COUNT_SHOWN = (
+    "INSERT INTO notes (key, value) VALUES (?, '1') ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+)
+
+
+def tasks_shown_moved(stored: list[tuple[str, bytes | str]], fields_by_task: Mapping[str, Record]) -> bool:
+    """Whether setting each task's fields on its stored (task ID, record) pairs changes what discovery shows."""
+    if not any(name in running_set.SHOWN_FIELDS for fields in fields_by_task.values() for name in fields):
+        return False  # newrelic_url and the like: no record need be decoded
+    pairs = ((decode_record(record), fields_by_task[task_id]) for task_id, record in stored)
+    return running_set.moved((before, {**before, **fields}) for before, fields in pairs)
+
+
+class DecodedRows:
+    """The records of rows read again and again (the running containers), decoded once per stored value: a row
+    whose encoded record is the one decoded last time gives the same record, shared, so that reading 10,000
+    running containers decompresses only those written since. Callers must not change the records."""
+
+    def __init__(self) -> None:
+        self._decoded: dict[str, tuple[bytes | str, Record]] = {}
+        self._lock = threading.Lock()
+
+    def records(self, rows: list[tuple[str, bytes | str]]) -> list[Record]:
+        """The records of (container ID, encoded record) rows, in their order; remembers only these rows."""
+        with self._lock:
+            known = self._decoded
+        decoded: dict[str, tuple[bytes | str, Record]] = {}
+        for container_id, stored in rows:
+            found = known.get(container_id)
+            if found is None or found[0] != stored:
+                found = (stored, decode_record(stored))
+            decoded[container_id] = found
+        with self._lock:
+            self._decoded = decoded
+        return [record for _, record in decoded.values()]
+
+
 def select_in(conn: sqlite3.Connection, query: str, values: list[str]) -> list[tuple]:
     """The rows of ``query``, whose ``IN ({})`` takes ``values``, asked 500 values at a time (SQLite allows 32,766
     parameters; small statements keep each short)."""
@@ -189,6 +228,8 @@ class ReportPlan:
                 self.events += [e for e in stop if (container_id, e["event"], e["from"], e["to"]) not in named]
         #: The address index's entries to delete and insert (``sqlite_addresses``).
         self.index = sqlite_addresses.changes((before.get(cid), r) for cid, r in changed.items())
+        #: Whether the report changes what service discovery shows (``server.running_set``).
+        self.shown_moved = running_set.moved((before.get(cid), record) for cid, record in changed.items())
         self.inserts = [row_of(r) for r in changed.values() if r["container_id"] not in stored]
         self.updates = [row_of(r) for r in changed.values() if r["container_id"] in stored]
 

@@ -22,6 +22,8 @@ def test_defaults():
     assert config.load(environ={"ECS_ID_MAPPER_RETENTION_DAYS": "0"}).retention_days == 0
     assert cfg.host_lease == 540
     assert config.load(environ={"ECS_ID_MAPPER_HOST_LEASE": "2.5"}).host_lease == 2.5
+    assert cfg.discovery_refresh == 0
+    assert config.load(environ={"ECS_ID_MAPPER_DISCOVERY_REFRESH": "1.5"}).discovery_refresh == 1.5
 
 
 def test_gunicorn_keeps_idle_connections_longer_than_a_load_balancer():
@@ -70,6 +72,8 @@ def test_environment_then_overrides():
         ("ECS_ID_MAPPER_HOST_LEASE", "0"),
         ("ECS_ID_MAPPER_HOST_LEASE", "nine minutes"),
         ("ECS_ID_MAPPER_HOST_LEASE", "inf"),
+        ("ECS_ID_MAPPER_DISCOVERY_REFRESH", "-1"),
+        ("ECS_ID_MAPPER_DISCOVERY_REFRESH", "soon"),
         ("ECS_ID_MAPPER_CADVISOR_URL", "ftp://{instance_ip}/"),
         ("ECS_ID_MAPPER_CADVISOR_URL", "http://{instance_ip}:8080/{nonsense}"),
         ("ECS_ID_MAPPER_GRAYLOG_URL", "https://graylog/{container_id"),

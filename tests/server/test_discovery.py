@@ -511,17 +511,15 @@ def test_the_route_leaves_out_containers_whose_host_stopped_reporting(make_app, 
     assert shown["lost_since"] <= records.utc_now()
 
 
-def test_the_route_reads_the_leases_the_store_keeps(make_app, settings, monkeypatch):
+def test_the_route_reads_the_leases_the_store_keeps(make_app, settings):
     app = make_app({**settings, "host_lease": "60"})
     client = app.test_client()
-    client.post("/report/map", json=samples.map_report(samples.container()), headers=samples.AUTH)
-    assert [g["targets"] for g in client.get("/sd/prometheus").get_json()] == [["10.0.1.17:49153"]]
-
-    # A store that says the host's last renewal was long ago: the host is lost, whatever the record's last_seen.
-    state(app).leases.read = lambda: {liveness.host_key(samples.HOST): "2026-01-01T00:00:00.000Z"}
-    state(app).leases.interval = 0
-    record = state(app).store.get_container(samples.API_ID)
-    monkeypatch.setattr(
-        state(app).store, "running_containers", lambda: [{**record, "last_seen": "2026-01-01T00:00:00.000Z"}]
-    )
+    state(app).leases.interval = 0  # read the leases at every request
+    # A container last seen long ago on a host the store holds no lease for: lost, by its last sighting.
+    host = {"instance_id": samples.HOST["instance_id"], "host_name": samples.HOST["host_name"]}
+    state(app).store.upsert_containers([container(1, **host)], "2026-01-01T00:00:00.000Z")
     assert client.get("/sd/prometheus").get_json() == []
+
+    # Its host reports (nothing new, an empty report): the lease the store now keeps brings it back.
+    client.post("/report/map", json=samples.map_report(), headers=samples.AUTH)
+    assert [g["targets"] for g in client.get("/sd/prometheus").get_json()] == [["10.0.1.17:32768"]]

@@ -226,6 +226,7 @@ def test_a_write_from_a_stale_cache_is_refused_then_read_again_and_merged(dynamo
                           {"TableName": store.table, "Key": record_key(cid(1)), "ConsistentRead": True})  # fmt: skip
         merged = records.merge(theirs, report, at(1))
         stub.add_response("put_item", {}, put_params(store, merged, 3, version_is(2)))
+        stub.add_response("update_item", {})  # it now runs: the discovery generation moves
         assert store.upsert_containers([report], at(1)) == []
         stub.assert_no_pending_responses()
     assert merged["newrelic_url"] == "https://nr.example/1" and merged["known_status"] == "RUNNING"
@@ -239,6 +240,7 @@ def test_a_new_record_is_put_only_if_absent(dynamodb_mock):
         stub.add_response(
             "put_item", {}, put_params(store, new, 1, {"ConditionExpression": "attribute_not_exists(pk)"})
         )
+        stub.add_response("update_item", {})  # a new running container: the discovery generation moves
         assert store.upsert_containers([record(1)], at(1)) == [new]
         stub.assert_no_pending_responses()
 
@@ -333,7 +335,8 @@ def test_events_resent_in_later_reports_are_stored_once_in_the_record(dynamodb_m
     assert other.record_report([record(1, sample=20)], [running], at(22))[1] == 0
     assert store.events_of_container(cid(1)) == other.events_of_task(TASK) == [appeared, running]
     items = store.client.scan(TableName=store.table)["Items"]
-    assert [item["sk"]["S"] for item in items] == [cid(1)]  # no event item of its own
+    assert [item["sk"]["S"] for item in items if item["pk"]["S"].startswith("C#")] == [cid(1)]
+    assert not [item for item in items if item["pk"]["S"].startswith("E#")]  # no event item of its own
 
 
 def test_replicas_adding_events_to_one_record_from_stale_caches_keep_each_others(dynamodb_mock):
@@ -445,7 +448,8 @@ def test_a_full_snapshot_finds_what_vanished_in_one_index_query_and_stops_it_in_
     store.record_report([on_host(1), on_host(2)], [], at(0), full=True, host=HOST)
     requests, puts = Requests(store.client, "dynamodb"), puts_of(store)
     store.record_report([on_host(1)], [], at(4), full=True, host=HOST)
-    assert requests.counts == {"Query": 1, "PutItem": 1}  # the unchanged record and the lease: not due
+    # The unchanged record and the lease: not due; the stop moves the discovery generation.
+    assert requests.counts == {"Query": 1, "PutItem": 1, "UpdateItem": 1}
     (put,) = puts
     assert put["Item"]["sk"]["S"] == cid(2) and not {"host", "run"} & set(put["Item"])  # leaves both indexes
     assert dynamodb.write_units(put["Item"]) == 1

@@ -26,7 +26,8 @@ def puts_of(store) -> list[dict]:
     return sent
 
 
-@pytest.mark.parametrize(("cache_size", "later"), [(10_000, (0, 1)), (0, (1, 1))])
+# Starting and stopping to run each move the discovery generation too (one more write); the last event does not.
+@pytest.mark.parametrize(("cache_size", "later"), [(10_000, (0, 2)), (0, (1, 2))])
 def test_a_containers_life_with_its_events_goes_out_in_its_record_puts(sdb_mock, cache_size, later):
     store = sdb_mock(cache_size=cache_size)
     requests, sent = Requests(store.client), puts_of(store)
@@ -46,7 +47,7 @@ def test_a_containers_life_with_its_events_goes_out_in_its_record_puts(sdb_mock,
         assert (requests.reads, requests.writes) == later
         requests.reset()
     assert store.record_report([], [event("vanished", timestamp=61, to="")], at(61)) == ([], 1)
-    assert (requests.reads, requests.writes) == later
+    assert (requests.reads, requests.writes) == (later[0], 1)
     assert [e["event_id"] for e in store.events_of_container(cid(1))] == ["appeared", "RUNNING", "STOPPED", "vanished"]
     assert [e["event_id"] for e in store.events_of_task(TASK)] == ["appeared", "RUNNING", "STOPPED", "vanished"]
     assert not [name for domain, name, a in moto_items() if domain == store.domains["events"] and a]

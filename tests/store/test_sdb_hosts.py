@@ -88,6 +88,7 @@ def test_a_changed_field_is_written_after_the_select(sdb_mock, whole_pages):
     with Stubber(cold.client) as stub:
         stub.add_response("select", answer_to(first, host_select(prefix)), host_select(prefix))
         stub.add_response("put_attributes", {}, written)
+        stub.add_response("put_attributes", {})  # a running container's image: the discovery generation moves
         cold.record_report(report, [], at(2), full=True)
         stub.assert_no_pending_responses()
     sdb_mock(prefix).record_report(report, [], at(2), full=True)
@@ -128,8 +129,9 @@ def test_an_endpoint_that_serves_no_select_gets_host_reports_record_by_record(sd
     forgetful = sdb_server(prefix, max_attempts=1, cache_size=0)  # would Select for every report
     requests = Requests(forgetful.client)
     resync(forgetful, range(5), 10, image="registry.example/api:2.4.0")
-    # The failed Select; the heartbeat and the records read one by one; the records and the heartbeat written.
-    assert (requests.counts["Select"], requests.reads, requests.writes) == (1, 1 + 5, 5 + 1)
+    # The failed Select; the heartbeat and the records read one by one; the records, the heartbeat and the discovery
+    # generation written.
+    assert (requests.counts["Select"], requests.reads, requests.writes) == (1, 1 + 5, 5 + 1 + 1)
     assert "SimpleDB Select failed" in caplog.text
     requests.reset()
     resync(forgetful, range(5), 20, image="registry.example/api:2.4.0")

@@ -166,8 +166,9 @@ def test_a_vanished_container_goes_out_in_one_put_with_its_events(sdb_mock, whol
         items.EVENT + event_id(cid(3), "vanished", "RUNNING", ""),
         items.EVENT + event_id(cid(3), "known_status", "RUNNING", "STOPPED"),
     }
-    # The host's Select, the vanished record, the heartbeat (with the lease): no read of the departed one.
-    assert dict(requests.counts) == {"Select": 1, "PutAttributes": 2}
+    # The host's Select, the vanished record, the discovery generation, the heartbeat (with the lease): no read of
+    # the departed one.
+    assert dict(requests.counts) == {"Select": 1, "PutAttributes": 3}
     gone = store.get_container(cid(3))
     assert (gone["known_status"], gone["stopped_at"], gone["last_seen"]) == ("STOPPED", at(10), at(0))
 
@@ -209,7 +210,7 @@ def test_a_derived_transition_goes_out_in_its_records_put(sdb_mock):
     store.record_report([on_host(1, status="PENDING")], [], at(0), host=HOST)
     requests, sent = Requests(store.client), puts_of(store)
     assert store.record_report([on_host(1, 1)], [], at(1), host=HOST) == ([], 0)  # derived events are not counted
-    assert dict(requests.counts) == {"PutAttributes": 1}
+    assert dict(requests.counts) == {"PutAttributes": 2}  # the record; it runs now: the discovery generation
     assert items.EVENT + event_id(cid(1), "known_status", "PENDING", "RUNNING") in {
         a["Name"] for a in sent[0]["Attributes"]
     }

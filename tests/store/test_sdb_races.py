@@ -57,6 +57,7 @@ def test_a_write_from_a_stale_cache_is_refused_then_read_again_and_merged(sdb_mo
         stub.add_response("get_attributes", stored(theirs, "2"), get(store, "containers", cid(1)[:12]))
         merged = records.merge(theirs, report, at(1))
         stub.add_response("put_attributes", {}, put_record(store, merged, "3", _rev("2")))
+        stub.add_response("put_attributes", {})  # it now runs: the discovery generation moves
         assert store.upsert_containers([report], at(1)) == []
         stub.assert_no_pending_responses()
     assert merged["newrelic_url"] == "https://nr.example/1" and merged["known_status"] == "RUNNING"
@@ -85,6 +86,7 @@ def test_a_create_that_loses_the_race_merges_into_the_winners_record(sdb_mock):
         stub.add_response("get_attributes", stored(winner, "1"), get(store, "containers", cid(1)[:12]))
         merged = records.merge(winner, report, at(1))
         stub.add_response("put_attributes", {}, put_record(store, merged, "2", _rev("1")))
+        stub.add_response("put_attributes", {})  # it now runs: the discovery generation moves
         assert store.upsert_containers([report], at(1)) == []  # the winner created it
         stub.assert_no_pending_responses()
     assert merged["first_seen"] == at(0)
@@ -181,11 +183,12 @@ def test_a_full_task_index_shard_falls_back_to_reading_and_sharding(sdb_mock):
         shards = [{"Name": items.SHARDS, "Value": "2", "Replace": True}]
         stub.add_response("put_attributes", {}, {"DomainName": index, "ItemName": f"task/{TASK}", "Attributes": shards})
         stub.add_response("put_attributes", {})  # the record
+        stub.add_response("put_attributes", {})  # a new running container: the discovery generation moves
         assert len(store.upsert_containers([record(1)], at(0))) == 1
         stub.assert_no_pending_responses()
     requests = Requests(store.client)
     store.upsert_containers([record(2)], at(0))  # the same task: known full, so no blind put is tried
-    assert (requests.reads, requests.writes) == (2, 2)
+    assert (requests.reads, requests.writes) == (2, 3)  # the index, the record, the discovery generation
 
 
 def test_a_task_index_filled_past_256_blind_entries_is_sharded_and_fully_read(sdb_mock):

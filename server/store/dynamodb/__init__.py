@@ -28,7 +28,8 @@ A fourth, ``by_host`` (``host``, ``sk``), sparse and keys only, names the not-st
 (``server.liveness.host_key``): a host's full snapshot is reconciled against it with one Query, and whatever
 the snapshot no longer lists is stopped as vanished in its record's put. Transitions a report does not name
 (``server.records.untold``) ride in their record's put too. Host leases are items in one partition, ``H``, read
-in one paged Query; notes are items of their own (``hosts``).
+in one paged Query; notes are items of their own (``hosts``). Writes that change what service discovery shows
+move a sharded counter (``shown``).
 
 ``items`` lays records and events out in items; ``client`` makes the table ready (its keys and indexes) and
 the requests; ``hosts`` keeps leases and notes and finds a host's containers; ``DynamoDBStore`` here merges
@@ -66,11 +67,12 @@ from server.store.dynamodb.items import (
     service_key,
     write_units,
 )
+from server.store.dynamodb.shown import ShownGeneration
 
 __all__ = ["DynamoDBStore"]
 
 
-class DynamoDBStore(AddressIndex):
+class DynamoDBStore(ShownGeneration, AddressIndex):
     """The store in one DynamoDB table; each lookup is a read by key or one Query."""
 
     kind = "dynamodb"
@@ -200,6 +202,7 @@ class DynamoDBStore(AddressIndex):
     def _save(self, changes: list[tuple[Held, Record]]) -> set[str]:
         """Write changed records ``(held, new)``; the IDs whose conditional put lost a race."""
         landed = self.pool.map(lambda change: self._write(*change), changes)
+        self._count_shown((held.record, new) for (held, new), ok in zip(changes, landed, strict=True) if ok)
         return {new["container_id"] for (_, new), ok in zip(changes, landed, strict=True) if not ok}
 
     # --- the interface -------------------------------------------------------------------------------------
@@ -330,6 +333,7 @@ class DynamoDBStore(AddressIndex):
     def _save_with_events(self, writes: list[tuple[Held, Record, tuple[tuple[Event, str], ...]]]) -> set[str]:
         """Write records with their events ``(held, new, events)``; the IDs whose conditional put lost a race."""
         landed = self.pool.map(lambda write: self._write(*write), writes)
+        self._count_shown((held.record, new) for (held, new, _), ok in zip(writes, landed, strict=True) if ok)
         return {new["container_id"] for (_, new, _), ok in zip(writes, landed, strict=True) if not ok}
 
     def _put_event(self, event: Event, arrival: str) -> bool:

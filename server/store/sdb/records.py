@@ -4,14 +4,20 @@ reading both, and writing records on a condition on their revision with the inde
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from server import running_set
 from server.lru import LRU
 from server.store.base import Record
 from server.store.sdb import addresses, hosts, items
 from server.store.sdb.client import CONFLICTS, CROWDED, Refused, SimpleDBClient
+
+#: The item of the ``indexes`` domain whose ``GENERATION`` attribute is the discovery generation.
+GENERATION_ITEM = "discovery/generation"
+GENERATION = "generation"
 
 
 @dataclass(frozen=True)
@@ -298,12 +304,25 @@ class Records(SimpleDBClient):
         self._index(self._index_entries(changes))
         landed = self.pool.map(lambda p: self._write_record(*p), puts)
         lost = {new["container_id"] for (_, new, _, _), ok in zip(puts, landed, strict=True) if not ok}
+        self._count_shown([(held.record, new) for held, new in changes if new["container_id"] not in lost])
         grown: dict[str, int] = {}
         for held, new in changes:
             if held.record is None and held.slot > 0 and new["container_id"] not in lost:
                 grown[held.bucket] = max(grown.get(held.bucket, 0), held.slot + 1)
         self._puts([("containers", name, {items.SLOTS: str(count)}) for name, count in grown.items()])
         return lost
+
+    # --- what discovery shows: one item whose value every write that changes it replaces ------------------------
+
+    def discovery_generation(self) -> str:
+        self._ready_to_use()
+        return self._get("indexes", GENERATION_ITEM, [GENERATION]).get(GENERATION, "")
+
+    def _count_shown(self, changes: list[tuple[Record | None, Record]]) -> None:
+        """Give the generation a value never given before if any (before, after) pair written changes what discovery
+        shows. SimpleDB has no atomic increment, and needs none: a reader only asks whether the value changed."""
+        if running_set.moved(changes):
+            self._put("indexes", GENERATION_ITEM, {GENERATION: uuid.uuid4().hex})
 
     # --- a task's records ----------------------------------------------------------------------------------
 
