@@ -202,7 +202,7 @@ def run_the_loop(images: dict[str, str], c: Containers, host: SimulatedHost, sim
                        aws_secret_access_key="testing")  # fmt: skip
     queue = sqs.create_queue(QueueName="ecs-events")["QueueUrl"]
     feed_env = {**server_env, "ECS_ID_MAPPER_EVENTS_QUEUE_URL": queue}
-    feed_flags = (*READ_ONLY, *TMP, "--no-healthcheck", "--volume", f"{data}:/data")
+    feed_flags = (*READ_ONLY, "--no-healthcheck", "--volume", f"{data}:/data")  # it writes only the store
     feed = c.run(images["server"], *feed_flags, env=feed_env, command=("python", "-m", "server.feed"))
     agent_env = {
         "ECS_ID_MAPPER_SERVER_URL": url,

@@ -323,9 +323,10 @@ def test_the_agent_is_a_daemon_on_host_networking_with_the_token_from_the_secret
     assert daemon["taskDefinition"] == agent["taskDefinitionArn"]
 
 
-# What each container writes, all on volumes: the server and the feed /tmp (gunicorn's heartbeats, the Prometheus
-# multiprocess files), the agent its spool. The stack's stores are shared, so the image's SQLite /data is unused.
-WRITABLE = {"server": {"/tmp"}, "feed": {"/tmp"}, "agent": {"/spool"}}
+# What each container writes, all on volumes: the server /tmp (gunicorn's heartbeats, the Prometheus multiprocess
+# files), the agent its spool. The stack's stores are shared, so the image's SQLite /data is unused, and the feed
+# writes nothing.
+WRITABLE: dict[str, set[str]] = {"server": {"/tmp"}, "feed": set(), "agent": {"/spool"}}
 
 
 def test_every_container_has_a_read_only_root_and_volumes_where_it_writes(deployed):
@@ -337,7 +338,7 @@ def test_every_container_has_a_read_only_root_and_volumes_where_it_writes(deploy
         assert container.get("readonlyRootFilesystem") is True, family
         mounts = {m["containerPath"]: m["sourceVolume"] for m in container.get("mountPoints", [])}
         assert set(mounts) == paths, family
-        assert set(mounts.values()) <= {v["name"] for v in definition["volumes"]}, family
+        assert set(mounts.values()) <= {v["name"] for v in definition.get("volumes", [])}, family
         assert paths <= set(image_volumes["agent" if family == "agent" else "server"]), family
 
 
