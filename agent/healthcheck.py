@@ -8,17 +8,17 @@ import http.client
 import os
 import sys
 
-from agent.config import PREFIX, ConfigError, _address
+from agent.config import PREFIX
 
-WILDCARDS = {"", "0.0.0.0", "*"}
+WILDCARDS = {"", "0.0.0.0", "*"}  # an empty host is agent.config's 127.0.0.1
 
 
 def check(setting: str, timeout: float = 4.0) -> str | None:
     """None when the agent's metrics answer 200 at ``setting`` (``PORT`` or ``HOST:PORT``), else why not."""
-    try:
-        host, port = _address(PREFIX + "METRICS_PORT", setting)
-    except ConfigError as exc:
-        return str(exc)
+    host, _, port_text = setting.rpartition(":")  # as agent.config reads it: PORT (on 127.0.0.1) or HOST:PORT
+    port = int(port_text) if port_text.isdigit() else 0
+    if not 0 < port < 65536:
+        return f"{PREFIX}METRICS_PORT: expected PORT or HOST:PORT, got {setting!r}"
     if host in WILDCARDS or host.strip("[]") == "::":
         host = "::1" if ":" in host else "127.0.0.1"
     conn = http.client.HTTPConnection(host.strip("[]"), port, timeout=timeout)
