@@ -37,7 +37,8 @@ AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_
 # not). No systemd, so no timer runs a HEALTHCHECK: `podman healthcheck run` does, when asked.
 PODMAN = ["podman", "--runtime", "runc"]
 LIMITS = ["--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096"]
-READ_ONLY = ["--read-only", "--read-only-tmpfs=false"]  # and no tmpfs but those asked for
+# No tmpfs but those asked for, and no volume for the images' VOLUMEs but those mounted: only what is named writes.
+READ_ONLY = ["--read-only", "--read-only-tmpfs=false", "--image-volume", "ignore"]
 TMP = ["--tmpfs", "/tmp:rw,mode=1777,size=64m"]
 HEALTH = ["--health-interval", "disable"]  # no timer: checked with `podman healthcheck run`
 
@@ -106,7 +107,7 @@ class Containers:
 
     def close(self) -> None:
         for name in self.names:
-            podman("rm", "--force", "--time", "0", name, check=False)
+            podman("rm", "--force", "--volumes", "--time", "0", name, check=False)
         for volume in self.volumes:
             podman("volume", "rm", "--force", volume, check=False)
 
@@ -127,7 +128,8 @@ def listing(image: str) -> dict:
         "print(json.dumps({'files': files, 'git': gits, 'secrets': os.path.exists('/run/secrets/pip-ca'),"
         " 'env': dict(os.environ)}))"
     )
-    ran = podman("run", "--rm", "--network", "none", *LIMITS, "--no-healthcheck", image, "python", "-c", code)
+    flags = ("--rm", "--network", "none", "--image-volume", "ignore", "--no-healthcheck", *LIMITS)
+    ran = podman("run", *flags, image, "python", "-c", code)
     return json.loads(ran.stdout)
 
 
