@@ -5,7 +5,7 @@ BIN     = $(VENV)/bin
 # checkov pins older boto3/botocore than the project's: it gets a venv of its own.
 CHECKOV_VENV ?= .venv-checkov
 
-.PHONY: run demo test lint bench clean
+.PHONY: run demo test lint bench clean lock images
 
 run: $(VENV)/.runtime
 	$(BIN)/python -m server
@@ -40,6 +40,18 @@ bench: $(VENV)/.dev
 	$(BIN)/python -m bench.lease_writes
 	$(BIN)/python -m bench.taskdef_calls
 	$(BIN)/python -m bench.flowlogs
+
+# The images' lock files (every package, with its hashes; tests/deploy/test_locks.py fails when one is stale).
+# Pins already locked are kept: `make lock LOCK_ARGS=--upgrade` moves everything below the top-level pins too.
+LOCK = $(BIN)/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes $(LOCK_ARGS)
+lock: $(VENV)/.dev
+	$(LOCK) requirements.txt -o locks/server.txt
+	$(LOCK) pyproject.toml --constraint requirements.txt -o locks/agent.txt
+	$(LOCK) locks/sbom.in -o locks/sbom.txt
+
+# Both images with this machine's tools (Docker, else buildah/podman); docs/deploy.md says how and what it prints.
+images:
+	scripts/build-images
 
 $(VENV)/bin/python:
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ needed"; exit 1; }

@@ -64,9 +64,11 @@ class Dockerfile:
 
     @property
     def copied(self) -> list[str]:
-        """The build-context paths every COPY reads."""
+        """The build-context paths every COPY reads (a ``COPY --from`` reads another stage, not the context)."""
         sources = []
         for arguments in self.arguments("COPY"):
+            if "--from=" in arguments:
+                continue
             words = [w for w in _list_or_words(arguments) if not w.startswith("--")]
             sources += words[:-1]
         return sources

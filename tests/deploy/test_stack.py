@@ -25,6 +25,7 @@ from server import create_app
 from server.feed import Feed
 from server.retention import Pruner
 from server.state import state
+from tests.deploy.dockerfile import Dockerfile
 from tests.server import ecs_samples, samples
 from tests.support import ROOT, eventually
 from tests.upstream import helpers
@@ -328,6 +329,25 @@ def test_the_agent_is_a_daemon_on_host_networking_with_the_token_from_the_secret
     daemon = service(f"{STACK}-agent")
     assert (daemon["schedulingStrategy"], daemon["launchType"]) == ("DAEMON", "EC2")
     assert daemon["taskDefinition"] == agent["taskDefinitionArn"]
+
+
+# What each container writes, all on volumes: the server /tmp (gunicorn's heartbeats, the Prometheus multiprocess
+# files), the agent its spool. The stack's stores are shared, so the image's SQLite /data is unused, and the feed
+# writes nothing.
+WRITABLE: dict[str, set[str]] = {"server": {"/tmp"}, "feed": set(), "agent": {"/spool"}}
+
+
+def test_every_container_has_a_read_only_root_and_volumes_where_it_writes(deployed):
+    image_volumes = {"server": Dockerfile.read(ROOT / "Dockerfile.server").volumes,
+                     "agent": Dockerfile.read(ROOT / "Dockerfile.agent").volumes}  # fmt: skip
+    for family, paths in WRITABLE.items():
+        definition = task_definition(f"{STACK}-{family}")
+        (container,) = definition["containerDefinitions"]
+        assert container.get("readonlyRootFilesystem") is True, family
+        mounts = {m["containerPath"]: m["sourceVolume"] for m in container.get("mountPoints", [])}
+        assert set(mounts) == paths, family
+        assert set(mounts.values()) <= {v["name"] for v in definition.get("volumes", [])}, family
+        assert paths <= set(image_volumes["agent" if family == "agent" else "server"]), family
 
 
 def test_the_server_is_replicated_behind_a_load_balancer_that_checks_health(deployed):
