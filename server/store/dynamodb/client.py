@@ -199,6 +199,17 @@ class DynamoDBClient(AwsStore):
             return False
         return True
 
+    def _add(self, key: dict[str, Any], attribute: str, amount: int) -> None:
+        """One UpdateItem that adds ``amount`` to a number attribute of the item at ``key`` (made if missing)."""
+        self._call(
+            "update_item",
+            TableName=self.table,
+            Key=key,
+            UpdateExpression="ADD #n :amount",
+            ExpressionAttributeNames={"#n": attribute},
+            ExpressionAttributeValues={":amount": {"N": str(amount)}},
+        )
+
     def ping(self) -> None:
         self._ready_to_use()
         self._call("get_item", TableName=self.table, Key={"pk": {"S": "!ping"}, "sk": {"S": "!ping"}})
