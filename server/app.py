@@ -36,6 +36,7 @@ from server.newrelic import (
     RestV2Client,
     UnconfiguredClient,
 )
+from server.page import views as page
 from server.retention import Pruner
 from server.service_names import ServiceNames
 from server.state import EXTENSION, AppState
@@ -91,7 +92,7 @@ def create_app(
     )
 
     errors.register(app)
-    for module in (query, service_query, report, health, discovery, openapi, exposition):
+    for module in (query, service_query, report, health, discovery, openapi, exposition, page):
         app.register_blueprint(module.bp)
     if cfg.read_token:
         auth.protect_reads(app, (query.bp, service_query.bp, discovery.bp, exposition.bp))
