@@ -136,6 +136,11 @@ def build(
     )
 
 
+def interleaved(drawn: Timeline) -> list[tuple[str, Moment]]:
+    """Every row's moments in one list, oldest first, each with its row's label (a task's history as one story)."""
+    return sorted(((row.label, m) for row in drawn.rows for m in row.moments), key=lambda pair: _key(pair[1].at))
+
+
 def _key(moment: str) -> float:
     parsed = parse_time(moment)
     return parsed.timestamp() if parsed else float("inf")

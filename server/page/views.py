@@ -138,13 +138,15 @@ def task(task_id: str) -> str:
         by_container.setdefault(event.get("container_id", ""), []).append(event)
     now = utc_now()
     lives = [(r, by_container.get(r["container_id"], [])) for r in records]
+    drawn = timeline.build(lives, now, labelled=True)
     return render_template(
         "page/task.html",
+        moments=timeline.interleaved(drawn),
         task_id=key,
         records=records,
         first=records[0],
         events=events,
-        timeline=timeline.build(lives, now, labelled=True),
+        timeline=drawn,
         now=now,
         wording=wording,
         q=request.args.get("q", ""),

@@ -44,7 +44,7 @@ def test_the_empty_search_is_the_form_with_every_security_header(client):
     assert "unsafe-inline" not in csp and "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert response.headers["X-Frame-Options"] == "DENY"
-    assert response.headers["Referrer-Policy"] == "no-referrer"
+    assert response.headers["Referrer-Policy"] == "same-origin"
     assert "<script>" not in page and " style=" not in page and "<style" not in page  # nothing inline
 
 
@@ -249,6 +249,8 @@ class TestSignIn:
     def test_a_sign_in_from_another_site_or_to_another_site_is_refused(self, client):
         response = client.post("/sign-in", data={"token": "r3ad-token"}, headers={"Origin": "https://evil.example"})
         assert response.status_code == 403 and "Set-Cookie" not in response.headers
+        null = client.post("/sign-in", data={"token": "r3ad-token"}, headers={"Sec-Fetch-Site": "cross-site"})
+        assert null.status_code == 403
         away = client.post("/sign-in", data={"token": "r3ad-token", "next": "//evil.example/"})
         assert location(away) == "/"
 
