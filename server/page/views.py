@@ -21,7 +21,6 @@ from server.page.classify import Understood, classify
 from server.page.lookup import search
 from server.record_links import as_shown, configured_links, link_names, link_url
 from server.records import public, utc_now
-from server.respond import wants_redirect
 from server.state import state
 from server.store import StoreError
 
@@ -164,7 +163,6 @@ def follow(container_id: str, name: str) -> BaseResponse:
     record = state().store.get_container(full)
     if record is None:
         abort(_not_found(f"No container with ID {full} is on record."))
-    wants_redirect()
     return redirect(_checked(link_url(name, record, lookup=True)), 302)
 
 

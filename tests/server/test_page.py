@@ -257,3 +257,16 @@ class TestSignIn:
     def test_a_bearer_token_reads_the_page_as_it_reads_the_api(self, client, recorded):
         assert client.get(f"/container/{API_ID}", headers={"Authorization": "Bearer r3ad-token"}).status_code == 200
         assert client.get(f"/container/{API_ID}", headers=AUTH).status_code == 200
+
+
+def test_a_store_that_does_not_answer_is_a_503_page(app, client, recorded, monkeypatch):
+    from server.store import StoreUnavailable
+
+    def down(*args):
+        raise StoreUnavailable("connection refused")
+
+    monkeypatch.setattr(state(app).store, "get_container", down)
+    for url in (f"/?q={API_ID}", f"/container/{API_ID}"):
+        response = client.get(url)
+        assert response.status_code == 503 and response.mimetype == "text/html"
+        assert "did not answer" in response.get_data(as_text=True)
