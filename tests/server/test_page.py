@@ -270,3 +270,17 @@ def test_a_store_that_does_not_answer_is_a_503_page(app, client, recorded, monke
         response = client.get(url)
         assert response.status_code == 503 and response.mimetype == "text/html"
         assert "did not answer" in response.get_data(as_text=True)
+
+
+class TestLostHost:
+    @pytest.fixture
+    def settings(self, settings):
+        return {**settings, "host_lease": 0.5}
+
+    def test_a_container_whose_host_went_silent_is_lost_not_running(self, client, recorded):
+        import time
+
+        time.sleep(0.7)  # the lease lapses: no report renewed it
+        page = client.get(f"/container/{API_ID}").get_data(as_text=True)
+        assert "lost with its host since" in page and ">running<" not in page
+        assert "lost with its host" in page.split('id="life-heading"')[1]  # a moment of its timeline too
