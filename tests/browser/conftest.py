@@ -70,10 +70,20 @@ def browser(tmp_path_factory) -> Iterator:
         driver.quit()
 
 
+#: The folders screenshots went to in this run, named at the end of pytest's report.
+SAVED: list[Path] = []
+
+
 @pytest.fixture(scope="module")
 def screenshots(tmp_path_factory) -> Path:
-    """Where each view's screenshot goes: printed, so the CI log says where to find them."""
+    """Where each view's screenshot goes: named at the end of the run, so the CI log says where to find them."""
     folder = Path(os.environ.get("BROWSER_TEST_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
     folder.mkdir(parents=True, exist_ok=True)
-    print(f"\nscreenshots of the page: {folder}")
+    SAVED.append(folder)
     return folder
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    for folder in SAVED:
+        shots = sorted(folder.glob("*.png"))
+        terminalreporter.write_line(f"screenshots of the page: {len(shots)} in {folder}")
