@@ -148,9 +148,14 @@ def test_an_address_is_understood_and_says_the_index_is_missing(client, recorded
 
 @dataclass(frozen=True)
 class Holding:
+    """The fields of ``server.addresses.Holding`` that the page reads."""
+
     record: dict
     since: str
     until: str | None
+    via: str = "instance"
+    ports: tuple = ({"container_port": 8000, "host_port": 49153, "protocol": "tcp"},)
+    overlap: bool = False
 
 
 def test_an_address_lists_its_holdings_newest_first(app, client, recorded, monkeypatch):
@@ -167,7 +172,7 @@ def test_an_address_lists_its_holdings_newest_first(app, client, recorded, monke
     monkeypatch.setattr(lookup, "address_holdings", holdings)
     page = client.get("/", query_string={"q": "10.0.1.17"}).get_data(as_text=True)
     assert asked == [(store, "10.0.1.17")]
-    assert "Who held 10.0.1.17" in page and "still holds it" in page
+    assert "Who held 10.0.1.17" in page and "still holds it" in page and "host port 49153" in page
     assert page.index(f"/container/{API_ID}") < page.index(f"/container/{SIDECAR_ID}")
 
 
