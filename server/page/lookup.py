@@ -64,11 +64,11 @@ def _containers(understood: Understood) -> Answer:
     if understood.kind in (kinds.CONTAINER_ID, kinds.RUNTIME_ID):
         record = store.get_container(understood.value)
         if record is None:
-            return Answer(understood, nothing=_not_on_record(f"no container with ID {understood.value}"))
+            return Answer(understood, nothing=not_on_record(f"no container with ID {understood.value}"))
         return Answer(understood, [record], opens=("container", understood.value))
     found = store.find_containers(understood.value, limit=SHOWN + 1)
     if not found:
-        return Answer(understood, nothing=_not_on_record(f"no container ID starts with {understood.value}"))
+        return Answer(understood, nothing=not_on_record(f"no container ID starts with {understood.value}"))
     if len(found) == 1:
         return Answer(understood, found, opens=("container", found[0]["container_id"]))
     return _listed(understood, found, note="Several containers' IDs start with this: give more digits to pick one.")
@@ -83,7 +83,7 @@ def _task_or_prefix(understood: Understood) -> Answer:
 def _task(understood: Understood) -> Answer:
     if state().store.statuses_of_task(understood.value):
         return Answer(understood, opens=("task", understood.value))
-    return Answer(understood, nothing=_not_on_record(f"no task with ID {understood.value}"))
+    return Answer(understood, nothing=not_on_record(f"no task with ID {understood.value}"))
 
 
 def _running(understood: Understood, matches: Callable[[Record], bool], what: str) -> Answer:
@@ -116,7 +116,7 @@ def _service(understood: Understood) -> Answer:
     found = state().store.containers_of_service(cluster, understood.value)
     if not found:
         what = f"no container of service {understood.value} in cluster {cluster}"
-        return Answer(understood, nothing=_not_on_record(what) + " Service names are learnt from ECS after a report.")
+        return Answer(understood, nothing=not_on_record(what) + " Service names are learnt from ECS after a report.")
     return _listed(understood, found)
 
 
@@ -125,7 +125,7 @@ def _address(understood: Understood) -> Answer:
         return Answer(understood, nothing="This server keeps no index of addresses yet, so it cannot say who held one.")
     held = list(address_holdings(state().store, understood.value))
     if not held:
-        return Answer(understood, nothing=_not_on_record(f"no container on record held {understood.value}"))
+        return Answer(understood, nothing=not_on_record(f"no container on record held {understood.value}"))
     shown = as_shown([h.record for h in held])
     return Answer(understood, holdings=list(zip(held, shown, strict=True)))
 
@@ -138,7 +138,8 @@ def _listed(understood: Understood, found: list[Record], note: str = "") -> Answ
     return Answer(understood, ordered[:SHOWN], note=note, more=more)
 
 
-def _not_on_record(what: str) -> str:
+def not_on_record(what: str) -> str:
+    """Why a well-formed ID matches nothing, in words: never reported here, or pruned after the retention."""
     days = state().config.retention_days
     kept = f"records are kept {days:g} days after a container was last seen" if days else "records are kept forever"
     return f"Not on record: {what}. Either it was never reported to this server, or it was pruned ({kept})."

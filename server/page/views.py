@@ -18,7 +18,7 @@ from server.errors import ApiError
 from server.newrelic import UnconfiguredClient
 from server.page import guard, timeline, wording
 from server.page.classify import Understood, classify
-from server.page.lookup import search
+from server.page.lookup import not_on_record, search
 from server.record_links import as_shown, configured_links, link_names, link_url
 from server.records import public, utc_now
 from server.state import state
@@ -104,7 +104,7 @@ def container(container_id: str) -> str:
     full = _full_container_id(container_id)
     record = store.get_container(full)
     if record is None:
-        abort(_not_found(f"No container with ID {full} is on record."))
+        abort(_not_found(not_on_record(f"no container with ID {full}")))
     (shown,) = as_shown([record])
     events = store.events_of_container(full)
     siblings = as_shown(store.containers_of_task(record["task_id"])) if record.get("task_id") else [shown]
@@ -130,7 +130,7 @@ def task(task_id: str) -> str:
     key = _task_id(task_id)
     records = as_shown(store.containers_of_task(key))
     if not records:
-        abort(_not_found(f"No task with ID {key} is on record."))
+        abort(_not_found(not_on_record(f"no task with ID {key}")))
     events = store.events_of_task(key)
     by_container: dict[str, list] = {}
     for event in events:

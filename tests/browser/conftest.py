@@ -49,8 +49,6 @@ def browser(tmp_path_factory) -> Iterator:
     reason = missing()
     if reason:
         pytest.skip(reason)
-    # Selenium Manager would fetch a driver or a browser of its own: it is told to stay offline, and is given both.
-    os.environ["SE_OFFLINE"] = "true"
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -61,7 +59,10 @@ def browser(tmp_path_factory) -> Iterator:
     options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     service = Service(executable_path=CHROMEDRIVER, log_output=str(tmp_path_factory.mktemp("chromedriver") / "log"))
-    driver = webdriver.Chrome(options=options, service=service)
+    with pytest.MonkeyPatch.context() as patch:
+        # Selenium Manager would fetch a driver or a browser of its own: it is told to stay offline, and given both.
+        patch.setenv("SE_OFFLINE", "true")
+        driver = webdriver.Chrome(options=options, service=service)
     driver.set_page_load_timeout(30)
     driver.set_script_timeout(60)
     try:
