@@ -29,6 +29,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python bench/agent_poll.py
 	$(BIN)/python -m bench.sdb_cost
 	$(BIN)/python -m bench.dynamodb_cost
+	$(BIN)/python -m bench.address_index
 	$(BIN)/python -m bench.cpu
 	$(BIN)/python -m bench.lookup
 	$(BIN)/python -m bench.profile

@@ -87,6 +87,7 @@ STORE_OPERATIONS = (
     "statuses_of_task",
     "containers_of_service",
     "running_containers",
+    "address_holders",
     "update_container",
     "update_task",
     "update_tasks",

@@ -23,6 +23,9 @@ REGION = "us-west-2"  # moto does not intercept SimpleDB in us-east-1
 
 SELECT_EXPIRED = re.compile(r"select itemName\(\) from `([^`]+)` where last_seen < '([^']*)' limit (\d+)")
 SELECT_WHOLE = re.compile(r"select \* from `([^`]+)` where (known_status|host) = '([^']*)' limit (\d+)")
+SELECT_ADDRESS = re.compile(
+    r"select \* from `([^`]+)` where (\w+) > '([^']*)' and \2 <= '([^']*)' order by \2 desc limit (\d+)"
+)
 SELECT_NAMED = re.compile(r"select (\w+(?:, \w+)*) from `([^`]+)` where itemName\(\) like '([^'%]*)%' limit (\d+)")
 #: Items per page of whole items: fewer than asked, as SimpleDB answers when a page passes 1 MB, so that the
 #: contract suite follows NextToken.
@@ -120,7 +123,10 @@ def _select(self: SimpleDBResponse) -> Any:
     expression = self._get_param("SelectExpression")
     expired, whole = SELECT_EXPIRED.fullmatch(expression), SELECT_WHOLE.fullmatch(expression)
     named = SELECT_NAMED.fullmatch(expression)
-    assert expired or whole or named, expression
+    address = SELECT_ADDRESS.fullmatch(expression)
+    assert expired or whole or named or address, expression
+    if address:
+        return _select_address(self, address)
     if named:
         domain = self.sdb_backend._get_domain(named[2])
         output = set(named[1].split(", "))
@@ -152,6 +158,21 @@ def _select(self: SimpleDBResponse) -> Any:
             if any(a["Name"] == whole[2] and a["Value"] == whole[3] for a in item.attributes)
         ]
     return _page(self, hits, int(whole[4]))
+
+
+def _select_address(self: SimpleDBResponse, query: re.Match) -> Any:
+    """The whole items whose attribute lies in (low, high], ordered by it, highest first (the address index)."""
+    domain = self.sdb_backend._get_domain(query[1])
+    name, low, high = query[2], query[3].replace("''", "'"), query[4].replace("''", "'")
+    with _STRICT_LOCK:
+        hits = []
+        for item_name, item in domain.items.items():
+            values = [a["Value"] for a in item.attributes if a["Name"] == name and low < a["Value"] <= high]
+            if values:
+                attributes = [{"Name": a["Name"], "Value": a["Value"]} for a in item.attributes]
+                hits.append((max(values), {"Name": item_name, "Attributes": attributes}))
+    ordered = [hit for _, hit in sorted(hits, key=lambda pair: pair[0], reverse=True)]
+    return _page(self, ordered, int(query[5]))
 
 
 def _page(self: SimpleDBResponse, hits: list[dict], limit: int) -> Any:

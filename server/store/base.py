@@ -123,6 +123,17 @@ class Store(ABC):
         """Every record whose ``known_status`` is RUNNING, in any order, read by a few queries, never a scan."""
 
     @abstractmethod
+    def address_holders(self, key: str, at: str | None, limit: int) -> list[Record]:
+        """The records found under ``key`` in the address index (``server.store.address_index``): a canonical
+        address (``address_index.canonical``) or an EC2 instance (``address_index.instance_key``).
+
+        Of the index entries of ``key`` whose ``since`` is at most ``at`` (every entry when ``at`` is None), the
+        newest ``limit`` by ``since``, newest first; each record once, as stored now. One range read of the index
+        (one Select on SimpleDB), then the records by ID, never a scan. Whether a record held the address at ``at``
+        is for the caller to decide from the record (``server.addresses``).
+        """
+
+    @abstractmethod
     def update_container(self, container_id: str, fields: Record) -> None:
         """Set ``fields`` (cached lookups such as ``newrelic_url``) on one existing record; no-op if absent."""
 

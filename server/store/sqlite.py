@@ -29,6 +29,7 @@ from pathlib import Path
 
 from server import liveness
 from server.lru import LRU
+from server.store import sqlite_addresses
 from server.store.base import Event, Record, Store, StoreUnavailable
 from server.store.sqlite_layout import (
     INSERT,
@@ -39,6 +40,7 @@ from server.store.sqlite_layout import (
     ReportPlan,
     decode_record,
     encode_record,
+    index_task_fields,
     migrate,
     row_of,
     rows_with_fields,
@@ -238,6 +240,7 @@ class SQLiteStore(Store):
                 plan = ReportPlan(entries, stored, now, events, held, moment)
             conn.executemany(INSERT, plan.inserts)
             conn.executemany(UPDATE, plan.updates)
+            sqlite_addresses.apply(conn, *plan.index)
             told = self._insert_events(conn, events)
             if derive:  # after the report's own: those are counted, these are not
                 self._insert_events(conn, plan.events)
@@ -369,7 +372,10 @@ class SQLiteStore(Store):
         with self._write() as conn:
             row = conn.execute("SELECT record FROM containers WHERE container_id = ?", (container_id,)).fetchone()
             if row:
-                conn.execute(UPDATE, row_of({**decode_record(row[0]), **fields}))
+                old = decode_record(row[0])
+                new = {**old, **fields}
+                conn.execute(UPDATE, row_of(new))
+                sqlite_addresses.update(conn, [(old, new)])
 
     def update_task(self, task_id: str, fields: Record) -> None:
         self.update_tasks({task_id: fields})
@@ -387,6 +393,7 @@ class SQLiteStore(Store):
             if stored != seen:
                 rows = rows_with_fields(stored, fields_by_task)
             conn.executemany(UPDATE, rows)
+            index_task_fields(conn, stored, fields_by_task)
 
     @staticmethod
     def _of_tasks(conn: sqlite3.Connection, tasks: list[str]) -> list[tuple[str, bytes | str]]:
@@ -411,10 +418,13 @@ class SQLiteStore(Store):
             return 0
         cutoff = self.cutoff()
         with self._write() as conn:
-            gone = conn.execute(
-                "SELECT container_id FROM containers WHERE last_seen < ? LIMIT ?", (cutoff, limit)
+            expired = conn.execute(
+                "SELECT container_id, record FROM containers WHERE last_seen < ? LIMIT ?", (cutoff, limit)
             ).fetchall()
+            gone = [(container_id,) for container_id, _ in expired]
             conn.executemany("DELETE FROM containers WHERE container_id = ?", gone)
+            # Their address index entries with them: the entries are those their records make.
+            sqlite_addresses.update(conn, ((decode_record(record), None) for _, record in expired))
             conn.executemany("DELETE FROM events WHERE container_id = ?", gone)
             # Events as old whose container is not on record (reported alone, or its record already gone).
             conn.execute(
@@ -425,6 +435,13 @@ class SQLiteStore(Store):
             # Hosts silent for as long: whatever they ran has expired with them.
             conn.execute("DELETE FROM hosts WHERE renewed_at < ?", (cutoff,))
         return len(gone)
+
+    def address_holders(self, key: str, at: str | None, limit: int) -> list[Record]:
+        with self._errors():
+            conn = self._connection()
+            ids = sqlite_addresses.holders(conn, key, at, limit)
+            found = dict(select_in(conn, "SELECT container_id, record FROM containers WHERE container_id IN ({})", ids))
+        return [decode_record(found[cid]) for cid in ids if cid in found]
 
     def count_containers(self) -> int:
         # SQLite counts over its smallest index, not the records: a few milliseconds per hundred thousand.

@@ -16,10 +16,11 @@ import zlib
 from collections.abc import Iterable, Mapping, Sequence
 
 from server import liveness, records
+from server.store import address_index, sqlite_addresses
 from server.store.base import Event, Record
 
 #: Bumped when the layout changes; older files are converted when opened.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 #: The indexes whose definition changed in SCHEMA_VERSION 4: files of version 3 rebuild just these.
 REBUILT_IN_4 = ("containers_by_service", "containers_running")
 
@@ -130,6 +131,17 @@ def rows_with_fields(stored: list[tuple[str, bytes | str]], fields_by_task: Mapp
     return [row_of({**decode_record(record), **fields_by_task[task_id]}) for task_id, record in stored]
 
 
+def index_task_fields(
+    conn: sqlite3.Connection, stored: list[tuple[str, bytes | str]], fields_by_task: Mapping[str, Record]
+) -> None:
+    """The address index's changes when stored (task ID, record) pairs gain their task's fields: none for the
+    usual fields (a service name), so the records are decoded again only when a field could move an entry."""
+    if not any(set(fields).intersection(address_index.FIELDS) for fields in fields_by_task.values()):
+        return
+    pairs = [(old, {**old, **fields_by_task[task_id]}) for task_id, old in ((t, decode_record(r)) for t, r in stored)]
+    sqlite_addresses.update(conn, pairs)
+
+
 def select_in(conn: sqlite3.Connection, query: str, values: list[str]) -> list[tuple]:
     """The rows of ``query``, whose ``IN ({})`` takes ``values``, asked 500 values at a time (SQLite allows 32,766
     parameters; small statements keep each short)."""
@@ -175,6 +187,8 @@ class ReportPlan:
             if record.get("known_status") != "STOPPED" and not records.seen_since(record, moment):
                 changed[container_id], stop = records.vanished(record, moment)
                 self.events += [e for e in stop if (container_id, e["event"], e["from"], e["to"]) not in named]
+        #: The address index's entries to delete and insert (``sqlite_addresses``).
+        self.index = sqlite_addresses.changes((before.get(cid), r) for cid, r in changed.items())
         self.inserts = [row_of(r) for r in changed.values() if r["container_id"] not in stored]
         self.updates = [row_of(r) for r in changed.values() if r["container_id"] in stored]
 
@@ -211,4 +225,15 @@ def migrate(conn: sqlite3.Connection) -> None:
         for (stored,) in conn.execute("SELECT record FROM containers_v1").fetchall():
             conn.execute(INSERT, row_of(decode_record(stored)))
         conn.execute("DROP TABLE containers_v1")
+    index_addresses(conn, bool(exists) and version < 6)
     conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+
+def index_addresses(conn: sqlite3.Connection, populate: bool) -> None:
+    """Create the address index (layout 6); for a file of an older layout, fill it from the records on file."""
+    conn.execute(sqlite_addresses.SCHEMA)
+    if not populate:
+        return
+    stored = conn.execute("SELECT record FROM containers")
+    while batch := stored.fetchmany(1000):
+        sqlite_addresses.update(conn, ((None, decode_record(record)) for (record,) in batch))

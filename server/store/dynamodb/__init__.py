@@ -47,7 +47,8 @@ from server.lru import LRU
 from server.records import seen_since, untold, vanished
 from server.store.aws_store import changed_beyond_liveness, flag, reject_unknown, worth_writing
 from server.store.base import Event, Record, StoreUnavailable
-from server.store.dynamodb.hosts import REMEMBERED_HOSTS, HostsAndNotes
+from server.store.dynamodb.addresses import AddressIndex
+from server.store.dynamodb.hosts import REMEMBERED_HOSTS
 from server.store.dynamodb.items import (
     EVENT_FIELDS,
     OLD_RUNNING_KEY,
@@ -69,7 +70,7 @@ from server.store.dynamodb.items import (
 __all__ = ["DynamoDBStore"]
 
 
-class DynamoDBStore(HostsAndNotes):
+class DynamoDBStore(AddressIndex):
     """The store in one DynamoDB table; each lookup is a read by key or one Query."""
 
     kind = "dynamodb"
@@ -131,7 +132,7 @@ class DynamoDBStore(HostsAndNotes):
         if not self._live(item):
             return Held(None, version)
         record = decode(item)
-        return Held(record, version, decode_events(item, record))
+        return Held(record, version, decode_events(item, record), item.get("ix", {}).get("S", ""))
 
     def _read_held(self, container_ids: Iterable[str]) -> dict[str, Held]:
         """Each container's record as stored now (Held(None) when there is none), remembered for the next report."""
@@ -161,12 +162,16 @@ class DynamoDBStore(HostsAndNotes):
 
     # --- writing records -----------------------------------------------------------------------------------
 
-    def _item(self, record: Record, version: int, events: tuple[tuple[Event, str], ...] = ()) -> dict[str, Any]:
+    def _item(
+        self, record: Record, version: int, events: tuple[tuple[Event, str], ...] = (), indexed: str = ""
+    ) -> dict[str, Any]:
         item: dict[str, Any] = {
             **record_key(record["container_id"]),
             "v": {"N": str(version)},
             "r": {"B": encode(record)},
         }
+        if indexed:
+            item["ix"] = {"S": indexed}
         if events:
             item["ev"] = {"B": encode_events(record, events)}
         if record.get("task_id"):
@@ -185,10 +190,11 @@ class DynamoDBStore(HostsAndNotes):
         forget it) if someone wrote first."""
         version = (held.version or 0) + 1
         events = held.events if events is None else events
-        if not self._put(self._item(new, version, events), **held.condition):
+        indexed = self._index(held, new)
+        if not self._put(self._item(new, version, events, indexed), **held.condition):
             self._cache.drop(new["container_id"])
             return False
-        self._cache.put(new["container_id"], Held(new, version, events))
+        self._cache.put(new["container_id"], Held(new, version, events, indexed))
         return True
 
     def _save(self, changes: list[tuple[Held, Record]]) -> set[str]:
@@ -311,10 +317,11 @@ class DynamoDBStore(HostsAndNotes):
         if record is None or not new:
             return held.events, new
         kept, apart = held.events, []
-        units = write_units(self._item(record, (held.version or 0) + 1))
+        units = write_units(self._item(record, (held.version or 0) + 1, (), held.indexed))
         for event, arrival in new:
             fits = set(event) == EVENT_FIELDS and event["task_id"] == record.get("task_id")
-            if fits and write_units(self._item(record, (held.version or 0) + 1, (*kept, (event, arrival)))) == units:
+            grown = self._item(record, (held.version or 0) + 1, (*kept, (event, arrival)), held.indexed)
+            if fits and write_units(grown) == units:
                 kept += ((event, arrival),)
             else:
                 apart.append((event, arrival))

@@ -40,6 +40,8 @@ class Held:
     record: Record | None
     version: int | None = None
     events: tuple[tuple[Event, str], ...] = ()
+    #: What the item says of the record's address index items (``dynamodb.addresses``): "" for none.
+    indexed: str = ""
 
     @property
     def condition(self) -> dict[str, Any]:

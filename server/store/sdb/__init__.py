@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable
 from server.lru import LRU
 from server.store.aws_store import reject_unknown
 from server.store.base import Record
-from server.store.sdb import items
+from server.store.sdb import addresses, items
 from server.store.sdb.client import DOMAINS
 from server.store.sdb.notes import Notes
 
@@ -121,6 +121,24 @@ class SimpleDBStore(Notes):
             if record and record.get("known_status") == "RUNNING":
                 found.append(record)
         return found
+
+    def address_holders(self, key: str, at: str | None, limit: int) -> list[Record]:
+        # One consistent Select on the records' own index attribute, newest start first (``sdb.addresses``),
+        # followed page by page (SimpleDB pages at 1 MB) until ``limit`` records came.
+        self._ready_to_use()
+        query = addresses.select_expression(self.domains["containers"], key, at, max(1, min(limit, 2500)))
+        params = {"SelectExpression": query, "ConsistentRead": True}
+        found: dict[str, Record] = {}
+        while len(found) < limit:
+            answer = self._call("select", **params)
+            for item in answer.get("Items", []):
+                record = items.record_from({a["Name"]: a["Value"] for a in item.get("Attributes", [])})
+                if record is not None:
+                    found.setdefault(record["container_id"], record)
+            if not answer.get("NextToken"):
+                break
+            params["NextToken"] = answer["NextToken"]
+        return self._alive(list(found.values())[:limit])
 
     def _records_of_tasks(self, task_ids: Iterable[str]) -> list[Record]:
         return self._alive([held.record for held in self._of_tasks(task_ids) if held.record])

@@ -10,7 +10,7 @@ from typing import Any
 
 from server.lru import LRU
 from server.store.base import Record
-from server.store.sdb import hosts, items
+from server.store.sdb import addresses, hosts, items
 from server.store.sdb.client import CONFLICTS, CROWDED, Refused, SimpleDBClient
 
 
@@ -94,9 +94,14 @@ def unchanged_since(revision: str | None) -> dict[str, Any]:
 
 
 def record_item_attributes(record: Record) -> dict[str, str]:
-    """A record's attributes, labelled with its host (if it names one) so that a Select finds a host's records."""
+    """A record's attributes, labelled with its host (if it names one) so that a Select finds a host's records,
+    and with its address index attributes (``sdb.addresses``)."""
     key = hosts.host_key(record)
-    return {**items.record_attributes(record), **({hosts.HOST: key} if key else {})}
+    return {
+        **items.record_attributes(record),
+        **({hosts.HOST: key} if key else {}),
+        **addresses.address_attributes(record),
+    }
 
 
 class Records(SimpleDBClient):
