@@ -4,32 +4,20 @@ matches, why."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
 
+from server import addresses
 from server.page import classify as kinds
 from server.page.classify import Understood
 from server.page.wording import newest_running_first
 from server.record_links import as_shown
 from server.state import state
 from server.store import Record
+from server.validation import ValidationError
 
 #: The most records a list shows; a prefix lookup asks the store for one more, to tell that there are more.
 SHOWN = 200
-
-
-class HoldingLike(Protocol):
-    """What the address view reads of a holding (``server.addresses.Holding`` has these and more)."""
-
-    record: dict[str, str]
-    since: str
-    until: str | None
-
-
-#: Who held an address: ``(store, address) -> holdings``, newest first. The address index provides it
-#: (``server.addresses.holdings``); until a server has one, an address search says it cannot answer.
-address_holdings: Callable[[Any, str], Sequence[HoldingLike]] | None = None
 
 
 @dataclass
@@ -39,7 +27,8 @@ class Answer:
 
     understood: Understood
     records: list[dict] = field(default_factory=list)
-    holdings: list[Any] = field(default_factory=list)
+    #: Each holding of the address with its record as shown.
+    holdings: list[tuple[addresses.Holding, dict]] = field(default_factory=list)
     opens: tuple[str, str] | None = None
     #: Why nothing matched, in words; "" when something did.
     nothing: str = ""
@@ -101,7 +90,12 @@ def _docker_name(understood: Understood) -> Answer:
 
 
 def _instance(understood: Understood) -> Answer:
-    return _running(understood, lambda r: r.get("instance_id") == understood.value, "instance ID")
+    app_state = state()
+    held = addresses.on_host(app_state.store, understood.value, leases=app_state.leases.current())
+    if not held:
+        return Answer(understood, nothing=not_on_record(f"no container ran on instance {understood.value}"))
+    by_container = {h.record["container_id"]: h.record for h in held}  # a container may hold several addresses
+    return _listed(understood, list(by_container.values()))
 
 
 def _name(understood: Understood) -> Answer:
@@ -121,9 +115,11 @@ def _service(understood: Understood) -> Answer:
 
 
 def _address(understood: Understood) -> Answer:
-    if address_holdings is None:
-        return Answer(understood, nothing="This server keeps no index of addresses yet, so it cannot say who held one.")
-    held = list(address_holdings(state().store, understood.value))
+    app_state = state()
+    try:
+        held = addresses.holdings(app_state.store, understood.value, leases=app_state.leases.current())
+    except ValidationError as exc:
+        return Answer(understood, nothing=f"Malformed: {exc}.")
     if not held:
         return Answer(understood, nothing=not_on_record(f"no container on record held {understood.value}"))
     shown = as_shown([h.record for h in held])

@@ -189,6 +189,8 @@ def test_every_input_form_is_understood(browser, server, screenshots, pasted, la
     search(browser, pasted)
     path = browser.current_url.removeprefix(server.url)
     main = browser.find_element(By.TAG_NAME, "main").text
+    if pasted == "10.0.1.17":
+        assert "Who held 10.0.1.17" in main and "api" in main and "envoy" in main
     if pasted == API_ID[:12]:
         assert "2 matching containers" in main and "old-api" in main
     elif pasted == "3f2a9c1d":

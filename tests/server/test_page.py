@@ -4,11 +4,9 @@ records escaped, links under the configured templates only, and the security hea
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 import pytest
 
-from server.page import lookup
 from server.state import state
 from tests.server.samples import API_ID, ARN_OLD, AUTH, SIDECAR_ID, TASK_LONG, TASK_UUID, container, event
 
@@ -111,10 +109,11 @@ def test_several_matches_are_listed_running_first(client, report):
     assert page.index(f"/container/{API_ID}") < page.index(f"/container/{OTHER_ID}")
 
 
-def test_an_instance_lists_its_running_containers(client, recorded):
+def test_an_instance_lists_what_ran_on_it_stopped_containers_too(client, report):
+    report(container(), container(OTHER_ID, name="old", known_status="STOPPED", desired_status="STOPPED"))
     page = client.get("/", query_string={"q": "i-0123456789abcdef0"}).get_data(as_text=True)
-    assert "an EC2 instance ID" in page and f"/container/{API_ID}" in page and f"/container/{SIDECAR_ID}" in page
-    assert "Only running containers" in page
+    assert "an EC2 instance ID" in page and f"/container/{API_ID}" in page and f"/container/{OTHER_ID}" in page
+    assert page.index(f"/container/{API_ID}") < page.index(f"/container/{OTHER_ID}")  # running first
 
 
 def test_a_cluster_slash_service_lists_the_services_containers(app, client, recorded):
@@ -140,40 +139,21 @@ def test_nothing_on_record_says_so_and_why(client):
     assert "Not on record" in page and "pruned" in page and "30 days" in page
 
 
-def test_an_address_is_understood_and_says_the_index_is_missing(client, recorded, monkeypatch):
-    monkeypatch.setattr(lookup, "address_holdings", None)
-    page = client.get("/", query_string={"q": "::ffff:10.0.1.17"}).get_data(as_text=True)
-    assert "an IPv4 address" in page and "no index of addresses" in page
+def test_an_address_lists_who_held_it_newest_first(client, report):
+    awsvpc = [{"network_mode": "awsvpc", "ipv4_addresses": ["10.0.5.9"]}]
+    report(container(networks=awsvpc, started_at="2026-11-25T14:00:00.000Z"))
+    report(container(SIDECAR_ID, name="envoy", started_at="2026-11-25T15:00:00.000Z"))
+    page = client.get("/", query_string={"q": "::ffff:10.0.5.9"}).get_data(as_text=True)
+    assert "an IPv4 address" in page and "Who held 10.0.5.9" in page and "the task's own address" in page
+    assert f"/container/{API_ID}" in page and f"/container/{SIDECAR_ID}" not in page
+    on_instance = client.get("/", query_string={"q": "10.0.1.17"}).get_data(as_text=True)
+    assert "its instance's address, host port 49153" in on_instance and "still holds it" in on_instance
+    assert f"/container/{SIDECAR_ID}" in on_instance
 
 
-@dataclass(frozen=True)
-class Holding:
-    """The fields of ``server.addresses.Holding`` that the page reads."""
-
-    record: dict
-    since: str
-    until: str | None
-    via: str = "instance"
-    ports: tuple = ({"container_port": 8000, "host_port": 49153, "protocol": "tcp"},)
-    overlap: bool = False
-
-
-def test_an_address_lists_its_holdings_newest_first(app, client, recorded, monkeypatch):
-    store = state(app).store
-    asked = []
-
-    def holdings(store_, address):
-        asked.append((store_, address))
-        return [
-            Holding(store.get_container(API_ID), "2026-11-25T15:00:00.000Z", None),
-            Holding(store.get_container(SIDECAR_ID), "2026-11-20T08:00:00.000Z", "2026-11-21T09:00:00.000Z"),
-        ]
-
-    monkeypatch.setattr(lookup, "address_holdings", holdings)
-    page = client.get("/", query_string={"q": "10.0.1.17"}).get_data(as_text=True)
-    assert asked == [(store, "10.0.1.17")]
-    assert "Who held 10.0.1.17" in page and "still holds it" in page and "host port 49153" in page
-    assert page.index(f"/container/{API_ID}") < page.index(f"/container/{SIDECAR_ID}")
+def test_an_address_nobody_held_is_not_on_record(client, recorded):
+    response = client.get("/", query_string={"q": "192.0.2.1"})
+    assert response.status_code == 404 and "Not on record" in response.get_data(as_text=True)
 
 
 def test_the_task_view_draws_its_containers_side_by_side(client, recorded):
