@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -103,7 +105,21 @@ def search(browser, text: str) -> None:
 
     box = browser.find_element(By.ID, "q")
     box.clear()
-    box.send_keys(text, Keys.ENTER)
+    with navigation(browser):
+        box.send_keys(text, Keys.ENTER)
+
+
+@contextmanager
+def navigation(browser) -> Iterator[None]:
+    """Wait, after what the block does, until the browser has left the page it was on and loaded the next."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    page = browser.find_element(By.TAG_NAME, "html")
+    yield
+    WebDriverWait(browser, 20).until(expected_conditions.staleness_of(page))
+    WebDriverWait(browser, 20).until(lambda b: b.execute_script("return document.readyState") == "complete")
 
 
 def check_view(browser, screenshots: Path, name: str) -> None:
@@ -139,7 +155,8 @@ def signed_in(browser, server) -> None:
         from selenium.webdriver.common.by import By
 
         browser.find_element(By.ID, "token").send_keys(READ_TOKEN)
-        browser.find_element(By.CSS_SELECTOR, "form.sign-in button[type=submit]").click()
+        with navigation(browser):
+            browser.find_element(By.CSS_SELECTOR, "form.sign-in button[type=submit]").click()
         assert "/sign-in" not in browser.current_url
 
 
@@ -151,11 +168,13 @@ def test_signing_in_refuses_a_wrong_token_then_keeps_the_right_one(browser, serv
     assert "/sign-in" in browser.current_url
     check_view(browser, screenshots, "sign-in")
     browser.find_element(By.ID, "token").send_keys(READ_TOKEN + "x")
-    browser.find_element(By.CSS_SELECTOR, "form.sign-in button[type=submit]").click()
+    with navigation(browser):
+        browser.find_element(By.CSS_SELECTOR, "form.sign-in button[type=submit]").click()
     assert "That token is not accepted." in browser.find_element(By.TAG_NAME, "main").text, browser.page_source
     check_view(browser, screenshots, "sign-in-refused")
     browser.find_element(By.ID, "token").send_keys(READ_TOKEN)
-    browser.find_element(By.CSS_SELECTOR, "form.sign-in button[type=submit]").click()
+    with navigation(browser):
+        browser.find_element(By.CSS_SELECTOR, "form.sign-in button[type=submit]").click()
     assert browser.current_url == f"{server.url}/container/{API_ID}"
     cookie = browser.get_cookie("ecs_id_mapper_read")
     assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict"
@@ -213,10 +232,12 @@ def test_the_container_view_shows_its_life_and_its_links_lead_where_configured(b
     copy = browser.find_element(By.CSS_SELECTOR, f'button.copy[data-copy="{API_ID}"]')
     assert copy.is_displayed()  # shown by the script, hidden without it
     check_view(browser, screenshots, "container")
-    browser.find_element(By.LINK_TEXT, "health").click()
+    with navigation(browser):
+        browser.find_element(By.LINK_TEXT, "health").click()
     assert browser.current_url == f"{server.url}/health?container={API_ID[:12]}"
     visit(browser, f"{server.url}/container/{API_ID}")
-    browser.find_element(By.PARTIAL_LINK_TEXT, TASK_LONG).click()
+    with navigation(browser):
+        browser.find_element(By.PARTIAL_LINK_TEXT, TASK_LONG).click()
     assert browser.current_url == f"{server.url}/task/{TASK_LONG}"
     assert len(browser.find_elements(By.CSS_SELECTOR, "figure.timeline g.life")) == 2
     check_view(browser, screenshots, "task")
