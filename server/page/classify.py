@@ -117,7 +117,17 @@ def _instance(text: str, lower: str) -> Understood | None:
     return None
 
 
+#: An address with a port, as flow logs and connection errors pair them: ``10.0.1.5:8080``, ``[2600:1f18::a]:443``.
+ADDRESS_AND_PORT = re.compile(r"(?P<address>[0-9.]+|\[[0-9a-f:.]+\]):(?P<port>[0-9]{1,5})")
+
+
 def _address(text: str, lower: str) -> Understood | None:
+    with_port = ADDRESS_AND_PORT.fullmatch(lower)
+    if with_port and 0 < int(with_port["port"]) <= 65535:
+        found = _address(text, with_port["address"])
+        if found is not None:
+            port = str(int(with_port["port"]))
+            return Understood(ADDRESS, found.value, f"{found.said} and port {port}", extra={"port": port})
     candidate = lower[1:-1] if lower.startswith("[") and lower.endswith("]") else lower
     if not any(c in candidate for c in ".:"):
         return None

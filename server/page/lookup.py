@@ -117,7 +117,8 @@ def _service(understood: Understood) -> Answer:
 def _address(understood: Understood) -> Answer:
     app_state = state()
     try:
-        held = addresses.holdings(app_state.store, understood.value, leases=app_state.leases.current())
+        port = int(understood.extra["port"]) if "port" in understood.extra else None
+        held = addresses.holdings(app_state.store, understood.value, port=port, leases=app_state.leases.current())
     except ValidationError as exc:
         return Answer(understood, nothing=f"Malformed: {exc}.")
     if not held:

@@ -149,6 +149,10 @@ def test_an_address_lists_who_held_it_newest_first(client, report):
     on_instance = client.get("/", query_string={"q": "10.0.1.17"}).get_data(as_text=True)
     assert "its instance's address, host port 49153" in on_instance and "still holds it" in on_instance
     assert f"/container/{SIDECAR_ID}" in on_instance
+    by_port = client.get("/", query_string={"q": "10.0.1.17:49153"}).get_data(as_text=True)
+    assert "an IPv4 address and port 49153" in by_port and f"/container/{SIDECAR_ID}" in by_port
+    other_port = client.get("/", query_string={"q": "10.0.1.17:49154"})
+    assert other_port.status_code == 404
 
 
 def test_an_address_nobody_held_is_not_on_record(client, recorded):

@@ -37,6 +37,8 @@ RUNTIME = "cd189a933e5849daa93386466019ab50-2495160603"
         ("::ffff:10.0.1.17", kinds.ADDRESS, "10.0.1.17"),
         ("2600:1f18:0:0::a", kinds.ADDRESS, "2600:1f18::a"),
         ("[2600:1f18::a]", kinds.ADDRESS, "2600:1f18::a"),
+        ("10.0.1.17:49153", kinds.ADDRESS, "10.0.1.17"),
+        ("[2600:1f18::a]:443", kinds.ADDRESS, "2600:1f18::a"),
         ("default/api", kinds.SERVICE, "api"),
         ("service:billing", kinds.NAME, "billing"),
         ("production", kinds.NAME, "production"),
@@ -58,6 +60,9 @@ def test_the_arn_says_its_form_and_the_docker_name_its_parts():
     docker = classify("ecs-web-app-7-nginx-proxy-d0c2f9f5b8c5a7c6e001")
     assert docker.extra == {"family": "web-app", "revision": "7", "container_name": "nginx-proxy"}
     assert classify("default/api").extra == {"cluster": "default"}
+    with_port = classify("10.0.1.17:0080")
+    assert with_port.said == "an IPv4 address and port 80" and with_port.extra == {"port": "80"}
+    assert classify("10.0.1.17:70000").kind == kinds.MALFORMED
 
 
 @pytest.mark.parametrize(
