@@ -36,6 +36,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python -m bench.lookup
 	$(BIN)/python -m bench.profile
 	$(BIN)/python -m bench.sd_prometheus
+	$(BIN)/python -m bench.page_search
 	$(BIN)/python -m bench.soak
 	$(BIN)/python -m bench.lease_writes
 	$(BIN)/python -m bench.taskdef_calls

@@ -38,6 +38,7 @@ from server.newrelic import (
     RestV2Client,
     UnconfiguredClient,
 )
+from server.page import views as page
 from server.retention import Pruner
 from server.service_names import ServiceNames
 from server.state import EXTENSION, AppState
@@ -94,7 +95,7 @@ def create_app(
 
     rate_limit.init_app(app, cfg.reports_per_host_minute, cfg.hosts_per_token)
     errors.register(app)
-    for module in (query, service_query, address_query, report, health, discovery, openapi, exposition):
+    for module in (query, service_query, address_query, report, health, discovery, openapi, exposition, page):
         app.register_blueprint(module.bp)
     if cfg.read_token:
         auth.protect_reads(app, (query.bp, service_query.bp, address_query.bp, discovery.bp, exposition.bp))

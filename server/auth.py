@@ -41,6 +41,14 @@ def authorize_read() -> None:
     require_bearer(cfg.read_token, cfg.token)
 
 
+def accepts_read(given: str) -> bool:
+    """Whether ``given`` is a token that may read: the read token or the report token (for the page's sign-in)."""
+    cfg = state().config
+    # Every token is compared, as in require_bearer, so that the time taken tells nothing about which one matched.
+    matches = [hmac.compare_digest(given.encode(), token.encode()) for token in (cfg.read_token, cfg.token) if token]
+    return bool(given) and any(matches)
+
+
 def protect_reads(app: Flask, blueprints: Iterable[Blueprint]) -> None:
     """Put the routes of ``blueprints`` behind ``authorize_read``: ``create_app`` does it when a read token is set,
     so that open reads run no hook at all."""

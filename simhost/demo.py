@@ -173,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Throwaway data and logs (server.log, agent.log): {directory}\n")
         for what, command in curl_commands(url, api, billing, churning):
             print(f"  # {what}\n  {command}")
+        print(f"\nIn a browser, the page at {url}/ takes any of these IDs; this container's view:")
+        print(f"  {url}/?q={api.containers[0].docker_id[:12]}")
         print("\nCtrl-C stops the demo.", flush=True)
         stop.wait()
     finally:

@@ -33,7 +33,8 @@ def app_operations(app) -> set[tuple[str, str]]:
     return {
         (FLASK_PARAMETER.sub(r"{\1}", rule.rule), method.lower())
         for rule in app.url_map.iter_rules()
-        if rule.endpoint != "static"
+        # The page for people (``server/page/``) answers HTML, not the API the document describes.
+        if rule.endpoint != "static" and not rule.endpoint.startswith("page.")
         for method in rule.methods - IGNORED_METHODS
     }
 

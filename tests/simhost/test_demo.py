@@ -67,6 +67,9 @@ def test_demo_prints_curl_commands_that_answer_and_ctrl_c_cleans_up():
         assert any(r.headers.get("Location", "").startswith("http://10.") for r in answers.values())
         listed = [answers[c].text.split() for c in commands if "/query/task_id/" in c and "_all" not in c]
         assert any(len(ids) == 2 for ids in listed)  # the multi-container task
+        page = re.search(r"^  (http://127\.0\.0\.1:\d+/\?q=[0-9a-f]{12})$", text, re.MULTILINE)
+        assert page, text  # the page's URL, which opens the container's view
+        assert requests.get(page[1], allow_redirects=False, timeout=10).headers["Location"].startswith("/container/")
 
         demo.send_signal(signal.SIGINT)
         assert demo.wait(40) == 0
