@@ -49,6 +49,7 @@ from server.store.aws_store import changed_beyond_liveness, flag, reject_unknown
 from server.store.base import Event, Record, StoreUnavailable
 from server.store.dynamodb.hosts import REMEMBERED_HOSTS, HostsAndNotes
 from server.store.dynamodb.items import (
+    EVENT_EXTRAS,
     EVENT_FIELDS,
     OLD_RUNNING_KEY,
     RUNNING,
@@ -313,7 +314,8 @@ class DynamoDBStore(HostsAndNotes):
         kept, apart = held.events, []
         units = write_units(self._item(record, (held.version or 0) + 1))
         for event, arrival in new:
-            fits = set(event) == EVENT_FIELDS and event["task_id"] == record.get("task_id")
+            shaped = EVENT_FIELDS <= set(event) <= EVENT_FIELDS | EVENT_EXTRAS
+            fits = shaped and event["task_id"] == record.get("task_id")
             if fits and write_units(self._item(record, (held.version or 0) + 1, (*kept, (event, arrival)))) == units:
                 kept += ((event, arrival),)
             else:
