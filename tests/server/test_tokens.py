@@ -182,11 +182,13 @@ def test_a_bad_edit_keeps_the_last_good_file_and_says_so(client, token_file, cap
     assert "line 9: token 'broken': sha256 must be 64 hex digits" in errors[0]
     assert "the last good token file stays in force" in errors[0] and "s3cret" not in errors[0]
     assert registry.problem is not None and "line 9" in registry.problem
+    assert "the last good one stays in force" in client.get("/health").get_json()["token_file"]
     token_file.unlink()
     assert send(client, OLD).status_code == 200
     assert "cannot read" in registry.problem
     token_file.write_text(agents(NEW))
     assert send(client, NEW).status_code == 200 and registry.problem is None
+    assert client.get("/health").get_json() == {"status": "ok", "store": "sqlite"}
 
 
 def test_the_file_is_looked_at_no_more_than_every_interval(tmp_path, token_file):
