@@ -25,6 +25,8 @@ class ConfigError(ValueError):
 class Config:
     server_url: str
     token: str = ""
+    #: A file holding the token, read again when it changes; preferred over ``token`` when both are set.
+    token_file: Path | None = None
     ecs_agent_url: str = "http://127.0.0.1:51678"
     imds_url: str = "http://169.254.169.254"
     poll_interval: float = 5.0
@@ -93,6 +95,18 @@ def _ca_bundle(name: str, value: str) -> str:
     return value
 
 
+def _token_file(name: str, value: str) -> Path:
+    """A readable file holding one token (what ``agent.credentials`` reads again when it changes)."""
+    path = Path(value)
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{name}: cannot read {value!r}: {exc}") from None
+    if not token or not TOKEN.fullmatch(token):
+        raise ConfigError(f"{name}: {value!r} holds no token (printable ASCII without spaces, on one line)")
+    return path
+
+
 def _address(name: str, value: str) -> tuple[str, int]:
     """``PORT`` (on 127.0.0.1) or ``HOST:PORT``, where the agent answers ``GET /metrics``."""
     host, _, port = value.rpartition(":")
@@ -123,6 +137,8 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
     settings["token"] = get("TOKEN")
     if not TOKEN.fullmatch(settings["token"]):
         raise ConfigError(f"{PREFIX}TOKEN: expected printable ASCII without spaces (it goes in an HTTP header)")
+    if get("TOKEN_FILE"):
+        settings["token_file"] = _token_file(PREFIX + "TOKEN_FILE", get("TOKEN_FILE"))
     for key, field in (("ECS_AGENT_URL", "ecs_agent_url"), ("IMDS_URL", "imds_url")):
         if get(key):
             settings[field] = _url(PREFIX + key, get(key))

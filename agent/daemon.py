@@ -18,6 +18,7 @@ import requests
 from agent import wire
 from agent.backoff import Backoff
 from agent.config import Config
+from agent.credentials import TokenSource
 from agent.delivery import Delivery
 from agent.diff import diff
 from agent.ecs import EcsAgent, EcsUnavailable, Snapshot
@@ -55,7 +56,7 @@ class Agent:
         self.ecs = EcsAgent(session, config.ecs_agent_url, config.ecs_timeout)
         self.imds = InstanceMetadata(session, config.imds_url, config.imds_timeout, clock)
         self.delivery = Delivery(
-            session, config.server_url, config.token, config.server_timeout,
+            session, config.server_url, TokenSource(config.token, config.token_file), config.server_timeout,
             Backoff(config.backoff_base, config.backoff_cap, rng), clock,
         )  # fmt: skip
         self.outbox = Outbox(config.max_containers, config.max_events)
@@ -168,7 +169,7 @@ class Agent:
             self.config.poll_interval,
             self.delivery.url,
         )
-        if not self.config.token:
+        if not (self.config.token or self.config.token_file):
             log.warning("ECS_ID_MAPPER_TOKEN is not set: the server refuses reports unless it allows anonymous ones")
         self._cycle()
         while not stop.wait(self.config.poll_interval):

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import requests
 
 from agent.backoff import Backoff, retry_after
+from agent.credentials import TokenSource
 from agent.outbox import Batch, Outbox
 from agent.wire import MAX_BODY_BYTES
 
@@ -30,7 +31,7 @@ class Delivery:
         self,
         session: requests.Session,
         server_url: str,
-        token: str,
+        token: str | TokenSource,
         timeout: tuple[float, float],
         backoff: Backoff,
         clock: Callable[[], float] = time.monotonic,
@@ -39,8 +40,8 @@ class Delivery:
         self.session = session
         self.url = server_url.rstrip("/") + "/report/map"
         self.headers = {"Content-Type": "application/json"}
-        if token:
-            self.headers["Authorization"] = f"Bearer {token}"
+        self.token = token if isinstance(token, TokenSource) else TokenSource(token)
+        self._refused_token: str | None = None  # the token of the last 401 or 403
         self.timeout = timeout
         self.backoff = backoff
         self.clock = clock
@@ -54,6 +55,9 @@ class Delivery:
         self.dropped_events = 0  # in reports the server refused for good
 
     def due(self) -> bool:
+        # A token refused, then replaced (its file rotated): no need to wait out the backoff to try the new one.
+        if self._refused_token is not None and self.token.current() != self._refused_token:
+            return True
         return self.clock() >= self.next_attempt
 
     def deliver(self, outbox: Outbox, host: dict[str, str], timeout: tuple[float, float] | None = None) -> bool:
@@ -73,9 +77,11 @@ class Delivery:
         """One attempt; False when it failed and the next must wait for the backoff."""
         if self._last_request is not None and self.clock() - self._last_request >= self.max_idle_reuse:
             self.session.close()  # drops the pooled connections; the next request opens a new one
+        token = self.token.current()
+        headers = {**self.headers, "Authorization": f"Bearer {token}"} if token else self.headers
         try:
             response = self.session.post(
-                self.url, data=batch.body, headers=self.headers, timeout=timeout, allow_redirects=False
+                self.url, data=batch.body, headers=headers, timeout=timeout, allow_redirects=False
             )
         except requests.RequestException as exc:
             self._retry(f"{exc.__class__.__name__}: {exc}")
@@ -83,6 +89,7 @@ class Delivery:
         finally:
             self._last_request = self.clock()
         code = response.status_code
+        self._refused_token = token if code in (401, 403) else None
         if 200 <= code < 300:
             outbox.remove(batch)
             self.backoff.reset()
@@ -97,7 +104,7 @@ class Delivery:
         if code in (401, 403):
             # Not the data's fault: keep it, and keep saying so until someone fixes the token.
             log.error(
-                "server %s refused the report (%s): check ECS_ID_MAPPER_TOKEN against the server's token",
+                "server %s refused the report (%s): check ECS_ID_MAPPER_TOKEN(_FILE) against the server's tokens",
                 self.url, reason,
             )  # fmt: skip
             self._retry(reason, quiet=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import shutil
 import sys
@@ -17,6 +18,10 @@ from gunicorn.glogging import Logger
 from server import config as config_module
 from server import logs
 from server.store import StoreError, open_store
+from server.token_file import TokenFile, TokenFileError
+from server.token_file import read as read_token_file
+
+log = logging.getLogger(__name__)
 
 # Read by prometheus-client when first imported: set here before anything imports server.metrics.
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
@@ -34,11 +39,24 @@ class AppLogsRequests(Logger):
 
 
 class ServerApplication(BaseApplication):
-    """gunicorn, configured from our settings; each worker builds its own app (and store connections)."""
+    """gunicorn, configured from our settings; each worker builds its own app (and store connections).
 
-    def __init__(self, cfg: config_module.Config):
+    ``token_file``: the token file as read at start. On SIGHUP gunicorn's master reloads (``reload``) and replaces
+    its workers: the file is read again first, and a bad one leaves the last good for the new workers.
+    """
+
+    def __init__(self, cfg: config_module.Config, token_file: TokenFile | None = None):
         self.settings = cfg
+        self.token_file = token_file
         super().__init__()
+
+    def reload(self) -> None:
+        if self.settings.token_file:
+            try:
+                self.token_file = read_token_file(self.settings.token_file)
+            except TokenFileError as exc:
+                log.error("ECS_ID_MAPPER_TOKEN_FILE: %s; the last good token file stays in force", exc)
+        super().reload()
 
     def load_config(self) -> None:
         cfg = self.settings
@@ -63,7 +81,7 @@ class ServerApplication(BaseApplication):
     def load(self) -> Flask:
         from server.app import create_app
 
-        return create_app(self.settings)
+        return create_app(self.settings, token_file=self.token_file)
 
 
 def prepare_metrics_dir() -> None:
@@ -97,8 +115,11 @@ def forget_worker_metrics(server: Any, worker: Any) -> None:
 def main() -> None:
     try:
         cfg = config_module.load()
+        token_file = read_token_file(cfg.token_file) if cfg.token_file else None
         # Schema and reachability checked once, before any worker starts.
         open_store(cfg.store, cfg.retention_days).close()
+    except TokenFileError as exc:
+        sys.exit(f"ecs-id-mapper: ECS_ID_MAPPER_TOKEN_FILE: {exc}")
     except config_module.ConfigError as exc:
         sys.exit(f"ecs-id-mapper: {exc}")
     except (StoreError, ValueError, OSError) as exc:
@@ -107,7 +128,7 @@ def main() -> None:
         prepare_metrics_dir()
     except OSError as exc:
         sys.exit(f"ecs-id-mapper: {MULTIPROC_DIR}: {exc}")
-    ServerApplication(cfg).run()
+    ServerApplication(cfg, token_file).run()
 
 
 if __name__ == "__main__":

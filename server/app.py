@@ -45,6 +45,8 @@ from server.state import EXTENSION, AppState
 from server.store import StoreError, open_store
 from server.store.probe import HealthCheck
 from server.task_definitions import TaskDefinitions
+from server.token_file import TokenFile, TokenFileError
+from server.tokens import Registry
 
 
 def create_app(
@@ -53,14 +55,20 @@ def create_app(
     ecs: EcsClient | None = None,
     ec2: Ec2Client | None = None,
     newrelic: NewRelicClient | None = None,
+    token_file: TokenFile | None = None,
 ) -> Flask:
     """The app, configured from defaults, then ``ECS_ID_MAPPER_*`` variables, then ``config``.
 
-    ``ecs``, ``ec2`` and ``newrelic`` replace the clients the configuration would give (tests pass fakes).
+    ``ecs``, ``ec2`` and ``newrelic`` replace the clients the configuration would give (tests pass fakes);
+    ``token_file``: the token file as already read (by ``python -m server``, before its workers start).
     ``state(app).close()`` stops the background worker and closes the store.
     """
     cfg = config if isinstance(config, Config) else config_module.load(config)
     logs.configure(cfg.log_level, cfg.log_format)
+    try:
+        tokens = Registry(cfg.token, cfg.read_token, cfg.token_file, token_file)
+    except TokenFileError as exc:
+        raise config_module.ConfigError(f"ECS_ID_MAPPER_TOKEN_FILE: {exc}") from None
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = cfg.max_body_bytes
@@ -91,13 +99,14 @@ def create_app(
         running_on_record=metrics.RunningOnRecord(store, leases),
         # Started here; a worker forked after this (gunicorn --preload) starts its own.
         pruner=None if store.expires_itself or not store.retention else Pruner(store).start(),
+        tokens=tokens,
     )
 
     rate_limit.init_app(app, cfg.reports_per_host_minute, cfg.hosts_per_token)
     errors.register(app)
     for module in (query, service_query, address_query, report, health, discovery, openapi, exposition, page):
         app.register_blueprint(module.bp)
-    if cfg.read_token:
+    if cfg.read_token or cfg.token_file:
         auth.protect_reads(app, (query.bp, service_query.bp, address_query.bp, discovery.bp, exposition.bp))
     app.wsgi_app = requestlog.RequestLog(app.wsgi_app)  # type: ignore[method-assign]
     return app

@@ -32,6 +32,8 @@ class Config:
     token: str = ""
     #: When set, the query, service and discovery routes need it (or the report token) as a bearer token.
     read_token: str = ""
+    #: Named tokens with scopes, as SHA-256 hashes (``server.token_file``, docs/tokens.md); re-read on change.
+    token_file: str = ""
     allow_anonymous_reports: bool = False
     cadvisor_url: str = "http://{instance_ip}:8080/docker/{container_id}"
     graylog_url: str = ""
@@ -152,6 +154,7 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "store": _store,
     "token": _token,
     "read_token": _token,
+    "token_file": str.strip,
     "allow_anonymous_reports": parse_bool,
     "service_names": parse_bool,
     "task_definitions": parse_bool,

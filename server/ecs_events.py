@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from server import ids
+from server import ids, writing
 from server.records import event_id, merge
 from server.schema import MAX_ADDRESSES, MAX_ITEMS, MAX_PORTS, PROTOCOLS
 from server.store import Event, Record, Store
@@ -106,6 +106,11 @@ class Conversion:
     held: list[str] = field(default_factory=list)  # container names
     #: The JSON path of each record's container, to name it when the store refuses it.
     paths: list[str] = field(default_factory=list)
+    #: Where the event says it comes from (its ``account`` and ARNs, its ``region`` and ARNs, its cluster's name):
+    #: what a token's events scope is checked against.
+    accounts: frozenset[str] = frozenset()
+    regions: frozenset[str] = frozenset()
+    cluster: str = ""
 
     @property
     def events(self) -> list[Event]:
@@ -202,7 +207,15 @@ def convert(event: Any, path: str = "$") -> Conversion:
         "state_version": str(version),
         "task_definition_arn": definition,
     }
-    conversion = Conversion(task_id, times)
+    arns = [arn for arn in (task_arn, task["container_instance_arn"], detail.get("clusterArn")) if arn]
+    account = optional(event, "account")
+    conversion = Conversion(
+        task_id,
+        times,
+        accounts=frozenset({arn.split(":")[4] for arn in arns} | ({str(account)} if account is not None else set())),
+        regions=frozenset({arn.split(":")[3] for arn in arns} | ({region} if region else set())),
+        cluster=task["cluster_name"] or _cluster_of_task(task_arn),
+    )
     names: set[str] = set()
     runtime_ids: set[str] = set()
     for i, raw in enumerate(_optional_list(detail, "containers", at, MAX_CONTAINERS)):
@@ -252,6 +265,12 @@ def convert(event: Any, path: str = "$") -> Conversion:
         conversion.records.append({**record, **{k: v for k, v in hints.items() if v}})
         conversion.paths.append(here)
     return conversion
+
+
+def _cluster_of_task(task_arn: str) -> str:
+    """The cluster a task ARN of the long form names (``…:task/CLUSTER/ID``), else ""."""
+    path = task_arn.partition(":task/")[2].split("/")
+    return path[0] if len(path) == 2 else ""
 
 
 def convert_all(body: Any) -> list[Conversion]:
@@ -313,7 +332,7 @@ class Batch:
                     f"{path}.runtimeId", f"is on record as a container of task {found.get('task_id')}, not of {task_id}"
                 )
         for record, found in zip(conversion.records, before, strict=True):
-            self.events.extend(conversion.history(record, found))
+            self.events.extend(writing.sign(event) for event in conversion.history(record, found))
             self._known[record["container_id"]] = merge(found, record, self.now)
         self.records.extend(conversion.records)
         self.held += len(conversion.held)

@@ -16,4 +16,9 @@ def health() -> Response:
     kind = app_state.store.kind
     if app_state.health.problem():
         return error_response(503, f"the {kind} store does not answer", store=kind)
-    return jsonify({"status": "ok", "store": kind})
+    answer = {"status": "ok", "store": kind}
+    app_state.tokens.current()  # a look at the token file, if due: a worker without traffic learns of it too
+    if app_state.tokens.problem:
+        # Still serving, with the last good file; which line is wrong is in the log (this route is open to all).
+        answer["token_file"] = "the token file on disk is bad; the last good one stays in force (see the log)"
+    return jsonify(answer)

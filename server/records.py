@@ -11,6 +11,8 @@ import hashlib
 import json
 from datetime import UTC, datetime
 
+from server import writing
+
 LEGACY_FIELDS = (
     "container_id", "container_name", "container_port", "task_id", "task_name", "task_version",
     "instance_port", "instance_ip", "instance_id", "instance_type", "instance_az", "desired_status",
@@ -66,6 +68,8 @@ def merge(old: dict[str, str] | None, new: dict[str, str], now: str) -> dict[str
     no report revives it. Once the feed and the agent both wrote a record, an empty value never erases the
     other source's.
     """
+    if old is not None:
+        writing.check(old)  # a token scoped to other clusters changes nothing of this record: the write is refused
     new = dict(new)
     first_seen_hint = new.pop("first_seen", None) or now
     stopped_at_hint = new.pop("stopped_at", None) or now
@@ -190,10 +194,10 @@ def transitions(old: dict[str, str] | None, merged: dict[str, str]) -> list[dict
     found = []
 
     def add(kind: str, before: str, after: str, at: str) -> None:
-        found.append({
+        found.append(writing.sign({
             "event_id": event_id(container_id, kind, before, after), "container_id": container_id,
             "task_id": task_id, "event": kind, "from": before, "to": after, "timestamp": at or moment,
-        })  # fmt: skip
+        }))  # fmt: skip
 
     if old is None:
         # As the agent says it: one event, to the status it first had.
@@ -234,7 +238,12 @@ def seen_since(record: dict[str, str], moment: str) -> bool:
 
 def vanished(record: dict[str, str], moment: str) -> tuple[dict[str, str], list[dict[str, str]]]:
     """A not-stopped ``record`` that its host's full snapshot of ``moment`` no longer lists: stopped then, with the
-    reason, and its ``vanished`` event (as the agent would send it) and its stop."""
+    reason, and its ``vanished`` event (as the agent would send it) and its stop. A record the current writer may not
+    change (``server.writing``) is left as it is, with no event: a token of one cluster stops no other's containers
+    by claiming their host."""
+    if not writing.allows(record):
+        writing.refused_quietly(record, "stop it as vanished from its host's snapshot")
+        return record, []
     stopped = {
         **record,
         "known_status": "STOPPED",
@@ -243,8 +252,8 @@ def vanished(record: dict[str, str], moment: str) -> tuple[dict[str, str], list[
     }
     container_id = record["container_id"]
     before = record.get("known_status", "")
-    gone = {
+    gone = writing.sign({
         "event_id": event_id(container_id, "vanished", before, ""), "container_id": container_id,
         "task_id": record.get("task_id", ""), "event": "vanished", "from": before, "to": "", "timestamp": moment,
-    }  # fmt: skip
+    })  # fmt: skip
     return stopped, [gone, *transitions(record, stopped)]

@@ -18,6 +18,7 @@ from server.service_names import ServiceNames
 from server.store import Store
 from server.store.probe import HealthCheck
 from server.task_definitions import TaskDefinitions
+from server.tokens import Registry
 
 #: The key of the state in ``app.extensions``.
 EXTENSION = "ecs_id_mapper"
@@ -48,6 +49,8 @@ class AppState:
     containers_of_stopped_task: LRU[str, tuple[str, ...]] = field(default_factory=lambda: LRU(50_000))
     #: Removes expired containers in the background, where the store does not expire them itself.
     pruner: Pruner | None = None
+    #: The tokens accepted, re-read from the token file when it changes (``server.tokens``).
+    tokens: Registry = field(default_factory=Registry)
 
     def close(self) -> None:
         """Stop the background workers and close the store; the app answers no more requests after this."""

@@ -13,7 +13,7 @@ from flask import Blueprint, Response, abort, redirect, render_template, request
 from werkzeug.wrappers import Response as BaseResponse
 
 from server import ids
-from server.auth import accepts_read
+from server.auth import accepts_read, reads_guarded
 from server.errors import ApiError
 from server.newrelic import UnconfiguredClient
 from server.page import guard, timeline, wording
@@ -51,12 +51,12 @@ def asset(filename: str) -> str:
 
 @bp.context_processor
 def signing() -> dict[str, bool]:
-    return {"config_read_token": bool(state().config.read_token)}
+    return {"config_read_token": reads_guarded()}
 
 
 @bp.before_request
 def require_sign_in() -> BaseResponse | None:
-    if not state().config.read_token or request.endpoint in ("page.sign_in", "page.static"):
+    if not reads_guarded() or request.endpoint in ("page.sign_in", "page.static"):
         return None
     if guard.signed_in(request):
         return None
@@ -169,7 +169,7 @@ def follow(container_id: str, name: str) -> BaseResponse:
 @bp.route("/sign-in", methods=["GET", "POST"])
 def sign_in() -> BaseResponse | tuple[str, int]:
     target = guard.local_path(request.values.get("next", "/"))
-    if not state().config.read_token:
+    if not reads_guarded():
         return redirect(target, 303)
     if request.method == "GET":
         return render_template("page/sign_in.html", next=target, refused=False), 200

@@ -16,7 +16,7 @@ import pytest
 from tests.support import ROOT
 
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-SERVER_ONLY = {"flask", "werkzeug", "gunicorn", "boto3", "botocore", "prometheus-client"}
+SERVER_ONLY = {"flask", "werkzeug", "gunicorn", "boto3", "botocore", "prometheus-client", "pyyaml"}
 
 
 def name(requirement: str) -> str:

@@ -128,7 +128,8 @@ class TestByContainerId:
         body = client.get(f"/query/container_id/{API_ID[:12]}/events").get_json()
         # The server records the appearance the report did not name, at the container's first sighting.
         assert [e["event_id"] for e in body] == [event_id(API_ID, "appeared", "", ""), "e-1", "e-2"]
-        assert body[2] == {**later, "timestamp": "2026-11-25T15:00:05.000Z"}
+        # Signed with the name of the token that wrote it (the single report token's is "token").
+        assert body[2] == {**later, "timestamp": "2026-11-25T15:00:05.000Z", "by": "token"}
 
     def test_status_is_read_fresh_after_the_task_id_is_cached(self, client, report):
         report(samples.container())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from unittest.mock import patch
 
@@ -90,5 +91,8 @@ def test_a_bad_read_token_names_its_variable(value):
 def test_every_token_is_compared_in_constant_time(client):
     with patch("hmac.compare_digest", wraps=hmac.compare_digest) as compare:
         assert client.get("/sd/prometheus", headers=AUTH).status_code == 200
-    # Both tokens, each with compare_digest, even though the first one did not match and the second did.
-    assert sorted(call.args[1] for call in compare.call_args_list) == sorted([READ_TOKEN.encode(), TOKEN.encode()])
+    # The SHA-256 of what was given against both tokens' hashes, each with compare_digest, even though one of them
+    # did not match and the other did.
+    digests = sorted(hashlib.sha256(token.encode()).digest() for token in (READ_TOKEN, TOKEN))
+    assert sorted(call.args[1] for call in compare.call_args_list) == digests
+    assert {call.args[0] for call in compare.call_args_list} == {hashlib.sha256(TOKEN.encode()).digest()}

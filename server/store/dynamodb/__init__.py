@@ -51,6 +51,7 @@ from server.store.base import Event, Record, StoreUnavailable
 from server.store.dynamodb.addresses import AddressIndex
 from server.store.dynamodb.hosts import REMEMBERED_HOSTS
 from server.store.dynamodb.items import (
+    EVENT_EXTRAS,
     EVENT_FIELDS,
     OLD_RUNNING_KEY,
     RUNNING,
@@ -322,7 +323,8 @@ class DynamoDBStore(ShownGeneration, AddressIndex):
         kept, apart = held.events, []
         units = write_units(self._item(record, (held.version or 0) + 1, (), held.indexed))
         for event, arrival in new:
-            fits = set(event) == EVENT_FIELDS and event["task_id"] == record.get("task_id")
+            shaped = EVENT_FIELDS <= set(event) <= EVENT_FIELDS | EVENT_EXTRAS
+            fits = shaped and event["task_id"] == record.get("task_id")
             grown = self._item(record, (held.version or 0) + 1, (*kept, (event, arrival)), held.indexed)
             if fits and write_units(grown) == units:
                 kept += ((event, arrival),)

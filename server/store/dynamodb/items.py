@@ -29,6 +29,8 @@ LEASES = "H"
 WRITE_UNIT = 1024
 #: The fields of an event kept in its record's item (the container's ID and task are the record's).
 EVENT_FIELDS = frozenset(("event_id", "container_id", "task_id", "event", "from", "to", "timestamp"))
+#: What else an event kept in its record's item may carry: the name of the token that wrote it.
+EVENT_EXTRAS = frozenset(("by",))
 
 
 @dataclass(frozen=True)
@@ -103,12 +105,16 @@ def decode(item: dict[str, Any]) -> Record:
 
 def encode_events(record: Record, events: Iterable[tuple[Event, str]]) -> bytes:
     """A record's events as rows ``[event, from, to, timestamp, arrival]``, plus the ``event_id`` only where it is
-    not the one derived from the change (the agent's and ECS's are): an ID is 45 bytes no compression shrinks."""
+    not the one derived from the change (the agent's and ECS's are): an ID is 45 bytes no compression shrinks;
+    then the writer's name (``by``) where there is one, after the ID ("" when derived)."""
     rows = []
     for event, arrival in events:
         row = [event["event"], event["from"], event["to"], event["timestamp"], arrival]
-        if event["event_id"] != event_id(record["container_id"], *row[:3]):
-            row.append(event["event_id"])
+        derived = event["event_id"] == event_id(record["container_id"], *row[:3])
+        if not derived or event.get("by"):
+            row.append("" if derived else event["event_id"])
+        if event.get("by"):
+            row.append(event["by"])
         rows.append(row)
     return zlib.compress(json.dumps(rows, ensure_ascii=True, separators=(",", ":")).encode("ascii"), 9)
 
@@ -119,9 +125,10 @@ def decode_events(item: dict[str, Any], record: Record) -> tuple[tuple[Event, st
     cid, task = record["container_id"], record.get("task_id", "")
     found = []
     for kind, old, new, moment, arrival, *given in json.loads(zlib.decompress(item["ev"]["B"])):
-        named = given[0] if given else event_id(cid, kind, old, new)
+        named = given[0] if given and given[0] else event_id(cid, kind, old, new)
         event = {"event_id": named, "container_id": cid, "task_id": task, "event": kind, "from": old, "to": new}
-        found.append(({**event, "timestamp": moment}, arrival))
+        by = {"by": given[1]} if len(given) > 1 else {}
+        found.append(({**event, "timestamp": moment, **by}, arrival))
     return tuple(found)
 
 
