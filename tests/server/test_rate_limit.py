@@ -85,9 +85,9 @@ def test_past_the_bound_the_report_is_refused_with_retry_after_and_not_stored(cl
     }
     assert client.get(f"/query/container_id/{9:064x}").status_code == 404
     assert send(f"{11:064x}", HOST).status_code == 429
-    # Logged once, with the token's name (here none), never its value.
+    # Logged once, with the token's name (the single-token setting's), never its value.
     warnings = [r.getMessage() for r in caplog.records if r.name == "server.rate_limit"]
-    assert warnings == ["token '' sends more reports than its hosts could (3 a minute): refusing them with 429"]
+    assert warnings == ["token 'token' sends more reports than its hosts could (3 a minute): refusing them with 429"]
     assert samples.TOKEN not in caplog.text
     # Another host of the same token brings its own allowance.
     other = {**HOST, "instance_id": "i-0fedcba9876543210", "hostname": "ip-10-0-9-9"}
