@@ -186,6 +186,17 @@ class DynamoDBClient(AwsStore):
             return False
         return True
 
+    def _add_one(self, key: dict[str, Any], attribute: str) -> None:
+        """One UpdateItem adding 1 to the number ``attribute`` of the item at ``key`` (made when absent)."""
+        self._call(
+            "update_item",
+            TableName=self.table,
+            Key=key,
+            UpdateExpression="ADD #n :one",
+            ExpressionAttributeNames={"#n": attribute},
+            ExpressionAttributeValues={":one": {"N": "1"}},
+        )
+
     def ping(self) -> None:
         self._ready_to_use()
         self._call("get_item", TableName=self.table, Key={"pk": {"S": "!ping"}, "sk": {"S": "!ping"}})

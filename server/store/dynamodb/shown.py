@@ -36,11 +36,4 @@ class ShownGeneration(DynamoDBClient):
         """Move the generation once if any (before, after) pair written changes what discovery shows; after the
         records' own writes, so that a reader that sees it moved reads them."""
         if running_set.moved(changes):
-            self._call(
-                "update_item",
-                TableName=self.table,
-                Key=generation_key(random.randrange(GENERATION_SHARDS)),
-                UpdateExpression="ADD #n :one",
-                ExpressionAttributeNames={"#n": "n"},
-                ExpressionAttributeValues={":one": {"N": "1"}},
-            )
+            self._add_one(generation_key(random.randrange(GENERATION_SHARDS)), "n")
