@@ -178,19 +178,6 @@ class DynamoDBClient(AwsStore):
             time.sleep(0.05 * 2**round_)  # DynamoDB left keys over under load: back off before asking again
         raise StoreUnavailable(f"DynamoDB left keys unread after {BATCH_ROUNDS} rounds; try again")
 
-    def _write_batch(self, requests: list[dict[str, Any]]) -> None:
-        """``requests`` (puts and deletes, at most 25) in one BatchWriteItem, those DynamoDB leaves unprocessed sent
-        again a few times. Not on the store's pool: callers run inside its tasks."""
-        pending = {self.table: requests}
-        for round_ in range(BATCH_ROUNDS):
-            if not pending.get(self.table):
-                return
-            pending = self._call("batch_write_item", RequestItems=pending).get("UnprocessedItems") or {}
-            if pending:
-                time.sleep(0.05 * 2**round_)  # DynamoDB left writes over under load: back off first
-        if pending.get(self.table):
-            raise StoreUnavailable(f"DynamoDB left writes undone after {BATCH_ROUNDS} rounds")
-
     def _put(self, item: dict[str, Any], **condition: Any) -> bool:
         """One PutItem on a condition (``ConditionExpression`` and its values); False if the condition failed."""
         try:
@@ -199,15 +186,15 @@ class DynamoDBClient(AwsStore):
             return False
         return True
 
-    def _add(self, key: dict[str, Any], attribute: str, amount: int) -> None:
-        """One UpdateItem that adds ``amount`` to a number attribute of the item at ``key`` (made if missing)."""
+    def _add_one(self, key: dict[str, Any], attribute: str) -> None:
+        """One UpdateItem adding 1 to the number ``attribute`` of the item at ``key`` (made when absent)."""
         self._call(
             "update_item",
             TableName=self.table,
             Key=key,
-            UpdateExpression="ADD #n :amount",
+            UpdateExpression="ADD #n :one",
             ExpressionAttributeNames={"#n": attribute},
-            ExpressionAttributeValues={":amount": {"N": str(amount)}},
+            ExpressionAttributeValues={":one": {"N": "1"}},
         )
 
     def ping(self) -> None:

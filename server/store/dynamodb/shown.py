@@ -36,4 +36,4 @@ class ShownGeneration(DynamoDBClient):
         """Move the generation once if any (before, after) pair written changes what discovery shows; after the
         records' own writes, so that a reader that sees it moved reads them."""
         if running_set.moved(changes):
-            self._add(generation_key(random.randrange(GENERATION_SHARDS)), "n", 1)
+            self._add_one(generation_key(random.randrange(GENERATION_SHARDS)), "n")
