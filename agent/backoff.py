@@ -7,6 +7,9 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 MAX_RETRY_AFTER = 3600.0  # a server asking for longer than this is more likely wrong than busy
+# A server that sheds load asks every agent it refused in the same second for the same wait: each adds up to half
+# as much again at random, so that they do not all come back in the same second either.
+RETRY_AFTER_JITTER = 0.5
 
 
 class Backoff:
@@ -19,11 +22,15 @@ class Backoff:
         self.failures = 0
 
     def next_delay(self, retry_after: float | None = None) -> float:
-        """Seconds to wait after one more failure; at least `retry_after` when the server said so."""
+        """Seconds to wait after one more failure: the jittered backoff, or when the server said how long (429,
+        503) and that is longer, that long plus up to half as much again at random (within `MAX_RETRY_AFTER`)."""
         self.failures += 1
         ceiling = min(self.cap, self.base * 2 ** min(self.failures - 1, 32))
         delay = ceiling / 2 + self.rng.uniform(0, ceiling / 2)
-        return max(delay, min(retry_after or 0.0, MAX_RETRY_AFTER))
+        if retry_after is None:
+            return delay
+        asked = min(retry_after, MAX_RETRY_AFTER)
+        return max(delay, min(asked + self.rng.uniform(0, asked * RETRY_AFTER_JITTER), MAX_RETRY_AFTER))
 
     def reset(self) -> None:
         self.failures = 0

@@ -9,7 +9,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from server import ecs_events, liveness, schema
+from server import ecs_events, liveness, schema, shedding
 from server.auth import authorize_report
 from server.errors import ApiError
 from server.metrics import EVENTS_STORED
@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 
 bp.before_request(authorize_report)
+bp.before_request(shedding.admit_report)
+bp.teardown_request(shedding.report_done)
 
 
 def body() -> Any:

@@ -21,8 +21,22 @@ def test_backoff_doubles_up_to_the_cap_with_jitter_in_the_upper_half():
 
 def test_backoff_honours_retry_after_within_reason():
     backoff = Backoff(base=1, cap=60)
-    assert backoff.next_delay(retry_after=120) == 120
+    assert 120 <= backoff.next_delay(retry_after=120) <= 180
     assert backoff.next_delay(retry_after=10**9) == MAX_RETRY_AFTER
+
+
+def test_retry_after_is_jittered_so_that_refused_agents_come_back_apart():
+    waits = [Backoff(base=1, cap=60, rng=random.Random(seed)).next_delay(retry_after=10) for seed in range(200)]
+    assert all(10 <= wait <= 15 for wait in waits)
+    assert max(waits) - min(waits) > 4  # spread over most of the window, not all in one second
+
+
+
+def test_a_retry_after_shorter_than_the_backoff_does_not_shorten_it():
+    backoff = Backoff(base=1, cap=60, rng=random.Random(3))
+    for _ in range(8):
+        backoff.next_delay()
+    assert backoff.next_delay(retry_after=2) >= 30  # a long outage keeps agents backing off
 
 
 def test_retry_after_in_seconds_or_as_a_date():
