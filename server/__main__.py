@@ -5,7 +5,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
-import dataclasses
 import os
 import shutil
 import signal
@@ -137,6 +136,8 @@ def start_report_pool(cfg: config_module.Config) -> subprocess.Popen[bytes]:
         **os.environ,
         config_module.PREFIX + "BIND": cfg.report_bind,
         config_module.PREFIX + "WORKERS": str(cfg.report_workers),
+        config_module.PREFIX + "REPORT_WORKERS": "0",
+        config_module.PREFIX + "REPORT_BIND": "",
     }
     return subprocess.Popen(
         [sys.executable, "-c", "from server.__main__ import serve_reports; serve_reports()"],
@@ -147,8 +148,7 @@ def start_report_pool(cfg: config_module.Config) -> subprocess.Popen[bytes]:
 
 def serve_reports() -> None:
     """The report pool's master (started by ``start_report_pool``): the metrics directory is the main pool's."""
-    cfg = config_module.load()
-    ServerApplication(dataclasses.replace(cfg, report_workers=0)).run()
+    ServerApplication(config_module.load()).run()
 
 
 def stop_report_pool(process: subprocess.Popen[bytes], timeout: float) -> None:

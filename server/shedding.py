@@ -10,6 +10,7 @@ a refused report is stored; the agent keeps it and sends it again after ``Retry-
 from __future__ import annotations
 
 import math
+import random
 import threading
 import time
 from collections import deque
@@ -26,48 +27,60 @@ from server.state import state
 WINDOW = 10.0
 #: Bounds of the ``Retry-After`` asked for, in seconds.
 MIN_RETRY_AFTER, MAX_RETRY_AFTER = 1, 60
+FIRST_DURATION, SMOOTHING = 0.1, 0.2
 
 
 class Pace:
     """Refusals and acceptances of this process over the last ``WINDOW`` seconds, and the reports in flight."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, clock: Callable[[], float] = time.monotonic, rng: random.Random | None = None):
         self.clock = clock
+        self.rng = rng or random.Random()
         self.lock = threading.Lock()
         self.in_flight = 0
         self.refused: deque[float] = deque()
         self.accepted: deque[float] = deque()
+        #: Seconds a report takes here, averaged over the last few (a first guess until one is measured).
+        self.duration = FIRST_DURATION
 
     def _trim(self, now: float) -> None:
         for times in (self.refused, self.accepted):
             while times and times[0] < now - WINDOW:
                 times.popleft()
 
-    def enter(self, limit: int) -> bool:
-        """Count one more report in flight, unless ``limit`` are (0: no limit); False when refused."""
+    def enter(self, limit: int) -> float | None:
+        """Count one more report in flight, unless ``limit`` are (0: no limit): when it entered, or None."""
         with self.lock:
             if limit and self.in_flight >= limit:
-                return False
+                return None
             self.in_flight += 1
-            return True
+            return self.clock()
 
-    def leave(self) -> None:
+    def leave(self, entered: float) -> None:
         with self.lock:
             self.in_flight -= 1
             now = self.clock()
+            self.duration += (now - entered - self.duration) * SMOOTHING
             self.accepted.append(now)
             self._trim(now)
 
     def refuse(self) -> int:
-        """Count a refusal; the seconds to ask the client to wait: as long as the reports refused lately would
-        take at the rate this process has been taking them, within bounds. Agents add their own jitter."""
+        """Count a refusal; the seconds to ask the client to wait. The reports refused lately would take
+        ``backlog`` seconds at the rate this process has been taking them; each client is given a moment at random
+        within that time (within bounds), so that the refused come back spread out, not together. Agents add
+        their own jitter on top."""
         now = self.clock()
         with self.lock:
             self.refused.append(now)
             self._trim(now)
-            rate = len(self.accepted) / WINDOW
-            backlog = len(self.refused) / rate if rate else MAX_RETRY_AFTER
-        return max(MIN_RETRY_AFTER, min(MAX_RETRY_AFTER, math.ceil(backlog)))
+            first = min(self.refused[0], self.accepted[0]) if self.accepted else self.refused[0]
+            taken = len(self.accepted) / min(WINDOW, max(1.0, now - first))
+            # Little's law: reports in flight over the time each takes is the rate while busy, which the count
+            # of reports taken underestimates in the first seconds of a storm.
+            rate = max(taken, max(1, self.in_flight) / max(self.duration, 0.001))
+            backlog = len(self.refused) / rate
+        longest = max(MIN_RETRY_AFTER, min(MAX_RETRY_AFTER, math.ceil(backlog)))
+        return self.rng.randint(MIN_RETRY_AFTER, longest)
 
 
 PACE = Pace()
@@ -79,10 +92,10 @@ def admit_report() -> None:
     waited = queue_wait()
     if cfg.report_max_wait and waited > cfg.report_max_wait:
         reason = f"the report waited {waited:.1f} s for a thread"
-    elif not PACE.enter(cfg.report_concurrency):
+    elif (entered := PACE.enter(cfg.report_concurrency)) is None:
         reason = f"{cfg.report_concurrency} reports are in progress here"
     else:
-        g.report_admitted = True
+        g.report_entered = entered
         return
     REPORTS_SHED.inc()
     retry_after = PACE.refuse()
@@ -95,5 +108,6 @@ def admit_report() -> None:
 
 def report_done(exc: BaseException | None = None) -> None:
     """``teardown_request`` of the report routes: the report admitted is no longer in flight."""
-    if g.pop("report_admitted", False):
-        PACE.leave()
+    entered = g.pop("report_entered", None)
+    if entered is not None:
+        PACE.leave(entered)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime
 
-from agent.backoff import MAX_RETRY_AFTER, Backoff, retry_after
+from agent.backoff import FOLLOW_RETRY_AFTER, MAX_RETRY_AFTER, Backoff, retry_after
 
 
 def test_backoff_doubles_up_to_the_cap_with_jitter_in_the_upper_half():
@@ -31,10 +31,11 @@ def test_retry_after_is_jittered_so_that_refused_agents_come_back_apart():
     assert max(waits) - min(waits) > 4  # spread over most of the window, not all in one second
 
 
-
-def test_a_retry_after_shorter_than_the_backoff_does_not_shorten_it():
+def test_the_server_paces_the_first_retries_then_the_backoff_applies_too():
     backoff = Backoff(base=1, cap=60, rng=random.Random(3))
-    for _ in range(8):
+    waits = [backoff.next_delay(retry_after=2) for _ in range(FOLLOW_RETRY_AFTER)]
+    assert all(2 <= wait <= 3 for wait in waits)  # a storm: the server knows when it can take the report
+    for _ in range(3):
         backoff.next_delay()
     assert backoff.next_delay(retry_after=2) >= 30  # a long outage keeps agents backing off
 
