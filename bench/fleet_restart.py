@@ -332,7 +332,8 @@ def table(results: list[dict]) -> str:
         lookups = r["lookups"]
         met = "" if lookups["p99_ms"] is None else (" ✓" if lookups["p99_ms"] <= P99_TARGET_MS else " ✗")
         rows.append(
-            f"| {r['store']} | {r['layout']} | {r['hosts']:,} | {r['drain_s']} | {r['requests']:,} | {r['refused']:,} | "
+            f"| {r['store']} | {r['layout']} | {r['hosts']:,} | {r['drain_s']} | {r['requests']:,} | "
+            f"{r['refused']:,} | "
             f"{r['timeouts']} | {lookups['p50_ms']} | {lookups['p99_ms']}{met} | {sum(lookups['failed'].values())} | "
             f"{r['missing']} of {r['checked']:,} |"
         )
@@ -376,8 +377,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         subprocess.run(["rm", "-rf", str(workdir)], check=False)
     print(table(results))
-    print(json.dumps({"machine": machine(), "command": "python -m bench.fleet_restart " + " ".join(argv or sys.argv[1:]),
-                      "results": results}))  # fmt: skip
+    command = "python -m bench.fleet_restart " + " ".join(argv if argv is not None else sys.argv[1:])
+    print(json.dumps({"machine": machine(), "command": command, "results": results}))
     return 0
 
 
