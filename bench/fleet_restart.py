@@ -270,8 +270,14 @@ def _wait_ready(port: int) -> None:
             time.sleep(0.2)
 
 
-def _shed(url: str) -> int:
-    for line in requests.get(f"{url}/metrics", timeout=10).text.splitlines():
+def _shed(url: str) -> int | None:
+    """The server's own count of reports it shed (``/metrics``; None when it does not answer in time: with
+    DynamoDB in moto, the count of containers on record that the metrics read may take long)."""
+    try:
+        text = requests.get(f"{url}/metrics", timeout=60).text
+    except requests.RequestException:
+        return None
+    for line in text.splitlines():
         if line.startswith("ecs_id_mapper_reports_shed_total "):
             return round(float(line.split()[1]))
     return 0
