@@ -38,6 +38,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python -m bench.sd_prometheus
 	$(BIN)/python -m bench.page_search
 	$(BIN)/python -m bench.soak
+	$(BIN)/python -m bench.fleet_restart
 	$(BIN)/python -m bench.lease_writes
 	$(BIN)/python -m bench.taskdef_calls
 	$(BIN)/python -m bench.flowlogs

@@ -7,6 +7,12 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 MAX_RETRY_AFTER = 3600.0  # a server asking for longer than this is more likely wrong than busy
+# A server that sheds load asks every agent it refused in the same second for the same wait: each adds up to half
+# as much again at random, so that they do not all come back in the same second either.
+RETRY_AFTER_JITTER = 0.5
+# A server that says when to come back (429, 503 with Retry-After) is paced by it alone for this many failures in a
+# row, however long the backoff has grown: it knows its backlog. Past them the backoff applies too (a long outage).
+FOLLOW_RETRY_AFTER = 5
 
 
 class Backoff:
@@ -19,11 +25,17 @@ class Backoff:
         self.failures = 0
 
     def next_delay(self, retry_after: float | None = None) -> float:
-        """Seconds to wait after one more failure; at least `retry_after` when the server said so."""
+        """Seconds to wait after one more failure: the jittered backoff; or when the server said how long (429,
+        503), that long plus up to half as much again at random (within `MAX_RETRY_AFTER`), and no less than the
+        backoff once more than `FOLLOW_RETRY_AFTER` attempts in a row have failed."""
         self.failures += 1
         ceiling = min(self.cap, self.base * 2 ** min(self.failures - 1, 32))
         delay = ceiling / 2 + self.rng.uniform(0, ceiling / 2)
-        return max(delay, min(retry_after or 0.0, MAX_RETRY_AFTER))
+        if retry_after is None:
+            return delay
+        asked = min(retry_after, MAX_RETRY_AFTER)
+        wait = min(asked + self.rng.uniform(0, asked * RETRY_AFTER_JITTER), MAX_RETRY_AFTER)
+        return wait if self.failures <= FOLLOW_RETRY_AFTER else max(delay, wait)
 
     def reset(self) -> None:
         self.failures = 0

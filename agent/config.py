@@ -15,6 +15,8 @@ PREFIX = "ECS_ID_MAPPER_"
 LEGACY_SERVER_URL = "endpoint"  # the 2016 agent's variable; deployments still set it
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+START_SPREAD_POLLS = 12
+MAX_START_SPREAD = 60.0
 
 
 class ConfigError(ValueError):
@@ -33,12 +35,24 @@ class Config:
     resync_interval: float = 600.0
     # With nothing to report for this long, an empty report keeps the host's lease (server.liveness) alive.
     keepalive_interval: float = 60.0
+    # After a start, the first report waits a random time within this window, so that a fleet whose agents all
+    # restart at once (an AMI roll, an agent upgrade) does not send every full snapshot in the same second.
+    # None: 12 poll intervals, at most 60 s (60 s at the default interval); 0: report at once.
+    start_spread: float | None = None
     spool_dir: Path | None = None
     log_level: str = "INFO"
     log_format: str = "text"
     metrics_address: tuple[str, int] | None = None
     # A PEM file of the CAs that may sign the server's certificate (a private CA), instead of the system's.
     ca_bundle: str | None = None
+
+    @property
+    def start_window(self) -> float:
+        """Seconds within which the first report after a start is sent (``start_spread``, or its default)."""
+        if self.start_spread is not None:
+            return self.start_spread
+        return min(MAX_START_SPREAD, START_SPREAD_POLLS * self.poll_interval)
+
     # Not in the environment: fixed choices that tests and the benchmark may override.
     ecs_timeout: tuple[float, float] = (2.0, 10.0)
     imds_timeout: tuple[float, float] = (1.0, 2.0)
@@ -69,6 +83,16 @@ def _seconds(name: str, value: str) -> float:
         raise ConfigError(f"{name}: expected a number of seconds, got {value!r}") from None
     if not math.isfinite(seconds) or seconds <= 0:
         raise ConfigError(f"{name}: expected a positive number of seconds, got {value!r}")
+    return seconds
+
+
+def _not_negative(name: str, value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ConfigError(f"{name}: expected a number of seconds, got {value!r}") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ConfigError(f"{name}: expected 0 or more seconds, got {value!r}")
     return seconds
 
 
@@ -149,6 +173,8 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
     ):
         if get(key):
             settings[field] = _seconds(PREFIX + key, get(key))
+    if get("START_SPREAD"):
+        settings["start_spread"] = _not_negative(PREFIX + "START_SPREAD", get("START_SPREAD"))
     if get("SPOOL_DIR"):
         settings["spool_dir"] = _spool_dir(PREFIX + "SPOOL_DIR", get("SPOOL_DIR"))
     if get("LOG_LEVEL"):

@@ -70,6 +70,10 @@ class Agent:
         self._last_full: float | None = None
         self._ecs_down = False
         self._started = clock()
+        # The first report after a start waits a random part of the start window (see Config.start_spread); the
+        # host is read meanwhile, so the report is the snapshot of the moment it goes. A stop flushes at once.
+        self.first_report_delay = (rng or random.Random()).uniform(0, config.start_window)
+        self.delivery.next_attempt = self._started + self.first_report_delay
         self.polls = 0
         self.poll_failures: Counter[str] = Counter()  # by cause, as agent.metrics names them
         if self.spool:
@@ -169,6 +173,10 @@ class Agent:
             self.config.poll_interval,
             self.delivery.url,
         )
+        if self.first_report_delay >= 1:
+            log.info(
+                "first report in %.0f s (spread after a start: ECS_ID_MAPPER_START_SPREAD)", self.first_report_delay
+            )
         if not (self.config.token or self.config.token_file):
             log.warning("ECS_ID_MAPPER_TOKEN is not set: the server refuses reports unless it allows anonymous ones")
         self._cycle()

@@ -407,6 +407,7 @@ def main(argv: list[str] | None = None) -> int:
             ECS_ID_MAPPER_ECS_AGENT_URL=sim["ecs_agent_url"],
             ECS_ID_MAPPER_IMDS_URL=sim["imds_url"],
             ECS_ID_MAPPER_POLL_INTERVAL="1",
+            ECS_ID_MAPPER_START_SPREAD="0",
             ECS_ID_MAPPER_METRICS_PORT=str(metrics_port),
         ), workdir / "agent.log")  # fmt: skip
         stack.callback(agent.stop)

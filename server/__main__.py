@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
+import ctypes
 import logging
 import os
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +48,18 @@ class ServerApplication(BaseApplication):
 
     ``token_file``: the token file as read at start. On SIGHUP gunicorn's master reloads (``reload``) and replaces
     its workers: the file is read again first, and a bad one leaves the last good for the new workers.
+    ``on_exit``: gunicorn's hook when the master stops (it stops the report pool).
     """
 
-    def __init__(self, cfg: config_module.Config, token_file: TokenFile | None = None):
+    def __init__(
+        self,
+        cfg: config_module.Config,
+        token_file: TokenFile | None = None,
+        on_exit: Callable[[Any], None] | None = None,
+    ):
         self.settings = cfg
         self.token_file = token_file
+        self.on_exit = on_exit
         super().__init__()
 
     def reload(self) -> None:
@@ -75,8 +87,13 @@ class ServerApplication(BaseApplication):
             "control_socket_disable": True,  # several servers may share a host; nothing uses it
             "loglevel": cfg.log_level.lower(),
             "child_exit": forget_worker_metrics,
+            # Each worker binds its own socket and the kernel deals connections out among them: with one shared
+            # socket, the worker that woke first took most keep-alive connections (docs/performance.md).
+            "reuse_port": cfg.reuse_port,
         }.items():
             self.cfg.set(name, value)
+        if self.on_exit is not None:
+            self.cfg.set("on_exit", self.on_exit)
 
     def load(self) -> Flask:
         from server.app import create_app
@@ -128,7 +145,56 @@ def main() -> None:
         prepare_metrics_dir()
     except OSError as exc:
         sys.exit(f"ecs-id-mapper: {MULTIPROC_DIR}: {exc}")
-    ServerApplication(cfg, token_file).run()
+    if not cfg.report_workers:
+        ServerApplication(cfg, token_file).run()
+        return
+    reports = start_report_pool(cfg)
+    ServerApplication(cfg, token_file, on_exit=lambda arbiter: stop_report_pool(reports, cfg.timeout)).run()
+
+
+# The report pool: a second gunicorn (its own master and workers) on ECS_ID_MAPPER_REPORT_BIND, so that reports
+# and the background work they start (service names, task definitions) never hold the lookups' interpreter lock,
+# and a deployment can route /report/* to it (a load balancer's path rule, or the agents' server URL).
+
+
+def start_report_pool(cfg: config_module.Config) -> subprocess.Popen[bytes]:
+    """Start the report pool: the same settings and app, on ``report_bind`` with ``report_workers`` workers."""
+    env = {
+        **os.environ,
+        config_module.PREFIX + "BIND": cfg.report_bind,
+        config_module.PREFIX + "WORKERS": str(cfg.report_workers),
+        config_module.PREFIX + "REPORT_WORKERS": "0",
+        config_module.PREFIX + "REPORT_BIND": "",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-c", "from server.__main__ import serve_reports; serve_reports()"],
+        env=env,
+        preexec_fn=_die_with_parent,
+    )
+
+
+def serve_reports() -> None:
+    """The report pool's master (started by ``start_report_pool``): the metrics directory is the main pool's."""
+    cfg = config_module.load()
+    ServerApplication(cfg, read_token_file(cfg.token_file) if cfg.token_file else None).run()
+
+
+def stop_report_pool(process: subprocess.Popen[bytes], timeout: float) -> None:
+    """gunicorn's on_exit hook of the main pool: stop the report pool as gracefully as the main one stopped."""
+    with contextlib.suppress(ProcessLookupError):
+        process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _die_with_parent() -> None:
+    """In the report pool's master before it runs: Linux ends it when the main master dies, however that dies."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 if __name__ == "__main__":

@@ -58,6 +58,17 @@ class Config:
     #: 60 s by default), so that the balancer, never gunicorn, closes a connection it may be sending on.
     keepalive: int = 75
     max_body_bytes: int = 4 * 1024 * 1024
+    #: Each worker listens on a socket of its own (SO_REUSEPORT), so that the kernel deals connections out evenly
+    #: instead of the first worker to wake taking most keep-alive connections.
+    reuse_port: bool = True
+    #: Worker processes of a second pool on ``report_bind`` for ``/report/*`` (0: the one pool takes everything).
+    report_workers: int = 0
+    #: Where the report pool listens; by default the port after ``bind``'s.
+    report_bind: str = ""
+    #: Seconds a report may wait for a thread before it is refused with 503 and Retry-After (0: never).
+    report_max_wait: float = 1.0
+    #: Reports a worker process handles at once; more are refused with 503 and Retry-After (0: no bound).
+    report_concurrency: int = 4
     health_interval: float = 5.0
     retention_days: float = 30.0
     #: Seconds after the last renewal of a host's lease before its not-stopped containers are shown as lost. Its
@@ -98,6 +109,13 @@ def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
 def _not_negative(text: str) -> float:
     value = float(text)
     if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"must be 0 or more, got {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
         raise ValueError(f"must be 0 or more, got {text!r}")
     return value
 
@@ -171,6 +189,11 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "timeout": _positive(int),
     "keepalive": _positive(int),
     "max_body_bytes": _positive(int),
+    "reuse_port": parse_bool,
+    "report_workers": _count,
+    "report_bind": lambda text: _bind(text) if text else text,
+    "report_max_wait": _not_negative,
+    "report_concurrency": _count,
     "health_interval": _positive(float),
     "retention_days": _not_negative,
     "host_lease": _positive(float),
@@ -211,4 +234,19 @@ def load(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] 
         except ValueError as exc:
             raise ConfigError(f"{variable}: {exc}") from None
     values["links"] = dict(sorted(values["links"].items()))
+    if values.get("report_workers"):
+        values["report_bind"] = _report_bind(values.get("bind", Config.bind), values.get("report_bind", ""))
     return Config(**values)
+
+
+def _report_bind(bind: str, report_bind: str) -> str:
+    """Where the report pool listens: as given, or the port after the main one."""
+    name = PREFIX + "REPORT_BIND"
+    if not report_bind:
+        host, _, port = bind.rpartition(":")
+        if bind.startswith("unix:") or int(port) >= 65535:
+            raise ConfigError(f"{name}: needed with {PREFIX}REPORT_WORKERS when {PREFIX}BIND is {bind!r}")
+        report_bind = f"{host}:{int(port) + 1}"
+    if report_bind == bind:
+        raise ConfigError(f"{name}: must differ from {PREFIX}BIND ({bind!r})")
+    return report_bind

@@ -1,4 +1,5 @@
-"""The gunicorn worker ``python -m server`` runs: gthread, with gunicorn's own error pages in the JSON error shape.
+"""The gunicorn worker ``python -m server`` runs: gthread, with gunicorn's own error pages in the JSON error shape,
+noting how long each request waited for a thread (what ``server.shedding`` refuses late reports by).
 
 gunicorn answers a request it cannot parse (a request line over ``limit_request_line``, too many or too large
 headers, a bad ``Content-Length``, invalid bytes in the request line) before the app sees it, with an HTML page.
@@ -11,11 +12,26 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
+import time
+from typing import Any
 
 from gunicorn import util
 from gunicorn.workers.gthread import ThreadWorker
 
 from server.errors import error_slug
+
+_waits = threading.local()
+
+
+def queue_wait() -> float:
+    """Seconds the request this thread handles waited for a thread (0 outside this worker)."""
+    return getattr(_waits, "seconds", 0.0)
+
+
+def note_queue_wait(seconds: float) -> None:
+    """Say how long the request this thread is about to handle waited for it."""
+    _waits.seconds = seconds
 
 
 def write_json_error(sock: socket.socket, status: int, reason: str, message: str) -> None:
@@ -37,3 +53,14 @@ class JsonErrorWorker(ThreadWorker):
     def init_process(self) -> None:
         util.write_error = write_json_error  # in this worker process only: see the module's docstring
         super().init_process()
+
+    # How long each request waits for a thread, for the report routes' load shedding (``server.shedding``): the
+    # poller hands a connection to the thread pool when its request arrives; the pool's queue has no bound.
+
+    def enqueue_req(self, conn: Any) -> None:
+        conn.queued_at = time.monotonic()
+        super().enqueue_req(conn)
+
+    def handle(self, conn: Any) -> Any:
+        note_queue_wait(time.monotonic() - getattr(conn, "queued_at", time.monotonic()))
+        return super().handle(conn)

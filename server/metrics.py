@@ -58,6 +58,11 @@ REPORTS = Counter(
     ["kind", "outcome"],
     registry=REGISTRY,
 )
+REPORTS_SHED = Counter(
+    "ecs_id_mapper_reports_shed",
+    "Reports refused with 503 and Retry-After because the process was behind (server.shedding).",
+    registry=REGISTRY,
+)
 EVENTS_STORED = Counter(
     "ecs_id_mapper_events_stored", "Container events stored (new ones; repeats are not counted).", registry=REGISTRY
 )

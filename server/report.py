@@ -11,7 +11,7 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from server import ecs_events, liveness, rate_limit, schema, writing
+from server import ecs_events, liveness, rate_limit, schema, shedding, writing
 from server.auth import authorize_report, refuse
 from server.errors import ApiError
 from server.metrics import EVENTS_STORED
@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 
 bp.before_request(authorize_report)
+bp.before_request(shedding.admit_report)
+bp.teardown_request(shedding.report_done)
 
 
 def body() -> Any:

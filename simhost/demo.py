@@ -162,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             "ECS_ID_MAPPER_ECS_AGENT_URL": sim.ecs_url,
             "ECS_ID_MAPPER_IMDS_URL": sim.imds_url,
             "ECS_ID_MAPPER_POLL_INTERVAL": str(args.poll),
+            "ECS_ID_MAPPER_START_SPREAD": "0",  # one host, no fleet to spread: report at once
             "ECS_ID_MAPPER_SPOOL_DIR": str(directory / "spool"),
         }, directory / "agent.log"))  # fmt: skip
         host.tasks_payload()  # the host starts its own short-lived tasks when first read

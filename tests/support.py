@@ -118,6 +118,7 @@ class AgentProcess:
             "ECS_ID_MAPPER_ECS_AGENT_URL": sim.ecs_url,
             "ECS_ID_MAPPER_IMDS_URL": sim.imds_url,
             "ECS_ID_MAPPER_POLL_INTERVAL": "0.2",
+            "ECS_ID_MAPPER_START_SPREAD": "0",  # one host: its first report at once
             "ECS_ID_MAPPER_LOG_LEVEL": "DEBUG",
             **{f"ECS_ID_MAPPER_{name.upper()}": value for name, value in settings.items()},
         }

@@ -30,6 +30,7 @@ def make_config() -> Callable[..., Config]:
             "ecs_agent_url": ECS,
             "imds_url": IMDS,
             "backoff_base": 0.0,  # tests move the clock themselves; backoff has its own tests
+            "start_spread": 0.0,  # the first report at once; the spread has its own tests
         }
         return Config(**{**settings, **overrides})
 

@@ -262,6 +262,7 @@ class FakeHost(FakeSession):
 
 def host_agent(host: FakeHost, **overrides: Any) -> Agent:
     """An agent on `host`, its clock and randomness fixed."""
-    config = Config(server_url=SERVER, token=TOKEN, ecs_agent_url=ECS, imds_url=IMDS, backoff_base=0.0, **overrides)
+    settings: dict[str, Any] = {"backoff_base": 0.0, "start_spread": 0.0, **overrides}
+    config = Config(server_url=SERVER, token=TOKEN, ecs_agent_url=ECS, imds_url=IMDS, **settings)
     clock = FakeClock()
     return Agent(config, host, clock=clock, now=clock.now, rng=random.Random(0))

@@ -390,6 +390,26 @@ def test_the_load_balancer_speaks_tls_only_and_plain_http_redirects(deployed):
     assert (redirect["RedirectConfig"]["Protocol"], redirect["RedirectConfig"]["Port"]) == ("HTTPS", "443")
 
 
+def test_reports_go_to_a_service_of_their_own_through_a_path_rule(deployed):
+    reports = service(f"{STACK}-reports")
+    lookups = service(f"{STACK}-server")
+    assert (reports["schedulingStrategy"], reports["desiredCount"]) == ("REPLICA", 2)
+    assert reports["taskDefinition"] == lookups["taskDefinition"]  # the same server, another pool of tasks
+    (balanced,) = reports["loadBalancers"]
+    assert balanced["targetGroupArn"] != lookups["loadBalancers"][0]["targetGroupArn"]
+
+    elbv2 = boto3.client("elbv2", region_name=REGION)
+    (balancer,) = elbv2.describe_load_balancers()["LoadBalancers"]
+    listeners = elbv2.describe_listeners(LoadBalancerArn=balancer["LoadBalancerArn"])["Listeners"]
+    rules = [r for listener in listeners for r in elbv2.describe_rules(ListenerArn=listener["ListenerArn"])["Rules"]]
+    (rule,) = [r for r in rules if not r["IsDefault"]]
+    assert rule["Conditions"][0]["Field"] == "path-pattern"
+    assert rule["Conditions"][0]["PathPatternConfig"]["Values"] == ["/report/*"]
+    assert rule["Actions"][0]["TargetGroupArn"] == balanced["targetGroupArn"]
+    (group,) = elbv2.describe_target_groups(TargetGroupArns=[balanced["targetGroupArn"]])["TargetGroups"]
+    assert (group["HealthCheckPath"], group["Port"]) == ("/health", 5001)
+
+
 def test_ecs_reads_only_the_one_token_secret(deployed):
     role = deployed["resources"]["ExecutionRole"]
     statements = role_policy(role)

@@ -49,9 +49,39 @@ def test_environment_then_overrides():
     assert config.load({"token": "override"}, environ=environ).token == "override"
 
 
+def test_the_report_pool_listens_on_the_next_port_unless_told():
+    assert config.load(environ={}).report_workers == 0
+    assert config.load(environ={}).reuse_port is True
+    cfg = config.load(environ={"ECS_ID_MAPPER_BIND": "0.0.0.0:5001", "ECS_ID_MAPPER_REPORT_WORKERS": "2"})
+    assert (cfg.report_workers, cfg.report_bind) == (2, "0.0.0.0:5002")
+    given = {"ECS_ID_MAPPER_REPORT_WORKERS": "1", "ECS_ID_MAPPER_REPORT_BIND": "unix:/run/reports.sock"}
+    assert config.load(environ=given).report_bind == "unix:/run/reports.sock"
+    cfg = config.load(environ={"ECS_ID_MAPPER_REPORT_MAX_WAIT": "0", "ECS_ID_MAPPER_REPORT_CONCURRENCY": "0"})
+    assert (cfg.report_max_wait, cfg.report_concurrency) == (0.0, 0)
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {"ECS_ID_MAPPER_REPORT_WORKERS": "1", "ECS_ID_MAPPER_BIND": "unix:/run/mapper.sock"},
+        {"ECS_ID_MAPPER_REPORT_WORKERS": "1", "ECS_ID_MAPPER_BIND": "127.0.0.1:65535"},
+        {"ECS_ID_MAPPER_REPORT_WORKERS": "1", "ECS_ID_MAPPER_REPORT_BIND": "127.0.0.1:5001"},
+    ],
+)
+def test_a_report_pool_without_a_place_of_its_own_is_refused(environ):
+    with pytest.raises(config.ConfigError, match="ECS_ID_MAPPER_REPORT_BIND"):
+        config.load(environ=environ)
+
+
 @pytest.mark.parametrize(
     ("variable", "value"),
     [
+        ("ECS_ID_MAPPER_REPORT_WORKERS", "-1"),
+        ("ECS_ID_MAPPER_REPORT_WORKERS", "one"),
+        ("ECS_ID_MAPPER_REPORT_BIND", "reports"),
+        ("ECS_ID_MAPPER_REPORT_MAX_WAIT", "-1"),
+        ("ECS_ID_MAPPER_REPORT_CONCURRENCY", "-2"),
+        ("ECS_ID_MAPPER_REUSE_PORT", "sometimes"),
         ("ECS_ID_MAPPER_ALLOW_ANONYMOUS_REPORTS", "sometimes"),
         ("ECS_ID_MAPPER_BIND", "localhost"),
         ("ECS_ID_MAPPER_BIND", "127.0.0.1:99999"),

@@ -11,7 +11,7 @@ import requests
 
 from tests.server import samples
 from tests.server.samples import AUTH, TOKEN
-from tests.support import ServerProcess
+from tests.support import ServerProcess, free_port, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -52,6 +52,31 @@ def test_report_then_query_across_two_servers_on_one_file(tmp_path):
                                  timeout=10)  # fmt: skip
         assert accepted.json() == {"containers": 1, "events": 0}
     assert "Traceback" not in one.log() + two.log()
+
+
+def test_a_report_pool_takes_reports_beside_the_lookups_and_stops_with_them(tmp_path):
+    report_port = free_port()
+    env = {
+        "ECS_ID_MAPPER_STORE": f"sqlite:///{tmp_path}/pools.sqlite3",
+        "ECS_ID_MAPPER_TOKEN": TOKEN,
+        "ECS_ID_MAPPER_SERVICE_NAMES": "false",
+        "ECS_ID_MAPPER_REPORT_WORKERS": "1",
+        "ECS_ID_MAPPER_REPORT_BIND": f"127.0.0.1:{report_port}",
+    }
+    server = ServerProcess(env, tmp_path / "pools.log").start()
+    try:
+        reports = f"http://127.0.0.1:{report_port}"
+        wait_for(f"{reports}/health")
+        body = samples.map_report(samples.container())
+        assert requests.post(f"{reports}/report/map", json=body, headers=AUTH, timeout=10).status_code == 200
+        answer = requests.get(f"{server.url}/query/container_id/{samples.API_ID}", timeout=10)
+        assert answer.text == f"{samples.TASK_LONG}\n"  # one store behind both pools
+        assert "ecs_id_mapper_reports_total" in requests.get(f"{server.url}/metrics", timeout=10).text
+    finally:
+        server.stop()
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{reports}/health", timeout=5)  # the report pool went with the main one
+    assert "Traceback" not in server.log()
 
 
 def test_an_idle_keep_alive_connection_outlives_gunicorns_default(tmp_path):
