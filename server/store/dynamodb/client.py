@@ -178,6 +178,19 @@ class DynamoDBClient(AwsStore):
             time.sleep(0.05 * 2**round_)  # DynamoDB left keys over under load: back off before asking again
         raise StoreUnavailable(f"DynamoDB left keys unread after {BATCH_ROUNDS} rounds; try again")
 
+    def _write_batch(self, requests: list[dict[str, Any]]) -> None:
+        """``requests`` (puts and deletes, at most 25) in one BatchWriteItem, those DynamoDB leaves unprocessed sent
+        again a few times. Not on the store's pool: callers run inside its tasks."""
+        pending = {self.table: requests}
+        for round_ in range(BATCH_ROUNDS):
+            if not pending.get(self.table):
+                return
+            pending = self._call("batch_write_item", RequestItems=pending).get("UnprocessedItems") or {}
+            if pending:
+                time.sleep(0.05 * 2**round_)  # DynamoDB left writes over under load: back off first
+        if pending.get(self.table):
+            raise StoreUnavailable(f"DynamoDB left writes undone after {BATCH_ROUNDS} rounds")
+
     def _put(self, item: dict[str, Any], **condition: Any) -> bool:
         """One PutItem on a condition (``ConditionExpression`` and its values); False if the condition failed."""
         try:
