@@ -112,6 +112,7 @@ def agent_for(url: str, ecs_host, **settings: str) -> Agent:
         "ECS_ID_MAPPER_TOKEN": TOKEN,
         "ECS_ID_MAPPER_ECS_AGENT_URL": ecs_host.ecs_url,
         "ECS_ID_MAPPER_IMDS_URL": ecs_host.imds_url,
+        "ECS_ID_MAPPER_START_SPREAD": "0",  # the first report at once
         **{f"ECS_ID_MAPPER_{name.upper()}": value for name, value in settings.items()},
     }
     return Agent(load_config(environ), requests.Session())

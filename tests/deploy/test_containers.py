@@ -212,6 +212,7 @@ def run_the_loop(images: dict[str, str], c: Containers, host: SimulatedHost, sim
         "ECS_ID_MAPPER_ECS_AGENT_URL": sim.ecs_url,
         "ECS_ID_MAPPER_IMDS_URL": sim.imds_url,
         "ECS_ID_MAPPER_POLL_INTERVAL": "0.5",
+        "ECS_ID_MAPPER_START_SPREAD": "0",  # one host: its first report at once
         "ECS_ID_MAPPER_METRICS_PORT": f"127.0.0.1:{metrics_port}",
     }
     agent_flags = (*READ_ONLY, *HEALTH, "--volume", f"{spool}:/spool")
