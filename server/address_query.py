@@ -7,12 +7,10 @@ annotator (``server.flowlogs``).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from server import addresses, ids, validation
 from server.address_questions import (
@@ -26,7 +24,7 @@ from server.address_questions import (
 )
 from server.errors import ApiError
 from server.records import utc_now
-from server.respond import text
+from server.respond import json_body, text
 from server.state import state
 from server.store import Store
 from server.validation import ValidationError
@@ -115,20 +113,7 @@ def one_answer(store: Store, asked: Any, path: str, leases: Mapping[str, str] | 
 
 
 def body() -> Any:
-    """The request's JSON, within ``ECS_ID_MAPPER_MAX_BODY_BYTES`` even when it comes chunked."""
-    if request.content_length is None:
-        # Werkzeug would cut a chunked body at the limit without a word: read one byte more and refuse.
-        limit = state().config.max_body_bytes
-        raw = request.environ["wsgi.input"].read(limit + 1)
-        if len(raw) > limit:
-            raise RequestEntityTooLarge()
-    else:
-        raw = request.get_data(cache=False)
-    try:
-        parsed = json.loads(raw)
-        validation.plain_json(parsed, "$")
-    except RecursionError:
-        raise ApiError("the body is nested too deeply") from None
-    except ValueError:
-        raise ApiError("the body is not JSON") from None
+    """The request's JSON, within ``ECS_ID_MAPPER_MAX_BODY_BYTES``, of plain JSON values only."""
+    parsed = json_body(state().config.max_body_bytes)
+    validation.plain_json(parsed, "$")
     return parsed

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from flask import Blueprint, Response, g, jsonify, request
-from werkzeug.exceptions import RequestEntityTooLarge
+from flask import Blueprint, Response, g, jsonify
 
 from server import ecs_events, liveness, rate_limit, schema, shedding, writing
 from server.auth import authorize_report, refuse
-from server.errors import ApiError
 from server.metrics import EVENTS_STORED
 from server.records import seen_since, utc_now, with_event_times
+from server.respond import json_body
 from server.state import state
 from server.store import Event, Record, Store
 from server.token_file import Token
@@ -30,20 +28,7 @@ bp.teardown_request(shedding.report_done)
 
 
 def body() -> Any:
-    if request.content_length is None:
-        # A chunked body: Werkzeug would cut it at the limit without a word, so read one byte more ourselves.
-        limit = state().config.max_body_bytes
-        raw = request.environ["wsgi.input"].read(limit + 1)
-        if len(raw) > limit:
-            raise RequestEntityTooLarge()
-    else:
-        raw = request.get_data(cache=False)
-    try:
-        return json.loads(raw)
-    except RecursionError:
-        raise ApiError("the body is nested too deeply") from None
-    except ValueError:
-        raise ApiError("the body is not JSON") from None
+    return json_body(state().config.max_body_bytes)
 
 
 @bp.post("/map")
