@@ -10,6 +10,7 @@ earlier start, never on an ordinary report, so the index costs a write only then
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import re
@@ -30,8 +31,12 @@ FIELDS = (
 )  # fmt: skip
 #: A ``since`` later than every real moment: the upper bound of a question with no moment.
 LATEST = "9999"
+#: A time already in the stored format (``server.records.format_time``), such as the server's own ``first_seen``.
+STORED_TIME = re.compile(r"2\d{3}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
 
+# Cached: a report's records share their instance's address, and every write of a record reads its addresses again.
+@functools.lru_cache(maxsize=8192)
 def canonical(text: str) -> str | None:
     """``text`` as ``ipaddress`` writes an address back (IPv6 compressed and lower-case; an IPv4-mapped IPv6
     address as its IPv4 address), or None when it is not an address in the one spelling ``ipaddress`` takes."""
@@ -52,6 +57,8 @@ def moment(text: str | None) -> str:
     before a start) in the stored format, or "" when it names no plausible moment."""
     if not text:
         return ""
+    if STORED_TIME.fullmatch(text):
+        return text  # as format_time writes it: nothing to parse (most times a write reads)
     written = text.strip().replace("Z", "+00:00").replace("z", "+00:00")
     head, dot, rest = written.partition(".")
     if dot:  # at most microseconds: Python's parser takes no more digits
