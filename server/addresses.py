@@ -12,6 +12,7 @@ are both returned, each marked ``overlap``: the record is shown as it is, never 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Mapping
@@ -44,6 +45,13 @@ def normalise(text: str) -> str:
     """
     if not isinstance(text, str) or not text:
         raise ValidationError("address", "required: an IPv4 or IPv6 address")
+    return _normalised(text)
+
+
+# Cached: a bulk question's address is checked twice (the route, then ``holdings``), and flows repeat addresses.
+# A refusal is raised anew each time (lru_cache keeps only answers).
+@functools.lru_cache(maxsize=65_536)
+def _normalised(text: str) -> str:
     shown = repr(text[:64]) + ("…" if len(text) > 64 else "")
     if len(text) > 64 or text != text.strip():
         raise ValidationError("address", f"expected one IPv4 or IPv6 address, got {shown}")
@@ -162,7 +170,7 @@ def on_host(
 
 
 def _answer(found: list[Holding], at: str | None) -> list[Holding]:
-    marked = [replace(h, overlap=any(_clash(h, other) for other in found if other is not h)) for h in found]
+    marked = [replace(h, overlap=True) if any(_clash(h, o) for o in found if o is not h) else h for h in found]
     if at is not None:
         marked = [h for h in marked if h.covers(at)]
     return sorted(marked, key=lambda h: (h.since, h.record.get("container_id", ""), h.address), reverse=True)

@@ -10,7 +10,6 @@ built; filtered answers are cut from the groups already encoded.
 
 from __future__ import annotations
 
-import functools
 import gzip
 import hashlib
 import json
@@ -71,12 +70,6 @@ def lapse(heard: str, lease: float) -> str:
     return records.format_time(moment)
 
 
-@functools.lru_cache(maxsize=65_536)
-def _host_key(instance_id: str, host_name: str) -> str:
-    # A host runs many containers: its digest is made once, not once per container and read.
-    return host_key({"instance_id": instance_id, "host_name": host_name})
-
-
 class Held:
     """The running records as last read, with what judging them lost needs: each one's host key and last sighting,
     and, per leases read, the order of their hosts' last renewals."""
@@ -85,7 +78,7 @@ class Held:
         self.records = running
         self.generation = generation
         self.read_at = read_at
-        self.keys = [_host_key(record.get("instance_id") or "", record.get("host_name") or "") for record in running]
+        self.keys = [host_key(record) for record in running]
         self._leases: Mapping[str, str] | None = None
         self._heard: list[str] = []  # sorted: the moment each judged record's host was last heard of
         self._order: list[int] = []  # the records' indexes in that order

@@ -8,6 +8,7 @@ leases, by every replica alike.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -31,7 +32,12 @@ LOST_FIELDS = ("lost_since", "lost_reason")
 def host_key(fields: Mapping[str, str]) -> str:
     """The key of the agent's host named by ``fields`` (a record or a report's ``host``), "" when they name none: a
     digest of its instance ID and host name."""
-    values = [fields.get(name) or "" for name in HOST_FIELDS]
+    return _digest(tuple(fields.get(name) or "" for name in HOST_FIELDS))
+
+
+# Cached: a host runs many containers, and writes, discovery and address answers ask for its key once per record.
+@functools.lru_cache(maxsize=65_536)
+def _digest(values: tuple[str, ...]) -> str:
     if not any(values):
         return ""
     return hashlib.sha256(json.dumps(values).encode("utf-8", "surrogatepass")).hexdigest()[:32]
@@ -127,6 +133,7 @@ def _parse(moment: str) -> datetime:
     return datetime.fromisoformat(moment.replace("Z", "+00:00")).astimezone(UTC)
 
 
+@functools.lru_cache(maxsize=65_536)  # a host's renewal plus the lease, asked once per container of the host
 def _plus(moment: str, seconds: float) -> str:
     return format_time(_parse(moment) + timedelta(seconds=seconds))
 

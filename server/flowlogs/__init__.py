@@ -66,7 +66,7 @@ class Summary:
         return said
 
 
-@dataclass
+@dataclass(slots=True)
 class Flow:
     """One record as read: its line, values, and the questions it asks."""
 
@@ -275,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     out.flush()
     for line in annotator.summary.lines():
         print(line, file=sys.stderr)
+    for why, n in resolver.malformed.most_common():
+        print(f"{n} holdings in the server's answers left out: {why}", file=sys.stderr)
     asked = len(resolver.held) + len(resolver.refused)
     print(f"asked {asked} addresses in {resolver.requests} requests ({resolver.waited:.1f} s)", file=sys.stderr)
     return 0

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any, NamedTuple
 
 import requests
@@ -40,18 +40,18 @@ class Side(NamedTuple):
 
 
 class Holder(NamedTuple):
-    """A holding as the resolver matches it: its interval (``until`` OPEN while it holds), how it was held, the
-    (port, protocol) pairs it published there, and its side ready to write."""
+    """A holding as the resolver matches it: its interval in milliseconds since 1970 (``until`` OPEN while it
+    holds), how it was held, the (port, protocol) pairs it published there, and its side ready to write."""
 
-    since: str
-    until: str
+    since: int
+    until: int
     on_task: bool
     ports: frozenset[tuple[int, str]]
     side: Side
 
 
-#: Sorts after every time the record writes.
-OPEN = "9999"
+#: Later than every time the record writes.
+OPEN = 1 << 62
 NOBODY = Side(None, why=NO_HOLDER)
 UNPUBLISHED = Side(None, why=NOT_PUBLISHED)
 NO_ADDRESS = Side(None, why="no address in the record")
@@ -70,18 +70,25 @@ def joined(sides: list[Side]) -> Side:
 
 
 def holder(holding: dict[str, Any]) -> Holder:
-    on_task = holding["via"] == "task"
-    key = "container_port" if on_task else "host_port"
-    ports = frozenset(
-        (mapping[key], mapping.get("protocol") or "tcp") for mapping in holding.get("ports") or () if mapping.get(key)
-    )
-    return Holder(holding["from"], holding["to"] or OPEN, on_task, ports, side_of(holding))
+    """``holding`` as the server answers it; ValueError saying what is wrong when it is not in that shape."""
+    try:
+        on_task = holding["via"] == "task"
+        key = "container_port" if on_task else "host_port"
+        mappings = [m for m in holding.get("ports") or () if isinstance(m, dict)]
+        ports = frozenset((m[key], m.get("protocol") or "tcp") for m in mappings if m.get(key))
+        since, until = millis(holding["from"]), millis(holding["to"]) if holding["to"] else OPEN
+    except (KeyError, TypeError, AttributeError):
+        raise ValueError("a holding without its interval or how it was held") from None
+    return Holder(since, until, on_task, ports, side_of(holding))
 
 
-@lru_cache(maxsize=65536)
-def stored_time(seconds: int) -> str:
-    """Seconds since 1970 in the record's time format, which sorts as times do."""
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+def millis(moment: str) -> int:
+    """A time as the record writes it (``2026-11-20T08:00:00.000Z``) in milliseconds since 1970."""
+    try:
+        parsed = datetime.fromisoformat(moment)
+    except ValueError:
+        raise ValueError("a holding whose interval is not made of times") from None
+    return round((parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp() * 1000)
 
 
 class Resolver:
@@ -106,6 +113,8 @@ class Resolver:
         self.at_moment: dict[tuple[str, int], list[Holder]] = {}
         #: Addresses the server refused, with its message.
         self.refused: dict[str, str] = {}
+        #: Holdings in answers the tool could not read, by what was wrong with them.
+        self.malformed: Counter[str] = Counter()
         self.requests = 0
         #: Seconds spent waiting for answers (those of requests in flight together counted once).
         self.waited = 0.0
@@ -122,18 +131,28 @@ class Resolver:
         new = [a for a in dict.fromkeys(wanted) if a not in self.held and a not in self.refused]
         for address, answer in zip(new, self.answers([{"address": a} for a in new]), strict=True):
             if "holdings" in answer:
-                self.held[address] = [holder(h) for h in answer["holdings"]]
+                self.held[address] = self.holders(answer)
                 if len(answer["holdings"]) >= CUT:
                     self.cut.add(address)
             else:
-                self.refused[address] = answer.get("message", "refused")
+                self.refused[address] = str(answer.get("message", "refused"))
 
     def learn_moments(self, wanted: Iterable[tuple[str, int]]) -> None:
         """Ask about the (address, seconds) in ``wanted`` whose address's answer was cut: its holders then."""
         new = [w for w in dict.fromkeys(wanted) if w[0] in self.cut and w not in self.at_moment]
         questions = [{"address": address, "at": seconds} for address, seconds in new]
         for asked, answer in zip(new, self.answers(questions), strict=True):
-            self.at_moment[asked] = [holder(h) for h in answer.get("holdings", ())]
+            self.at_moment[asked] = self.holders(answer)
+
+    def holders(self, answer: dict[str, Any]) -> list[Holder]:
+        """An answer's holdings; one the tool cannot read is left out, and counted (``malformed``)."""
+        read = []
+        for holding in answer.get("holdings") or ():
+            try:
+                read.append(holder(holding))
+            except ValueError as exc:
+                self.malformed[str(exc)] += 1
+        return read
 
     def answers(self, questions: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The server's answers to ``questions``, in order: BATCH a request, ``parallel`` requests at once."""
@@ -155,8 +174,11 @@ class Resolver:
         self.requests += 1
         if response.status_code != 200:
             raise ServerError(f"{self.url} answered {response.status_code}: {response.text[:200].strip()}")
-        answers: list[dict[str, Any]] = response.json()["answers"]
-        if len(answers) != len(batch):
+        try:
+            answers = response.json()["answers"]
+        except (ValueError, TypeError, KeyError):
+            raise ServerError(f"{self.url} answered what is not a bulk answer: {response.text[:200].strip()}") from None
+        if not isinstance(answers, list) or len(answers) != len(batch) or not all(isinstance(a, dict) for a in answers):
             raise ServerError(f"{self.url} answered {len(answers)} of {len(batch)} questions")
         return answers
 
@@ -167,10 +189,11 @@ class Resolver:
             if address in self.refused:
                 return Side(None, why=f"refused by the server: {self.refused[address]}")
             return NOBODY
-        moment = stored_time(seconds)
+        moment = seconds * 1000
+        if len(holders) == 1 and holders[0].on_task:  # nearly always: one task's own address
+            only = holders[0]
+            return only.side if only.since <= moment < only.until else NOBODY
         now = [h for h in holders if h.since <= moment < h.until]  # half-open: at its stop it is no longer theirs
-        if len(now) == 1 and now[0].on_task:  # nearly always: one task's own address
-            return now[0].side
         if not now:
             return NOBODY
         # On an instance address only the port says whose the flow was (its host port); a task's address is the

@@ -462,10 +462,8 @@ class SQLiteStore(Store):
 
     def address_holders(self, key: str, at: str | None, limit: int) -> list[Record]:
         with self._errors():
-            conn = self._connection()
-            ids = sqlite_addresses.holders(conn, key, at, limit)
-            found = dict(select_in(conn, "SELECT container_id, record FROM containers WHERE container_id IN ({})", ids))
-        return [decode_record(found[cid]) for cid in ids if cid in found]
+            found = sqlite_addresses.holders(self._connection(), key, at, limit)
+        return [decode_record(record) for record in found]
 
     def count_containers(self) -> int:
         # SQLite counts over its smallest index, not the records: a few milliseconds per hundred thousand.

@@ -49,11 +49,12 @@ def update(conn: sqlite3.Connection, pairs: Iterable[tuple[Record | None, Record
     apply(conn, *changes(pairs))
 
 
-def holders(conn: sqlite3.Connection, key: str, at: str | None, limit: int) -> list[str]:
-    """The container IDs of the newest ``limit`` entries of ``key`` whose ``since`` is at most ``at``, newest first,
-    each once."""
+def holders(conn: sqlite3.Connection, key: str, at: str | None, limit: int) -> list[bytes | str]:
+    """The stored records of the newest ``limit`` entries of ``key`` whose ``since`` is at most
+    ``at``, newest first, each once: the range of the index, and each record by its primary key, in one query."""
     rows = conn.execute(
-        "SELECT container_id FROM addresses WHERE key = ? AND since <= ? ORDER BY since DESC LIMIT ?",
+        "SELECT addresses.container_id, record FROM addresses JOIN containers USING (container_id)"
+        " WHERE addresses.key = ? AND addresses.since <= ? ORDER BY addresses.since DESC LIMIT ?",
         (key, at or address_index.LATEST, limit),
     ).fetchall()
-    return list(dict.fromkeys(container_id for (container_id,) in rows))
+    return list(dict(rows).values())  # each container once, where its newest entry put it

@@ -9,7 +9,6 @@ into an overflow page of its own and took ~5 KiB per container.
 
 from __future__ import annotations
 
-import functools
 import json
 import sqlite3
 import threading
@@ -108,13 +107,7 @@ def live_host(record: Record) -> str:
     """The ``live_host`` column of ``record``."""
     if record.get("known_status") == "STOPPED":
         return ""
-    return _host_key(tuple(record.get(name) or "" for name in liveness.HOST_FIELDS))
-
-
-@functools.lru_cache(maxsize=4096)
-def _host_key(values: tuple[str, ...]) -> str:
-    # A report's records share their host: its digest is a fifth of what encoding a record costs, paid once.
-    return liveness.host_key(dict(zip(liveness.HOST_FIELDS, values, strict=True)))
+    return liveness.host_key(record)
 
 
 def row_of(record: Record) -> tuple:

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
+import responses
 from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
 
@@ -27,7 +28,7 @@ from server.flowlogs.formats import (
     parse_format,
     split_record,
 )
-from server.flowlogs.resolve import Resolver
+from server.flowlogs.resolve import Resolver, ServerError
 from server.state import state
 from tests.server import samples
 from tests.server.samples import AUTH, SIDECAR_ID, TOKEN
@@ -334,3 +335,35 @@ def test_records_come_out_in_order_however_many_chunks_are_in_flight(resolver, m
         fresh.close()
     assert chunked == whole and summary.records == 9
     assert fresh.requests == 4  # each chunk asks only about the addresses new to it
+
+
+def test_holdings_the_tool_cannot_read_are_left_out_and_counted():
+    """A server (or a proxy before it) answering holdings in another shape: those ends stay unresolved, the rest
+    are written, and the summary says how many holdings were left out and why; an answer that is not the bulk
+    form's at all is one ServerError."""
+    good = {"via": "task", "from": "2026-11-20T08:12:00.000Z", "to": None, "ports": [], "task_id": TASK_A}
+    answers = {
+        "10.0.3.17": [good],
+        "10.0.1.17": [{**good, "from": "yesterday"}, {"via": "instance", "to": None}],
+    }
+
+    def answered(request):
+        asked = json.loads(request.body)["questions"]
+        holdings = [{"address": q["address"], "holdings": answers.get(q["address"], [])} for q in asked]
+        return 200, {}, json.dumps({"answers": holdings})
+
+    made = Resolver("http://mapper", TOKEN, parallel=1)
+    with responses.RequestsMock() as mocked:
+        mocked.add_callback(responses.POST, "http://mapper/query/ip", callback=answered)
+        lines, summary = annotate(made, SAMPLES / "default.log")
+        assert lines[0].endswith(f"{NOBODY} {TASK_A} - - -")  # 10.0.3.17, read
+        assert lines[3].endswith(f"{NOBODY} {TASK_A} - - -")  # from 10.0.1.17, whose holdings were unreadable
+        assert made.malformed == {
+            "a holding whose interval is not made of times": 1,
+            "a holding without its interval or how it was held": 1,
+        }
+        assert summary.records == 9
+        mocked.replace(responses.POST, "http://mapper/query/ip", body="<html>502 Bad Gateway</html>")
+        fresh = Resolver("http://mapper", TOKEN, parallel=1)
+        with pytest.raises(ServerError, match="answered what is not a bulk answer: <html>502"):
+            fresh.learn(["10.0.9.9"])
