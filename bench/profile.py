@@ -63,7 +63,8 @@ def profile(served: Served, paths: list[str], seconds: float, out: Path) -> dict
     samples: Counter[str] = Counter()
     for line in out.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
-        samples[part_of(stack)] += int(count)
+        if count.isdigit():  # py-spy may leave its last line cut short when it stops
+            samples[part_of(stack)] += int(count)
     per_answer = {part: samples[part] * 1e6 / RATE / answers for part, _ in PARTS}
     return {**per_answer, "total": sum(per_answer.values())}
 

@@ -30,6 +30,7 @@ from server.config import Config
 from server.container_instances import ContainerInstances
 from server.ec2 import Ec2Client
 from server.ecs import EcsClient
+from server.fast_lookup import FastLookups
 from server.nerdgraph import NerdGraphClient
 from server.newrelic import (
     ACCOUNT_ID_VARIABLE,
@@ -108,7 +109,7 @@ def create_app(
         app.register_blueprint(module.bp)
     if cfg.read_token or cfg.token_file:
         auth.protect_reads(app, (query.bp, service_query.bp, address_query.bp, discovery.bp, exposition.bp))
-    app.wsgi_app = requestlog.RequestLog(app.wsgi_app)  # type: ignore[method-assign]
+    app.wsgi_app = requestlog.RequestLog(FastLookups(app, app.wsgi_app))  # type: ignore[method-assign]
     return app
 
 

@@ -7,7 +7,8 @@ and its subclasses, such as the ECS and New Relic errors); validation's, the sto
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from flask import Flask, Response, jsonify
 from gunicorn.http.errors import ParseException
@@ -86,10 +87,23 @@ def unexpected(exc: Exception) -> Response:
     return error_response(500, "internal error; the server log has the details")
 
 
+#: Each error's answer; none of these classes derives from another but ``Exception``, which is last.
+HANDLERS: tuple[tuple[type[Exception], Callable[[Any], Response]], ...] = (
+    (ApiError, api_error),
+    (ValidationError, invalid_body),
+    (StoreUnavailable, store_unavailable),
+    (HTTPException, http_error),
+    (ParseException, unreadable_request),
+    (Exception, unexpected),
+)
+
+
 def register(app: Flask) -> None:
-    app.register_error_handler(ApiError, api_error)
-    app.register_error_handler(ValidationError, invalid_body)
-    app.register_error_handler(StoreUnavailable, store_unavailable)
-    app.register_error_handler(HTTPException, http_error)
-    app.register_error_handler(ParseException, unreadable_request)
-    app.register_error_handler(Exception, unexpected)
+    for kind, handler in HANDLERS:
+        app.register_error_handler(kind, handler)
+
+
+def answer_to(exc: Exception) -> Response:
+    """The answer Flask gives ``exc`` raised by a route, for code that calls a route outside Flask's request
+    (``server.fast_lookup``); in an app context."""
+    return next(handler(exc) for kind, handler in HANDLERS if isinstance(exc, kind))

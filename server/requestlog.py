@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 HEADER = "X-Request-ID"
 SANE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+#: The environ key in which an answer given before Flask (``server.fast_lookup``) names the rule it matched.
+RULE = "ecs_id_mapper.rule"
 LINE = "%(method)s %(route)s %(status)d %(duration_ms).1f ms request_id=%(request_id)s"
 
 log = logging.getLogger("server.requests")
@@ -49,8 +51,8 @@ class RequestLog:
             nonlocal status, rule
             status = int(code[:3])
             # Flask's request is in the environ until Flask lets go of it, after this call: its rule is the one
-            # the request matched (None for none).
-            rule = getattr(environ.get("werkzeug.request"), "url_rule", None)
+            # the request matched (None for none). A lookup answered before Flask names its rule itself.
+            rule = environ.get(RULE) or getattr(environ.get("werkzeug.request"), "url_rule", None)
             headers.append((HEADER, rid))
             return start_response(code, headers, exc_info)
 
