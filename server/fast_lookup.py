@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, cast
 
 from flask import Flask
+from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
 
 from server import auth, errors
@@ -44,22 +45,33 @@ class FastLookups:
         self.routes = [(path, views[endpoint], rules[endpoint]) for path, endpoint in ROUTES.items()]
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        if environ.get("REQUEST_METHOD") == "GET" and not environ.get("QUERY_STRING"):
-            path = environ.get("PATH_INFO", "")
-            for pattern, view, rule in self.routes:
-                asked = pattern.fullmatch(path)
-                if asked is None:
-                    continue
-                if not auth.may_read(self.state, environ.get("HTTP_AUTHORIZATION", "")):
-                    break  # Flask refuses it, saying why
-                with self.flask.app_context():
-                    try:
-                        response = view(asked[1])
-                    except Exception as exc:  # answered as Flask would, by its handler
-                        response = errors.answer_to(exc)
-                environ[RULE] = rule
-                # The status, headers and whole body, as werkzeug would send them, without its checks for
-                # redirects, ranges and streamed bodies, which these answers never are.
-                start_response(response.status, response.headers.to_wsgi_list())
-                return [response.get_data()]
-        return self.app(environ, start_response)
+        try:
+            answered = self.answer(environ)
+        except Exception:  # the read check or an error's own answer failed: Flask answers, and logs, as ever
+            answered = None
+        if answered is None:
+            return self.app(environ, start_response)
+        response, rule = answered
+        environ[RULE] = rule
+        # The status, headers and whole body, as werkzeug would send them, without its checks for redirects,
+        # ranges and streamed bodies, which these answers never are.
+        start_response(response.status, response.headers.to_wsgi_list())
+        return [response.get_data()]
+
+    def answer(self, environ: WSGIEnvironment) -> tuple[Response, Rule] | None:
+        """The answer to a request of ``ROUTES`` from a client that may read, and its rule; None for Flask's."""
+        if environ.get("REQUEST_METHOD") != "GET" or environ.get("QUERY_STRING"):
+            return None
+        path = environ.get("PATH_INFO", "")
+        for pattern, view, rule in self.routes:
+            asked = pattern.fullmatch(path)
+            if asked is None:
+                continue
+            if not auth.may_read(self.state, environ.get("HTTP_AUTHORIZATION", "")):
+                return None  # Flask refuses it, saying why
+            with self.flask.app_context():
+                try:
+                    return view(asked[1]), rule
+                except Exception as exc:  # answered as Flask would, by its handler
+                    return errors.answer_to(exc), rule
+        return None

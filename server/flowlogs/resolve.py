@@ -8,7 +8,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 import requests
@@ -52,6 +52,8 @@ class Holder(NamedTuple):
 
 #: Later than every time the record writes.
 OPEN = 1 << 62
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MILLISECOND = timedelta(milliseconds=1)
 NOBODY = Side(None, why=NO_HOLDER)
 UNPUBLISHED = Side(None, why=NOT_PUBLISHED)
 NO_ADDRESS = Side(None, why="no address in the record")
@@ -59,7 +61,8 @@ NO_FLOW = Side(None)
 
 
 def side_of(holding: dict[str, Any]) -> Side:
-    shown = {name: holding.get(field) or "-" for name, field in SHOWN}
+    """What a record gets for this holder. A value is one word in the record: "-" for none, spaces made "_"."""
+    shown = {name: "_".join(str(holding.get(field) or "-").split()) or "-" for name, field in SHOWN}
     return Side(shown, " ".join(shown.values()))
 
 
@@ -77,9 +80,9 @@ def holder(holding: dict[str, Any]) -> Holder:
         mappings = [m for m in holding.get("ports") or () if isinstance(m, dict)]
         ports = frozenset((m[key], m.get("protocol") or "tcp") for m in mappings if m.get(key))
         since, until = millis(holding["from"]), millis(holding["to"]) if holding["to"] else OPEN
+        return Holder(since, until, on_task, ports, side_of(holding))
     except (KeyError, TypeError, AttributeError):
         raise ValueError("a holding without its interval or how it was held") from None
-    return Holder(since, until, on_task, ports, side_of(holding))
 
 
 def millis(moment: str) -> int:
@@ -88,7 +91,7 @@ def millis(moment: str) -> int:
         parsed = datetime.fromisoformat(moment)
     except ValueError:
         raise ValueError("a holding whose interval is not made of times") from None
-    return round((parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp() * 1000)
+    return ((parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)) - EPOCH) // MILLISECOND
 
 
 class Resolver:
@@ -132,7 +135,7 @@ class Resolver:
         for address, answer in zip(new, self.answers([{"address": a} for a in new]), strict=True):
             if "holdings" in answer:
                 self.held[address] = self.holders(answer)
-                if len(answer["holdings"]) >= CUT:
+                if len(answer["holdings"] or ()) >= CUT:
                     self.cut.add(address)
             else:
                 self.refused[address] = str(answer.get("message", "refused"))
@@ -178,7 +181,9 @@ class Resolver:
             answers = response.json()["answers"]
         except (ValueError, TypeError, KeyError):
             raise ServerError(f"{self.url} answered what is not a bulk answer: {response.text[:200].strip()}") from None
-        if not isinstance(answers, list) or len(answers) != len(batch) or not all(isinstance(a, dict) for a in answers):
+        if not isinstance(answers, list) or not all(isinstance(a, dict) for a in answers):
+            raise ServerError(f"{self.url} answered what is not a bulk answer: {response.text[:200].strip()}")
+        if len(answers) != len(batch):
             raise ServerError(f"{self.url} answered {len(answers)} of {len(batch)} questions")
         return answers
 

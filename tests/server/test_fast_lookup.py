@@ -110,3 +110,18 @@ def test_an_answer_before_flask_is_logged_and_counted_under_its_route(app, caplo
     assert (line.method, line.route, line.status) == ("GET", "/query/task_id/<task_id>", 200)
     metrics = client.get("/metrics", headers=token).data.decode()
     assert 'route="/query/task_id/<task_id>"' in metrics
+
+
+def test_a_failure_before_the_answer_leaves_the_request_to_flask(app, monkeypatch, caplog):
+    from server import auth
+
+    def broken(*_):
+        raise RuntimeError("the read check failed")
+
+    monkeypatch.setattr(auth, "may_read", broken)
+    caplog.set_level(logging.INFO, logger="server.requests")
+    token = {"Authorization": f"Bearer {READ_TOKEN}"}
+    answer = app.test_client().get(f"/query/container_id/{API_ID}", headers=token)
+    assert (answer.status_code, answer.data) == (200, f"{TASK_LONG}\n".encode())  # Flask's own read hook let it in
+    (line,) = [r for r in caplog.records if r.name == "server.requests"]
+    assert line.route == "/query/container_id/<container_id>"

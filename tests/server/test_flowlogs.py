@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import re
 import subprocess
 import sys
 import tomllib
@@ -345,6 +346,8 @@ def test_holdings_the_tool_cannot_read_are_left_out_and_counted():
     answers = {
         "10.0.3.17": [good],
         "10.0.1.17": [{**good, "from": "yesterday"}, {"via": "instance", "to": None}],
+        "198.51.100.7": None,
+        "2A05:D014:0:0:0:0:0:17": [{**good, "task_id": ["a", "list"], "service_name": "two words"}],
     }
 
     def answered(request):
@@ -358,12 +361,15 @@ def test_holdings_the_tool_cannot_read_are_left_out_and_counted():
         lines, summary = annotate(made, SAMPLES / "default.log")
         assert lines[0].endswith(f"{NOBODY} {TASK_A} - - -")  # 10.0.3.17, read
         assert lines[3].endswith(f"{NOBODY} {TASK_A} - - -")  # from 10.0.1.17, whose holdings were unreadable
+        assert lines[0].endswith(f"{NOBODY} {TASK_A} - - -")  # no holdings at all (null) for 198.51.100.7
+        assert lines[6].endswith("['a',_'list'] - two_words - - - - -")  # odd values, one word each
         assert made.malformed == {
             "a holding whose interval is not made of times": 1,
             "a holding without its interval or how it was held": 1,
         }
         assert summary.records == 9
-        mocked.replace(responses.POST, "http://mapper/query/ip", body="<html>502 Bad Gateway</html>")
-        fresh = Resolver("http://mapper", TOKEN, parallel=1)
-        with pytest.raises(ServerError, match="answered what is not a bulk answer: <html>502"):
-            fresh.learn(["10.0.9.9"])
+        for body in ("<html>502 Bad Gateway</html>", '{"answers": 5}', '{"answers": [5]}'):
+            mocked.replace(responses.POST, "http://mapper/query/ip", body=body)
+            fresh = Resolver("http://mapper", TOKEN, parallel=1)
+            with pytest.raises(ServerError, match=f"answered what is not a bulk answer: {re.escape(body)}"):
+                fresh.learn(["10.0.9.9"])
