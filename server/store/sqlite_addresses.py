@@ -50,8 +50,8 @@ def update(conn: sqlite3.Connection, pairs: Iterable[tuple[Record | None, Record
 
 
 def holders(conn: sqlite3.Connection, key: str, at: str | None, limit: int) -> list[bytes | str]:
-    """The stored records of the newest ``limit`` entries of ``key`` whose ``since`` is at most
-    ``at``, newest first, each once: the range of the index, and each record by its primary key, in one query."""
+    """The stored records of the newest ``limit`` entries of ``key`` whose ``since`` is at most ``at``, newest
+    first, each once: the range of the index, and each record by its primary key, in one query."""
     rows = conn.execute(
         "SELECT addresses.container_id, record FROM addresses JOIN containers USING (container_id)"
         " WHERE addresses.key = ? AND addresses.since <= ? ORDER BY addresses.since DESC LIMIT ?",
