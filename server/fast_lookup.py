@@ -41,8 +41,10 @@ class FastLookups:
         self.flask, self.app = app, wsgi_app
         self.state = state(app)
         rules = {rule.endpoint: rule for rule in app.url_map.iter_rules()}
-        views = {endpoint: cast("Callable[[str], Response]", app.view_functions[endpoint]) for endpoint in rules}
-        self.routes = [(path, views[endpoint], rules[endpoint]) for path, endpoint in ROUTES.items()]
+        self.routes = [
+            (path, cast("Callable[[str], Response]", app.view_functions[endpoint]), rules[endpoint])
+            for path, endpoint in ROUTES.items()
+        ]
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         try:

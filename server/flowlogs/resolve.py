@@ -135,7 +135,7 @@ class Resolver:
         for address, answer in zip(new, self.answers([{"address": a} for a in new]), strict=True):
             if "holdings" in answer:
                 self.held[address] = self.holders(answer)
-                if len(answer["holdings"] or ()) >= CUT:
+                if isinstance(answer["holdings"], list) and len(answer["holdings"]) >= CUT:
                     self.cut.add(address)
             else:
                 self.refused[address] = str(answer.get("message", "refused"))
@@ -149,8 +149,13 @@ class Resolver:
 
     def holders(self, answer: dict[str, Any]) -> list[Holder]:
         """An answer's holdings; one the tool cannot read is left out, and counted (``malformed``)."""
+        found = answer.get("holdings")
+        if not isinstance(found, list):
+            if found is not None:
+                self.malformed["holdings that are not a list"] += 1
+            return []
         read = []
-        for holding in answer.get("holdings") or ():
+        for holding in found:
             try:
                 read.append(holder(holding))
             except ValueError as exc:
@@ -179,9 +184,10 @@ class Resolver:
             raise ServerError(f"{self.url} answered {response.status_code}: {response.text[:200].strip()}")
         try:
             answers = response.json()["answers"]
+            shaped = isinstance(answers, list) and all(isinstance(a, dict) for a in answers)
         except (ValueError, TypeError, KeyError):
-            raise ServerError(f"{self.url} answered what is not a bulk answer: {response.text[:200].strip()}") from None
-        if not isinstance(answers, list) or not all(isinstance(a, dict) for a in answers):
+            shaped = False
+        if not shaped:
             raise ServerError(f"{self.url} answered what is not a bulk answer: {response.text[:200].strip()}")
         if len(answers) != len(batch):
             raise ServerError(f"{self.url} answered {len(answers)} of {len(batch)} questions")

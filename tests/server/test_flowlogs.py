@@ -347,6 +347,7 @@ def test_holdings_the_tool_cannot_read_are_left_out_and_counted():
         "10.0.3.17": [good],
         "10.0.1.17": [{**good, "from": "yesterday"}, {"via": "instance", "to": None}],
         "198.51.100.7": None,
+        "203.0.113.12": 5,
         "2A05:D014:0:0:0:0:0:17": [{**good, "task_id": ["a", "list"], "service_name": "two words"}],
     }
 
@@ -359,13 +360,14 @@ def test_holdings_the_tool_cannot_read_are_left_out_and_counted():
     with responses.RequestsMock() as mocked:
         mocked.add_callback(responses.POST, "http://mapper/query/ip", callback=answered)
         lines, summary = annotate(made, SAMPLES / "default.log")
-        assert lines[0].endswith(f"{NOBODY} {TASK_A} - - -")  # 10.0.3.17, read
+        assert lines[0].endswith(f"{NOBODY} {TASK_A} - - -")  # from 198.51.100.7 (holdings null) to 10.0.3.17
         assert lines[3].endswith(f"{NOBODY} {TASK_A} - - -")  # from 10.0.1.17, whose holdings were unreadable
-        assert lines[0].endswith(f"{NOBODY} {TASK_A} - - -")  # no holdings at all (null) for 198.51.100.7
+        assert lines[4].endswith(f"{NOBODY} {NOBODY}")  # from 203.0.113.12 (holdings 5) to 10.0.1.17
         assert lines[6].endswith("['a',_'list'] - two_words - - - - -")  # odd values, one word each
         assert made.malformed == {
             "a holding whose interval is not made of times": 1,
             "a holding without its interval or how it was held": 1,
+            "holdings that are not a list": 1,
         }
         assert summary.records == 9
         for body in ("<html>502 Bad Gateway</html>", '{"answers": 5}', '{"answers": [5]}'):
